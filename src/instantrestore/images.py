@@ -1,0 +1,92 @@
+"""Image boundary: load, validate and convert between PIL, NumPy and model tensors.
+
+Inside the model images are float tensors [B, 3, H, W], RGB, in [-1, 1]. On disk they are
+any common format; EXIF orientation is applied on load so a phone photo is upright.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .files import IMAGE_SUFFIXES, atomic_path
+
+MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs rather than exhausting memory
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message says which file and why."""
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open an image file as RGB with EXIF orientation applied.
+
+    Raises ImageError for a missing file, a non-image file, or one above ``max_pixels``.
+    Grey and RGBA inputs are converted to RGB (alpha is composited on white).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"{path}: {im.width}x{im.height} is larger than the {max_pixels}-pixel limit")
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except UnidentifiedImageError as exc:
+        kinds = ", ".join(IMAGE_SUFFIXES)
+        raise ImageError(f"{path}: not an image file (expected one of {kinds})") from exc
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: cannot be read as an image ({exc})") from exc
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert("RGB")
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> float32 tensor [1, 3, H, W] in [-1, 1]."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> list[Image.Image]:
+    """Tensor [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> list of PIL RGB images."""
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in array]
+
+
+def check_image_tensor(tensor: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Validate a model-facing image tensor and return it as [B, 3, H, W].
+
+    Raises ValueError with the offending shape for anything but 3 channels, 3 or 4 dims,
+    a floating dtype, or non-finite values.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor or PIL image, got {type(tensor).__name__}")
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4:
+        raise ValueError(f"{name}: expected shape [B, 3, H, W], got {tuple(tensor.shape)}")
+    if tensor.shape[1] != 3:
+        raise ValueError(f"{name}: expected 3 (RGB) channels, got {tensor.shape[1]} in shape {tuple(tensor.shape)}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor in [-1, 1], got dtype {tensor.dtype}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return tensor
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> None:
+    """Save a PIL image atomically; the format follows the suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))

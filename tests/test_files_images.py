@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from instantrestore.files import atomic_write_text, ensure_not_input, list_images
+from instantrestore.images import ImageError, check_image_tensor, load_image, pil_to_tensor, tensor_to_pil
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif)
+    loaded = load_image(path)
+    assert loaded.size == (20, 40)
+
+
+def test_load_image_rejects_non_image_and_missing(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    with pytest.raises(ImageError, match="not an image"):
+        load_image(bad)
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_load_image_composites_alpha_and_grey(tmp_path):
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(tmp_path / "a.png")
+    Image.new("L", (8, 8), 7).save(tmp_path / "g.png")
+    assert np.asarray(load_image(tmp_path / "a.png")).min() == 255
+    assert load_image(tmp_path / "g.png").mode == "RGB"
+
+
+def test_tensor_round_trip_is_exact_for_uint8():
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    back = np.asarray(tensor_to_pil(pil_to_tensor(Image.fromarray(arr)))[0])
+    assert np.array_equal(arr, back)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 8, 8), (1, 1, 8, 8), (8, 8)])
+def test_check_image_tensor_rejects_bad_shapes(shape):
+    with pytest.raises(ValueError, match="expected"):
+        check_image_tensor(torch.zeros(shape))
+
+
+def test_atomic_write_and_input_guard(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    atomic_write_text(target, "hello")
+    assert target.read_text() == "hello"
+    assert [p.name for p in tmp_path.joinpath("sub").iterdir()] == ["out.txt"]
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        ensure_not_input(target, [tmp_path / "sub" / "out.txt"])
+    Image.new("RGB", (2, 2)).save(tmp_path / "b.png")
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.jpg")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]
