@@ -1,0 +1,162 @@
+"""Model configuration: frozen dataclasses read once at the top and passed down as values.
+
+Two backbones share one code path. ``sd-turbo`` is SD-Turbo's exact architecture (the
+SD 2.1-base UNet and VAE); ``tiny`` uses the same diffusers classes at a size that trains
+on a 2-core CPU (128 px images, VAE downsampling 4, attention at two decoder resolutions).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AttentionMode = Literal["refs_only", "concat"]
+
+# SD-Turbo = SD 2.1-base architecture. diffusers calls the per-block head count
+# "attention_head_dim" for this model family (5/10/20/20 heads of 64 channels).
+SD_TURBO_UNET: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "attention_head_dim": [5, 10, 20, 20],
+    "cross_attention_dim": 1024,
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+}
+SD_TURBO_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+
+TINY_UNET: dict[str, Any] = {
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    # Attention in the two high-resolution levels, as SD has it; decoder attention at 16x16 and 32x32.
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "attention_head_dim": [2, 4, 4],
+    "cross_attention_dim": 32,
+    "use_linear_projection": True,
+    "norm_num_groups": 8,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+}
+TINY_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": 128,
+    "scaling_factor": 1.0,
+}
+
+# SD-Turbo's noise schedule (its scheduler config); only alphas_cumprod is used.
+SD_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+}
+
+# img2img-turbo's LoRA target set: every attention projection, feed-forward and convolution.
+UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                     "conv", "conv1", "conv2", "conv_shortcut", "conv_in", "conv_out")
+VAE_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out")
+
+DEFAULT_PROMPT = "A high-quality photo of a person; professional, 8k"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a generator; stored as JSON beside its weights.
+
+    ``timestep`` is the inference (and reference-branch) timestep; training draws from
+    ``train_timesteps`` and adds noise there (paper appendix A), inference adds none.
+    """
+
+    backbone: str
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    schedule: dict[str, Any] = field(default_factory=lambda: dict(SD_SCHEDULE))
+    image_size: int = 512
+    timestep: int = 499
+    train_timesteps: tuple[int, ...] = (249, 499, 749)
+    unet_lora_rank: int = 32
+    vae_lora_rank: int = 32
+    unet_lora_targets: tuple[str, ...] = UNET_LORA_TARGETS
+    vae_lora_targets: tuple[str, ...] = VAE_LORA_TARGETS
+    attention_mode: AttentionMode = "refs_only"
+    adain: bool = True
+    adain_eps: float = 1e-5
+    prompt: str = DEFAULT_PROMPT
+    prompt_tokens: int = 77
+    base_model: str | None = None  # hub id or local diffusers directory of the base weights
+    base_vae: str | None = None  # optional separate VAE (hub id or directory)
+    reference_batch_size: int = 4  # references per UNet pass; bounds memory for many references
+    query_chunk_size: int | None = None  # split queries in shared attention to bound memory
+
+    def __post_init__(self) -> None:
+        if self.attention_mode not in ("refs_only", "concat"):
+            raise ValueError(f"attention_mode must be 'refs_only' or 'concat', got {self.attention_mode!r}")
+        n = self.schedule["num_train_timesteps"]
+        for t in (self.timestep, *self.train_timesteps):
+            if not 0 <= t < n:
+                raise ValueError(f"timestep {t} outside [0, {n})")
+        object.__setattr__(self, "train_timesteps", tuple(self.train_timesteps))
+        object.__setattr__(self, "unet_lora_targets", tuple(self.unet_lora_targets))
+        object.__setattr__(self, "vae_lora_targets", tuple(self.vae_lora_targets))
+
+    @property
+    def vae_scale(self) -> int:
+        """Pixels per latent cell."""
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def backbone_config(name: str, **overrides: Any) -> ModelConfig:
+    """The named backbone's configuration (``"sd-turbo"`` or ``"tiny"``), with overrides."""
+    if name == "sd-turbo":
+        base = ModelConfig(backbone="sd-turbo", unet=dict(SD_TURBO_UNET), vae=dict(SD_TURBO_VAE), image_size=512,
+                           base_model="stabilityai/sd-turbo")
+    elif name == "tiny":
+        base = ModelConfig(backbone="tiny", unet=dict(TINY_UNET), vae=dict(TINY_VAE), image_size=128,
+                           unet_lora_rank=8, vae_lora_rank=4, prompt_tokens=4)
+    else:
+        raise ValueError(f"unknown backbone {name!r}; choose 'sd-turbo' or 'tiny'")
+    return base.replace(**overrides) if overrides else base

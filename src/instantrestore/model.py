@@ -1,0 +1,469 @@
+"""The one-step InstantRestore generator (paper sec. 3.2-3.3, appendix A).
+
+forward reads as the method: VAE-encode the degraded image, one UNet step at a fixed
+timestep whose decoder self-attention reads the references' keys/values, x0 from the
+scheduler's one-step formula, VAE-decode. The reference branch is the same UNet and VAE
+with the LoRA adapters switched off, so no second copy of the weights is held.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from peft import LoraConfig
+from PIL import Image
+from torch import nn
+
+from .attention import CapturedAttention, SharedAttention, install_shared_attention
+from .cache import ReferenceCache
+from .checkpoint import (ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, save_tensors, write_config)
+from .config import ModelConfig, backbone_config
+from .images import check_image_tensor, load_image, pil_to_tensor, tensor_to_pil
+
+ADAPTER = "default"
+SD_TURBO_INJECTED_LAYERS = 9
+ImageLike = Image.Image | torch.Tensor | str | os.PathLike
+
+
+@dataclass
+class GeneratorOutput:
+    """image: [B, 3, H, W] in [-1, 1]; attention: captured layers only (see CapturedAttention)."""
+
+    image: torch.Tensor
+    attention: dict[str, CapturedAttention] = field(default_factory=dict)
+
+
+def _lora_target_names(module: nn.Module, suffixes: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+    """Full names of the Linear/Conv2d modules whose name ends with one of ``suffixes``."""
+    return [name for name, sub in module.named_modules()
+            if isinstance(sub, (nn.Linear, nn.Conv2d)) and name not in exclude
+            and any(name == s or name.endswith("." + s) for s in suffixes)]
+
+
+def _is_adapter_param(name: str) -> bool:
+    return "lora_" in name or "modules_to_save" in name
+
+
+def _base_name(name: str) -> str:
+    # peft wraps adapted layers; strip the wrappers to get diffusers' own parameter names.
+    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
+
+
+@contextlib.contextmanager
+def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
+    """Run the base weights: switch every peft adapter layer (LoRA and the trainable conv copy) off.
+
+    peft's switch also flips requires_grad on adapter weights; the flags are restored after.
+    """
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    layers = [sub for m in modules for sub in m.modules() if hasattr(sub, "enable_adapters") and sub is not m]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def encode_prompt(base_model: str, prompt: str, trust_pickle: bool = False) -> torch.Tensor:
+    """Embed the fixed prompt once with the base model's CLIP text encoder: [1, 77, D]."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
+    encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", use_safetensors=not trust_pickle)
+    tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt")
+    with torch.no_grad():
+        return encoder(tokens.input_ids)[0].float()
+
+
+class InstantRestore(nn.Module):
+    """Single-step personalised face restoration with shared-image attention."""
+
+    def __init__(self, config: ModelConfig, unet: UNet2DConditionModel, vae: AutoencoderKL, prompt_embeds: torch.Tensor):
+        super().__init__()
+        self.config = config
+        self.unet = unet.requires_grad_(False)
+        self.vae = vae.requires_grad_(False)
+        self.register_buffer("prompt_embeds", prompt_embeds.detach().clone())
+        alphas = DDPMScheduler.from_config(config.schedule).alphas_cumprod
+        self.register_buffer("alphas_cumprod", alphas.float(), persistent=False)
+        self._add_adapters()
+        expected = SD_TURBO_INJECTED_LAYERS if config.backbone == "sd-turbo" else None
+        self.injected_layers: list[str] = install_shared_attention(self.unet, expected=expected)
+        self._fingerprint: tuple[tuple, str] | None = None
+
+    # ------------------------------------------------------------------ construction
+    def _add_adapters(self) -> None:
+        cfg = self.config
+        unet_targets = _lora_target_names(self.unet, cfg.unet_lora_targets)
+        # The VAE encoder's first convolution trains in full (as in img2img-turbo), not through LoRA.
+        vae_targets = _lora_target_names(self.vae, cfg.vae_lora_targets, exclude=("encoder.conv_in",))
+        self.unet.add_adapter(LoraConfig(r=cfg.unet_lora_rank, lora_alpha=cfg.unet_lora_rank,
+                                         init_lora_weights="gaussian", target_modules=unet_targets), ADAPTER)
+        self.vae.add_adapter(LoraConfig(r=cfg.vae_lora_rank, lora_alpha=cfg.vae_lora_rank, init_lora_weights="gaussian",
+                                        target_modules=vae_targets, modules_to_save=["encoder.conv_in"]), ADAPTER)
+
+    @classmethod
+    def from_config(cls, config: str | ModelConfig = "tiny", seed: int = 0, **overrides) -> "InstantRestore":
+        """Random weights of a named backbone (``"tiny"`` or ``"sd-turbo"``) or a ModelConfig; no download.
+
+        The same seed gives the same weights; the caller's global RNG state is left untouched.
+        """
+        cfg = backbone_config(config, **overrides) if isinstance(config, str) else config.replace(**overrides)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet = UNet2DConditionModel(**cfg.unet)
+            vae = AutoencoderKL(**cfg.vae)
+            prompt = torch.randn(1, cfg.prompt_tokens, cfg.unet["cross_attention_dim"]) * 0.5
+            return cls(cfg, unet, vae, prompt)
+
+    @classmethod
+    def from_base(cls, base_model: str, vae: str | None = None, prompt: str | None = None,
+                  trust_pickle: bool = False, **overrides) -> "InstantRestore":
+        """Fresh adapters over pretrained base weights (a hub id such as ``stabilityai/sd-turbo``
+        or a local diffusers directory), optionally with a separate VAE."""
+        safetensors_only = not trust_pickle
+        unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=safetensors_only)
+        if vae is None:
+            vae_model = AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=safetensors_only)
+        else:
+            sub = "vae" if (Path(vae) / "vae").is_dir() else None
+            vae_model = AutoencoderKL.from_pretrained(vae, subfolder=sub, use_safetensors=safetensors_only)
+        clean = lambda c: {k: v for k, v in dict(c).items() if not k.startswith("_")}  # noqa: E731
+        reference = backbone_config("sd-turbo")
+        unet_cfg, vae_cfg = clean(unet.config), clean(vae_model.config)
+        same_arch = all(unet_cfg.get(k) == v or (isinstance(v, list) and list(unet_cfg.get(k) or []) == v)
+                        for k, v in reference.unet.items() if k != "sample_size")
+        cfg = reference.replace(backbone="sd-turbo" if same_arch else "custom", unet=unet_cfg, vae=vae_cfg,
+                                base_model=str(base_model), base_vae=None if vae is None else str(vae))
+        if prompt is not None:
+            cfg = cfg.replace(prompt=prompt)
+        cfg = cfg.replace(**overrides)
+        embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle)
+        return cls(cfg, unet, vae_model, embeds)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, trust_pickle: bool = False, base_model: str | None = None,
+                        device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "InstantRestore":
+        """Load a checkpoint written by :meth:`save_pretrained` (or, for a diffusers base model
+        directory / hub id, start fresh adapters on it with :meth:`from_base`).
+
+        ``base_model`` overrides where a checkpoint without bundled base weights finds them.
+        """
+        path = Path(path)
+        config_dict = read_config(path) if path.is_dir() else None
+        if config_dict is None:
+            if path.is_file():
+                raise ValueError(f"{path}: expected a checkpoint directory (config.json + *.safetensors)")
+            model = cls.from_base(str(path), trust_pickle=trust_pickle)
+        else:
+            cfg = ModelConfig.from_dict(config_dict)
+            if base_model is not None:
+                cfg = cfg.replace(base_model=base_model)
+            if (path / BASE_NAME).is_file():
+                model = cls.from_config(cfg)
+                model.load_base_state(load_tensors(path / BASE_NAME))
+            elif cfg.base_model is not None:
+                base = cls.from_base(cfg.base_model, vae=cfg.base_vae, trust_pickle=trust_pickle)
+                model = cls(cfg, base.unet, base.vae, base.prompt_embeds)
+            else:
+                raise FileNotFoundError(f"{path}: no {BASE_NAME} and no base_model in its config")
+            model.load_adapter_state(load_tensors(path / ADAPTERS_NAME, trust_pickle=trust_pickle))
+        return model.to(device=device, dtype=dtype).eval()
+
+    # ------------------------------------------------------------------ state
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained tensors: LoRA weights, the VAE encoder's first conv, and the prompt embedding."""
+        state = {f"{prefix}.{n}": p for prefix, module in (("unet", self.unet), ("vae", self.vae))
+                 for n, p in module.named_parameters() if _is_adapter_param(n)}
+        state["prompt_embeds"] = self.prompt_embeds
+        return state
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        """Base UNet/VAE weights under diffusers' own names (prefixed ``unet.``/``vae.``)."""
+        state = {f"{prefix}.{_base_name(n)}": t for prefix, module in (("unet", self.unet), ("vae", self.vae))
+                 for n, t in module.state_dict().items() if not _is_adapter_param(n)}
+        state["prompt_embeds"] = self.prompt_embeds
+        return state
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.adapter_state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"adapter checkpoint does not fit this model: {len(missing)} missing "
+                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        with torch.no_grad():
+            for name, tensor in state.items():
+                if own[name].shape != tensor.shape:
+                    raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(own[name].shape)}")
+                own[name].copy_(tensor)
+
+    def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
+        targets = {}
+        for prefix, module in (("unet", self.unet), ("vae", self.vae)):
+            for n, t in module.state_dict(keep_vars=True).items():
+                if not _is_adapter_param(n):
+                    targets[f"{prefix}.{_base_name(n)}"] = t
+        # The trainable conv copy starts from the base conv, as peft initialises it.
+        copies = {f"vae.{n}": p for n, p in self.vae.named_parameters() if "modules_to_save" in n}
+        targets["prompt_embeds"] = self.prompt_embeds
+        missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise ValueError(f"base checkpoint does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
+                             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        with torch.no_grad():
+            for name, tensor in state.items():
+                targets[name].copy_(tensor)
+            for name, param in copies.items():
+                param.copy_(state[name.replace(f".modules_to_save.{ADAPTER}.", ".")])
+
+    def save_pretrained(self, directory: str | os.PathLike, include_base: bool | None = None) -> None:
+        """Write config.json + adapters.safetensors (+ base.safetensors when the base weights
+        cannot be fetched from ``config.base_model``, e.g. the tiny backbone)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if include_base is None:
+            include_base = self.config.base_model is None
+        save_tensors(self.adapter_state_dict(), directory / ADAPTERS_NAME, metadata={"format": "instantrestore/1"})
+        if include_base:
+            save_tensors(self.base_state_dict(), directory / BASE_NAME, metadata={"format": "instantrestore/1"})
+        write_config(directory, self.config.to_json())
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that receive gradients: the LoRA adapters and the VAE encoder's first conv."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @property
+    def device(self) -> torch.device:
+        return self.prompt_embeds.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.prompt_embeds.dtype
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.vae["latent_channels"]
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (VAE and UNet downsampling)."""
+        return self.config.vae_scale * 2 ** (len(self.config.unet["down_block_types"]) - 1)
+
+    def weights_fingerprint(self) -> str:
+        """Fingerprint of the weights the reference branch runs (base UNet and VAE, adapters off).
+
+        Adapters never run in the reference branch, so a cache stays valid across LoRA checkpoints
+        that share base weights. Recomputed only when a base tensor was modified in place.
+        """
+        params = [p for module in (self.unet, self.vae) for n, p in module.named_parameters()
+                  if not _is_adapter_param(n)]
+        key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params[:4])
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            digest = hashlib.sha256(self.config.backbone.encode())
+            with torch.no_grad():
+                sums = torch.stack([torch.stack([p.sum(), torch.linalg.vector_norm(p)]) for p in params]).double()
+            digest.update(sums.cpu().numpy().tobytes())
+            self._fingerprint = (key, digest.hexdigest()[:16])
+        return self._fingerprint[1]
+
+    # ------------------------------------------------------------------ the method
+    def _timesteps(self, timesteps: torch.Tensor | int | None, batch: int) -> torch.Tensor:
+        if timesteps is None:
+            timesteps = self.config.timestep
+        if isinstance(timesteps, int):
+            return torch.full((batch,), timesteps, dtype=torch.long, device=self.device)
+        timesteps = timesteps.to(self.device, torch.long).reshape(-1)
+        if timesteps.numel() == 1:
+            timesteps = timesteps.expand(batch)
+        if timesteps.numel() != batch:
+            raise ValueError(f"timesteps: expected {batch} values (one per image), got {timesteps.numel()}")
+        return timesteps
+
+    def _alpha(self, timesteps: torch.Tensor) -> torch.Tensor:
+        return self.alphas_cumprod.to(self.dtype)[timesteps].view(-1, 1, 1, 1)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        # The posterior mean: deterministic, as a restoration needs.
+        return self.vae.encode(images).latent_dist.mode() * self.config.vae["scaling_factor"]
+
+    def _unet(self, latents: torch.Tensor, timesteps: torch.Tensor, shared: SharedAttention) -> torch.Tensor:
+        prompt = self.prompt_embeds.expand(latents.shape[0], -1, -1)
+        return self.unet(latents, timesteps, encoder_hidden_states=prompt,
+                         cross_attention_kwargs={"shared": shared}).sample
+
+    def _check_size(self, images: torch.Tensor, name: str) -> None:
+        h, w = images.shape[-2:]
+        m = self.size_multiple
+        if h % m or w % m:
+            raise ValueError(f"{name}: size {h}x{w} is not a multiple of {m} (the {self.config.backbone} "
+                             f"backbone's downsampling); resize or pad to e.g. {self.config.image_size}x{self.config.image_size}")
+
+    @torch.no_grad()
+    def _reference_keys_values(self, refs: torch.Tensor, timesteps: torch.Tensor
+                               ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[int, int]]:
+        """Run the frozen branch on noise-free reference latents; return layer -> (K, V) [M, L, C]."""
+        chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.injected_layers}
+        step = max(1, self.config.reference_batch_size)
+        with adapters_disabled(self.unet, self.vae):
+            for start in range(0, refs.shape[0], step):
+                t = timesteps[start:start + step]
+                latents = self._encode(refs[start:start + step]) * self._alpha(t).sqrt()
+                shared = SharedAttention(record={})
+                self._unet(latents, t, shared)
+                for name in self.injected_layers:
+                    chunks[name].append(shared.record[name])
+        kv = {name: (torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])) for name, parts in chunks.items()}
+        return kv, (latents.shape[-2], latents.shape[-1])
+
+    def encode_references(self, references: Sequence[ImageLike] | torch.Tensor) -> ReferenceCache:
+        """Encode a reference set once: PIL images / paths (resized to the model's size) or a
+        tensor [N, 3, H, W] in [-1, 1]. Returns a :class:`ReferenceCache` for :meth:`restore`."""
+        refs = self._as_batch(references, "references")
+        if refs.shape[0] == 0:
+            raise ValueError("references: the list is empty; give at least one reference image, "
+                             "or pass references=None for blind restoration")
+        self._check_size(refs, "references")
+        t = self._timesteps(None, refs.shape[0])
+        kv, latent_hw = self._reference_keys_values(refs, t)
+        return ReferenceCache(keys={n: k.detach() for n, (k, _) in kv.items()},
+                              values={n: v.detach() for n, (_, v) in kv.items()},
+                              backbone=self.config.backbone, weights_fingerprint=self.weights_fingerprint(),
+                              timestep=self.config.timestep, latent_hw=latent_hw, image_hw=tuple(refs.shape[-2:]))
+
+    def _check_cache(self, cache: ReferenceCache, timesteps: torch.Tensor) -> None:
+        if cache.backbone != self.config.backbone or cache.weights_fingerprint != self.weights_fingerprint():
+            raise ValueError(f"reference cache was made by another model ({cache.backbone}, weights "
+                             f"{cache.weights_fingerprint}) than this one ({self.config.backbone}, weights "
+                             f"{self.weights_fingerprint()}); encode the references again with this model")
+        if bool((timesteps != cache.timestep).any()):
+            raise ValueError(f"reference cache was encoded at timestep {cache.timestep}, but the generator runs at "
+                             f"{timesteps.unique().tolist()}; the reference branch must use the generator's timestep")
+        if sorted(cache.layers) != sorted(self.injected_layers):
+            raise ValueError("reference cache layers do not match this model's injected layers")
+
+    def forward(self, lq: torch.Tensor, references: ReferenceCache | torch.Tensor | None = None,
+                ref_mask: torch.Tensor | None = None, timesteps: torch.Tensor | int | None = None,
+                noise: torch.Tensor | None = None, capture: Sequence[str] = (),
+                attention_mode: str | None = None, adain: bool | None = None) -> GeneratorOutput:
+        """One generator step.
+
+        lq: [B, 3, H, W] in [-1, 1]. references: a ReferenceCache or tensor [N, 3, H, W] shared by the
+        batch, a per-sample tensor [B, N, 3, H, W] (with ``ref_mask`` [B, N], True = real), or None
+        (blind). timesteps: [B] (default ``config.timestep``); noise: latent noise added at those
+        timesteps (training), None for the noise-free inference path. capture: injected layer names
+        whose attention probabilities are returned.
+        """
+        lq = check_image_tensor(lq, "lq").to(self.device, self.dtype)
+        self._check_size(lq, "lq")
+        batch = lq.shape[0]
+        t = self._timesteps(timesteps, batch)
+        unknown = set(capture) - set(self.injected_layers)
+        if unknown:
+            raise ValueError(f"capture: {sorted(unknown)} are not injected layers; choose from {self.injected_layers}")
+
+        shared = SharedAttention(mode=attention_mode or self.config.attention_mode,
+                                 adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
+                                 capture=frozenset(capture), query_chunk_size=self.config.query_chunk_size)
+        if isinstance(references, torch.Tensor) and references.ndim == 4:
+            references = self.encode_references(references) if references.shape[0] else None
+        if isinstance(references, ReferenceCache):
+            self._check_cache(references, t)
+            references = references.to(self.device, self.dtype)
+            shared.references, shared.ref_latent_hw = references.as_batch(), tuple(references.latent_hw)
+        elif isinstance(references, torch.Tensor):
+            shared.references, shared.ref_mask, shared.ref_latent_hw = self._per_sample_references(references, ref_mask, t)
+        elif references is not None:
+            raise TypeError(f"references: expected a ReferenceCache, a tensor or None, got {type(references).__name__}")
+
+        latents = self._encode(lq)
+        shared.latent_hw = (latents.shape[-2], latents.shape[-1])
+        alpha = self._alpha(t)
+        if noise is not None:
+            latents = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+        else:
+            latents = alpha.sqrt() * latents  # the forward process with zero noise
+        eps = self._unet(latents, t, shared)
+        x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+        image = self.vae.decode(x0 / self.config.vae["scaling_factor"]).sample.clamp(-1, 1)
+        return GeneratorOutput(image=image, attention=shared.captured)
+
+    def _per_sample_references(self, refs: torch.Tensor, ref_mask: torch.Tensor | None, t: torch.Tensor):
+        if refs.ndim != 5 or refs.shape[2] != 3:
+            raise ValueError(f"references: expected [B, N, 3, H, W], got {tuple(refs.shape)}")
+        batch, n = refs.shape[:2]
+        if batch != t.shape[0]:
+            raise ValueError(f"references: batch {batch} does not match lq batch {t.shape[0]}")
+        mask = torch.ones(batch, n, dtype=torch.bool, device=self.device) if ref_mask is None else ref_mask.to(self.device, torch.bool)
+        if mask.shape != (batch, n):
+            raise ValueError(f"ref_mask: expected shape {(batch, n)}, got {tuple(mask.shape)}")
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("ref_mask: every sample needs at least one real reference")
+        flat = check_image_tensor(refs.reshape(batch * n, *refs.shape[2:]), "references").to(self.device, self.dtype)
+        self._check_size(flat, "references")
+        valid = mask.reshape(-1)
+        kv, latent_hw = self._reference_keys_values(flat[valid], t.repeat_interleave(n)[valid])
+        out = {}
+        for name, (k, v) in kv.items():
+            # Padding slots hold zeros; the mask keeps queries from attending to them.
+            full_k = k.new_zeros(batch * n, *k.shape[1:])
+            full_v = v.new_zeros(batch * n, *v.shape[1:])
+            full_k[valid], full_v[valid] = k, v
+            out[name] = (full_k.view(batch, n, *k.shape[1:]), full_v.view(batch, n, *v.shape[1:]))
+        return out, mask, latent_hw
+
+    # ------------------------------------------------------------------ convenience
+    def _as_batch(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, name: str) -> torch.Tensor:
+        """PIL images / paths (resized to the model's square size) or a tensor -> [B, 3, H, W]."""
+        if isinstance(images, torch.Tensor):
+            return check_image_tensor(images, name).to(self.device, self.dtype)
+        if isinstance(images, (Image.Image, str, os.PathLike)):
+            images = [images]
+        tensors = []
+        size = self.config.image_size
+        for item in images:
+            image = item if isinstance(item, Image.Image) else load_image(item)
+            if image.width != image.height:
+                raise ValueError(f"{name}: expected an aligned square face crop, got {image.width}x{image.height}; "
+                                 "run `instantrestore align` on full photos first")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.LANCZOS)
+            tensors.append(pil_to_tensor(image))
+        if not tensors:
+            return torch.zeros(0, 3, size, size, device=self.device, dtype=self.dtype)
+        return torch.cat(tensors).to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def restore(self, lq: ImageLike | Sequence[ImageLike] | torch.Tensor,
+                references: ReferenceCache | Sequence[ImageLike] | torch.Tensor | None = None
+                ) -> torch.Tensor | Image.Image | list[Image.Image]:
+        """Restore aligned face crop(s) in one pass. Tensors in -> tensor [B, 3, H, W] out; a PIL
+        image / path in -> a PIL image out (lists give lists). ``references``: a cache, reference
+        images, or None for blind restoration (an empty list is an error)."""
+        as_tensor = isinstance(lq, torch.Tensor)
+        single = isinstance(lq, (Image.Image, str, os.PathLike))
+        batch = self._as_batch(lq, "lq")
+        if batch.shape[0] == 0:
+            raise ValueError("lq: no image given")
+        if references is not None and not isinstance(references, ReferenceCache):
+            references = self.encode_references(references)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(batch, references=references).image
+        finally:
+            self.train(was_training)
+        if as_tensor:
+            return out
+        images = tensor_to_pil(out)
+        return images[0] if single else images
