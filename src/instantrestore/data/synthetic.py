@@ -396,7 +396,7 @@ def _draw_brow(img, pts: np.ndarray, thick: float, color) -> None:
     """Brow band around the outer->inner centre line, thicker at the inner end."""
     t = np.linspace(0, 1, len(pts))
     half = thick / 2 * (0.45 + 0.55 * t)[:, None]
-    d = np.gradient(pts, axis=0)
+    d = np.concatenate([pts[1:2] - pts[:1], pts[2:] - pts[:-2], pts[-1:] - pts[-2:-1]])
     n = np.stack([-d[:, 1], d[:, 0]], 1) / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
     R.fill_poly(img, np.concatenate([pts + n * half, (pts - n * half)[::-1]]), color)
 
@@ -423,3 +423,12 @@ def _light(img: np.ndarray, ph: dict, size: int) -> np.ndarray:
     gains = (ph["gain"] * ph["cast"]).astype(np.float32)
     out = img.astype(np.float32) * ramp[..., None] * gains[None, None, :]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def __getattr__(name: str):
+    # The torch Dataset lives in datasets.py (it shares the item format); re-exported lazily
+    # so the renderer imports without torch and without a circular import.
+    if name == "SyntheticIdentityDataset":
+        from .datasets import SyntheticIdentityDataset
+        return SyntheticIdentityDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
