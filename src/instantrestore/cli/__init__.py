@@ -10,6 +10,7 @@ import importlib
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "instantrestore.cli.data",
 )
 
 

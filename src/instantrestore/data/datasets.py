@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from ..degradations import DegradationPreset, get_preset, random_degrade
 from ..files import atomic_write_text, list_images
-from ..images import ImageError, load_image
+from ..images import ImageError, load_image, save_image
 from . import synthetic
 
 log = logging.getLogger(__name__)
@@ -320,8 +320,35 @@ class SyntheticIdentityDataset(Dataset):
                          self.refs_max, self.num_points, synthetic_identity_name(self.seed, ident_idx), index)
 
 
+def write_synthetic_identity_folders(out: str | os.PathLike, seed: int, identities: int, images_per_identity: int,
+                                    size: int = 128, overwrite: bool = False, progress: bool = True) -> tuple[int, int]:
+    """Render synthetic identities to ``out/<synth{seed}_{i:05d}>/{j:03d}.png`` + ``{j:03d}.json`` landmarks.
+
+    Existing images are kept unless ``overwrite`` (so an interrupted run resumes). Returns
+    (written, skipped) image counts.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    written = skipped = 0
+    for i in tqdm(range(identities), desc="synth", unit="identity", disable=not progress):
+        ident = synthetic.sample_identity(seed, i)
+        folder = out / synthetic_identity_name(seed, i)
+        for j in range(images_per_identity):
+            path = folder / f"{j:03d}.png"
+            if path.exists() and landmarks_path(path).exists() and not overwrite:
+                skipped += 1
+                continue
+            shot = synthetic.render(ident, j, size)
+            write_landmarks(landmarks_path(path), shot.landmarks, size, size)
+            save_image(Image.fromarray(shot.image), path)
+            written += 1
+    return written, skipped
+
+
 __all__ = [
     "IdentityRecord", "IdentityFolderDataset", "SyntheticIdentityDataset", "ImageError", "identity_images",
     "landmarks_path", "load_square", "make_item", "pad_landmarks", "read_landmarks", "sample_references",
     "scan_identity_folders", "square_landmarks", "synthetic_identity_name", "to_tensor", "write_landmarks",
+    "write_synthetic_identity_folders",
 ]
