@@ -135,7 +135,7 @@ def sample_identity(seed: int, identity: int) -> Identity:
         hair_color=hair, bald=bool(rng.random() < 0.06), hair_volume=u(0.01, 0.07),
         hair_length=u(-0.06, 0.40), hairline=u(0.07, 0.16), hairline_flat=u(2.0, 7.0), parting=u(-0.6, 0.6),
         eye_y=u(0.43, 0.47), eye_spacing=u(0.19, 0.24), eye_width=u(0.075, 0.095), eye_height=u(0.036, 0.046),
-        eye_tilt=u(-0.12, 0.22), iris_ratio=u(0.58, 0.68),
+        eye_tilt=u(-0.12, 0.22), iris_ratio=u(0.85, 1.0),
         iris_colors=(_rgb(rng, IRIS_PALETTE[first], 8), _rgb(rng, IRIS_PALETTE[second], 8)),
         brow_color=tuple(int(c * 0.8) for c in hair) if rng.random() < 0.8 else _rgb(rng, (60, 45, 35), 10),
         brow_height=u(0.045, 0.065), brow_thickness=u(0.008, 0.02), brow_arch=u(0.0, 0.02),
