@@ -84,8 +84,6 @@ def test_high_frequency_energy_falls_with_downsampling_factor():
     img = _texture()
     energies = [_hf_energy(degrade(img, DegradationParams(scale=r))) for r in (1, 2, 4, 8)]
     assert all(a > b for a, b in zip(energies, energies[1:])), energies
-    # every stage off: only the (near-lossless) JPEG at q=100 is left
-    assert np.abs(degrade(img, DegradationParams(scale=1)).astype(int) - img).mean() < 3
 
 
 def test_noise_has_the_requested_std():
