@@ -71,7 +71,7 @@ class Identity:
     eye_width: float
     eye_height: float
     eye_tilt: float
-    iris_ratio: float        # iris radius / eye height
+    iris_ratio: float        # iris diameter / eye height (the lids clip the rest)
     iris_colors: tuple[tuple[int, int, int], tuple[int, int, int]]  # eye of landmarks 36-41, then 42-47
     brow_color: tuple[int, int, int]
     brow_height: float
