@@ -167,3 +167,14 @@ def test_make_test_set_is_reproducible_and_resumable(layouts, tmp_path, capsys):
     # a test-layout folder reads back as an identity dataset (gt + conditioning)
     ds = IdentityFolderDataset(out_a, size=SIZE)
     assert {r.name for r in ds.identities} == {"alice", "bob", "carol"}
+
+
+def test_real_celebref_examples_read_as_identities(realfaces_dir, tmp_path):
+    root = realfaces_dir / "celebref"
+    ds = IdentityFolderDataset(root, size=64, refs_max=4, preset="paper", seed=0)
+    assert len(ds.identities) == 8 and all(len(r.images) >= 7 for r in ds.identities)
+    assert not any(p.name.startswith("degraded") for r in ds.identities for p in r.images)
+    item = ds[0]
+    assert item["hq"].shape == (3, 64, 64) and 1 <= int(item["ref_mask"].sum()) <= 4
+    report = make_test_set(root, tmp_path / "t", preset="sr8", seed=0, refs=2, size=64, progress=False)
+    assert report.written == 8

@@ -4,6 +4,8 @@ Folder layouts read by ``scan_identity_folders`` (one sub-folder per identity):
   root/<identity>/*.{png,jpg,...}                       plain identity folders
   root/<identity>/cropped_images/*                      official InstantRestore training layout
   root/<identity>/{degraded.png, gt.png, conditioning/*} test layout (gt + conditioning are used)
+  root/<identity>/references/*                          DMDNet/CelebRef-HQ examples (a degraded_* photo
+                                                        beside it has no clean version and is ignored)
 Optional landmarks live in a side file next to each image: ``<stem>.json`` holding
 ``{"landmarks": [[x, y], ...], "width": W, "height": H, "num_ibug": 68}`` (pixel coordinates).
 
@@ -76,8 +78,9 @@ class IdentityRecord:
 
 def identity_images(folder: Path) -> list[Path]:
     """The images of one identity folder in whichever layout it uses (see module docs)."""
-    if (folder / "cropped_images").is_dir():
-        return list_images(folder / "cropped_images")
+    for sub in ("cropped_images", "references"):
+        if (folder / sub).is_dir():
+            return list_images(folder / sub)
     if (folder / "gt.png").is_file():
         cond = folder / "conditioning"
         return [folder / "gt.png"] + (list_images(cond) if cond.is_dir() else [])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from . import _raster as R
@@ -180,7 +181,6 @@ def _sample_marks(rng: np.random.Generator, p: dict) -> tuple[Mark, ...]:
 
 def _inside_margin(outline: np.ndarray, x: float, y: float) -> float:
     """Signed distance from (x, y) to the polygon edge, positive inside."""
-    import cv2
     return cv2.pointPolygonTest(outline.astype(np.float32).reshape(-1, 1, 2), (float(x), float(y)), True)
 
 
