@@ -120,6 +120,8 @@ def test_folder_dataset_landmarks_side_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="2.png"):
         IdentityFolderDataset(root, size=SIZE, landmarks="require")
     assert IdentityFolderDataset(root, size=SIZE, landmarks="none")[0]["landmarks_hq"].shape == (0, 2)
+    fixed = IdentityFolderDataset(root, size=SIZE, num_points=75)[0]
+    assert fixed["landmarks_hq"].shape == (75, 2) and torch.isnan(fixed["landmarks_hq"][3:]).all()
 
 
 def test_synthetic_dataset_items():

@@ -173,3 +173,7 @@ def test_degrade_cli_on_folder_is_seeded_and_never_overwrites_input(tmp_path):
     (a / "1.png").write_bytes(b"keep")
     assert main(["degrade", str(tmp_path / "in"), str(tmp_path / "a"), "--seed", "3"]) == 0
     assert (a / "1.png").read_bytes() == b"keep"
+    # two inputs that would land on the same output are refused rather than silently merged
+    Image.fromarray(_texture(64)).save(src / "1.png")
+    assert main(["degrade", str(tmp_path / "in"), str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c").exists()

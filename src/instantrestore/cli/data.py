@@ -98,6 +98,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         jobs = [(p, dst / p.relative_to(src).with_suffix(".png")) for p in list_images(src, recursive=True)]
         if not jobs:
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {src}")
+        clash = sorted({str(o) for _, o in jobs if sum(o == other for _, other in jobs) > 1})
+        if clash:
+            raise ValueError(f"{len(clash)} output(s) would come from two inputs that differ only in suffix: {clash[:3]}")
         base = src
     elif src.is_file():
         out = dst if dst.suffix.lower() in IMAGE_SUFFIXES else dst / f"{src.stem}.png"

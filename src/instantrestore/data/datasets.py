@@ -231,11 +231,14 @@ class IdentityFolderDataset(Dataset):
     root: any layout of ``scan_identity_folders``; size: output side (centre-crop + resize);
     preset: degradation preset name or ``DegradationPreset``; landmarks: "auto" (side files where
     present, NaN elsewhere; P = 0 when no side file exists), "none" (P = 0) or "require".
+    ``num_points`` fixes P (rows are NaN-padded or cut), e.g. 68 + MAX_MARKS to match
+    ``SyntheticIdentityDataset``; by default P is the longest side file found.
     ``epoch`` changes every draw; item i depends only on (seed, epoch, i).
     """
 
     def __init__(self, root: str | os.PathLike, size: int = 512, refs_max: int = 4, preset: str | DegradationPreset = "paper",
-                 seed: int = 0, landmarks: str = "auto", refs_min: int = 1, epoch: int = 0, verify: bool = True):
+                 seed: int = 0, landmarks: str = "auto", refs_min: int = 1, epoch: int = 0, verify: bool = True,
+                 num_points: int | None = None):
         _check_refs(refs_min, refs_max)
         if landmarks not in ("auto", "none", "require"):
             raise ValueError(f"landmarks must be 'auto', 'none' or 'require', got {landmarks!r}")
@@ -252,7 +255,8 @@ class IdentityFolderDataset(Dataset):
                         raise FileNotFoundError(f"{path}: no landmarks side file {landmarks_path(path).name}")
                     if found is not None:
                         self._landmarks[path] = found
-        self.num_points = max((len(v[0]) for v in self._landmarks.values()), default=0)
+        found = max((len(v[0]) for v in self._landmarks.values()), default=0)
+        self.num_points = found if num_points is None else int(num_points)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw different references and degradations (re-create workers for it to take effect)."""
