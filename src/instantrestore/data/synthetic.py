@@ -114,7 +114,9 @@ class SyntheticImage:
 
 
 def _rgb(rng: np.random.Generator, base, jitter: float) -> tuple[int, int, int]:
-    return tuple(int(np.clip(c + rng.normal(0, jitter), 0, 255)) for c in base)
+    # mostly brightness jitter: independent per-channel jitter would tint grey hair green
+    shift = rng.normal(0, jitter) + rng.normal(0, jitter * 0.3, size=3)
+    return tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(base, shift))
 
 
 # ------------------------------------------------------------------ identity sampling
