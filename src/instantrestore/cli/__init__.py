@@ -11,6 +11,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.restore",
+    "instantrestore.cli.data",
 )
 
 

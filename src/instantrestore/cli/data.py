@@ -1,0 +1,158 @@
+"""Data commands: ``degrade`` (eq. 9 on a file or folder), ``synth`` (synthetic identities) and
+``make-testset`` (a fixed test set from identity folders). Thin layer over the library."""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from ..degradations import PRESETS, DegradationPreset, get_preset, random_degrade
+from ..files import IMAGE_SUFFIXES, ensure_not_input, list_images
+from ..images import ImageError, load_image, save_image
+
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "degrade", formatter_class=_FMT,
+        help="degrade an image or a folder with eq. 9 (blur, downsample, noise, JPEG, upsample)",
+        description="Degrade IN (an image, or a folder searched recursively) into OUT as PNG. Each file's "
+                    "degradation is seeded by --seed and its relative path, so results do not depend on order "
+                    "and an interrupted run resumes. Landmark side files (<stem>.json) are copied along.")
+    p.add_argument("input", metavar="IN", help="image file or folder of images")
+    p.add_argument("output", metavar="OUT", help="output image file (for a file IN) or folder")
+    _preset_args(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the degradation draws")
+    p.add_argument("--overwrite", action="store_true", help="re-write outputs that already exist")
+    p.set_defaults(func=cmd_degrade)
+
+    p = subparsers.add_parser(
+        "synth", formatter_class=_FMT,
+        help="render procedural synthetic identities (identity folders with landmarks, or a test set)",
+        description="Render N synthetic people x M photos each into OUT/<identity>/<j>.png with a landmarks "
+                    "JSON per image (68 iBUG points, then the identity's marks). With --test-layout, write "
+                    "OUT/<identity>/{gt,degraded}.png + conditioning/ instead.")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--identities", type=int, default=100, help="number of identities N")
+    p.add_argument("--images-per-identity", type=int, default=8, help="photos M per identity")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (128, 256, 512, ...)")
+    p.add_argument("--seed", type=int, default=0, help="world seed: identity i of seed S is always the same person")
+    p.add_argument("--test-layout", action="store_true", help="write the test layout (photo 0 degraded as the target)")
+    p.add_argument("--refs", type=int, default=4, help="references per test case (--test-layout)")
+    _preset_args(p, default="sr8")
+    p.add_argument("--overwrite", action="store_true", help="re-write outputs that already exist")
+    p.set_defaults(func=cmd_synth)
+
+    p = subparsers.add_parser(
+        "make-testset", formatter_class=_FMT,
+        help="write a fixed, seeded test set (degraded, gt, references) from identity folders",
+        description="Read ROOT in any identity-folder layout and write OUT/<identity>/{degraded.png, gt.png, "
+                    "conditioning/*.png, degradation.json}. Same ROOT, seed and preset give the same test set.")
+    p.add_argument("root", metavar="ROOT", help="identity-folder dataset")
+    p.add_argument("--out", required=True, help="output folder (outside ROOT)")
+    _preset_args(p, default="sr8")
+    p.add_argument("--seed", type=int, default=0, help="seed of targets, references and degradations")
+    p.add_argument("--refs", type=int, default=4, help="references per case (fewer if the identity has fewer)")
+    p.add_argument("--size", type=int, default=512, help="output side in pixels (centre-crop + resize)")
+    p.add_argument("--targets-per-identity", type=int, default=1, help="test cases per identity")
+    p.add_argument("--overwrite", action="store_true", help="re-write cases that are already complete")
+    p.set_defaults(func=cmd_make_testset)
+
+
+def _preset_args(p: argparse.ArgumentParser, default: str = "paper") -> None:
+    p.add_argument("--preset", default=default, choices=sorted(PRESETS), help="degradation preset")
+    p.add_argument("--override", action="append", default=[], metavar="FIELD=VALUE",
+                   help="replace a preset field, e.g. noise_range=0,5 or iso_prob=1 (repeatable)")
+
+
+def parse_preset(name: str, overrides: list[str]) -> DegradationPreset:
+    """The preset ``name`` with ``FIELD=VALUE`` overrides applied (ranges as ``lo,hi``)."""
+    fields: dict = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--override expects FIELD=VALUE, got {item!r}")
+        nums = [float(v) for v in value.split(",")]
+        fields[key.strip()] = tuple(nums) if len(nums) > 1 else (int(nums[0]) if key.strip() == "kernel_size" else nums[0])
+    return get_preset(name, **fields)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+
+
+def cmd_degrade(args: argparse.Namespace) -> int:
+    _logging()
+    preset = parse_preset(args.preset, args.override)
+    src, dst = Path(args.input), Path(args.output)
+    if src.is_dir():
+        if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
+            raise ValueError(f"OUT {dst} must lie outside the input folder {src}")
+        jobs = [(p, dst / p.relative_to(src).with_suffix(".png")) for p in list_images(src, recursive=True)]
+        if not jobs:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {src}")
+        clash = sorted({str(o) for _, o in jobs if sum(o == other for _, other in jobs) > 1})
+        if clash:
+            raise ValueError(f"{len(clash)} output(s) would come from two inputs that differ only in suffix: {clash[:3]}")
+        base = src
+    elif src.is_file():
+        out = dst if dst.suffix.lower() in IMAGE_SUFFIXES else dst / f"{src.stem}.png"
+        jobs, base = [(src, out)], src.parent
+    else:
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    done = failed = skipped = 0
+    for path, out in tqdm(jobs, desc="degrade", unit="image", disable=len(jobs) == 1):
+        ensure_not_input(out, [path])
+        if out.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        try:
+            img = np.asarray(load_image(path))
+        except ImageError as exc:
+            logging.warning("%s", exc)
+            failed += 1
+            continue
+        rng = np.random.default_rng([args.seed, zlib.crc32(path.relative_to(base).as_posix().encode())])
+        save_image(Image.fromarray(random_degrade(img, preset, rng)), out)
+        side = path.with_suffix(".json")
+        if side.is_file():
+            shutil.copyfile(side, out.with_suffix(".json"))
+        done += 1
+    print(f"degraded {done} image(s) with preset {preset.name} seed {args.seed}; "
+          f"{skipped} already present, {failed} unreadable -> {dst}")
+    return 1 if failed else 0  # the run goes on past a bad file, but the exit code says so
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    _logging()
+    from ..data.datasets import write_synthetic_identity_folders
+    from ..data.testset import make_synthetic_test_set
+
+    if args.identities < 1 or args.images_per_identity < 1 or args.size < 16:
+        raise ValueError("need --identities >= 1, --images-per-identity >= 1 and --size >= 16")
+    if args.test_layout:
+        report = make_synthetic_test_set(args.out, args.seed, args.identities, args.images_per_identity, args.size,
+                                         parse_preset(args.preset, args.override), args.refs, args.overwrite)
+        print(f"wrote {report.written} test case(s), {report.skipped} already complete -> {args.out}")
+    else:
+        written, skipped = write_synthetic_identity_folders(args.out, args.seed, args.identities,
+                                                            args.images_per_identity, args.size, args.overwrite)
+        print(f"rendered {written} image(s), {skipped} already present -> {args.out}")
+    return 0
+
+
+def cmd_make_testset(args: argparse.Namespace) -> int:
+    _logging()
+    from ..data.testset import make_test_set
+
+    report = make_test_set(args.root, args.out, parse_preset(args.preset, args.override), args.seed, args.refs,
+                           args.size, args.targets_per_identity, args.overwrite)
+    print(f"wrote {report.written} test case(s), {report.skipped} already complete -> {args.out}")
+    return 0
