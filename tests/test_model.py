@@ -204,3 +204,14 @@ def test_pickle_checkpoints_are_refused_unless_trusted(tmp_path):
     with pytest.raises(UntrustedPickleError, match="trust_pickle"):
         load_tensors(path)
     assert torch.equal(load_tensors(path, trust_pickle=True)["w"], torch.ones(2))
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path):
+    InstantRestore.from_config("tiny", seed=0, unet_lora_rank=4).save_pretrained(tmp_path / "r4")
+    model = InstantRestore.from_config("tiny", seed=0)
+    with pytest.raises(ValueError, match="checkpoint shape"):
+        model.load_adapter_state(load_tensors(tmp_path / "r4" / "adapters.safetensors"))
+    state = load_tensors(tmp_path / "r4" / "adapters.safetensors")
+    state.pop("prompt_embeds")
+    with pytest.raises(ValueError, match="1 missing"):
+        model.load_adapter_state(state)

@@ -55,6 +55,19 @@ def _base_name(name: str) -> str:
     return name.replace(".base_layer.", ".").replace(".original_module.", ".")
 
 
+def _copy_into(targets: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
+    """Copy ``state`` into the model's tensors, refusing missing, unexpected or misshapen entries."""
+    missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
+    if missing or unexpected:
+        raise ValueError(f"{what} checkpoint does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
+                         f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if targets[name].shape != tensor.shape:
+                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(targets[name].shape)}")
+            targets[name].copy_(tensor)
+
+
 @contextlib.contextmanager
 def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
     """Run the base weights: switch every peft adapter layer (LoRA and the trainable conv copy) off.
@@ -189,43 +202,23 @@ class InstantRestore(nn.Module):
         state["prompt_embeds"] = self.prompt_embeds
         return state
 
-    def base_state_dict(self) -> dict[str, torch.Tensor]:
+    def base_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
         """Base UNet/VAE weights under diffusers' own names (prefixed ``unet.``/``vae.``)."""
         state = {f"{prefix}.{_base_name(n)}": t for prefix, module in (("unet", self.unet), ("vae", self.vae))
-                 for n, t in module.state_dict().items() if not _is_adapter_param(n)}
+                 for n, t in module.state_dict(keep_vars=keep_vars).items() if not _is_adapter_param(n)}
         state["prompt_embeds"] = self.prompt_embeds
         return state
 
     def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
-        own = self.adapter_state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        if missing or unexpected:
-            raise ValueError(f"adapter checkpoint does not fit this model: {len(missing)} missing "
-                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        with torch.no_grad():
-            for name, tensor in state.items():
-                if own[name].shape != tensor.shape:
-                    raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(own[name].shape)}")
-                own[name].copy_(tensor)
+        _copy_into(self.adapter_state_dict(), state, "adapter")
 
     def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
-        targets = {}
-        for prefix, module in (("unet", self.unet), ("vae", self.vae)):
-            for n, t in module.state_dict(keep_vars=True).items():
-                if not _is_adapter_param(n):
-                    targets[f"{prefix}.{_base_name(n)}"] = t
+        _copy_into(self.base_state_dict(keep_vars=True), state, "base")
         # The trainable conv copy starts from the base conv, as peft initialises it.
-        copies = {f"vae.{n}": p for n, p in self.vae.named_parameters() if "modules_to_save" in n}
-        targets["prompt_embeds"] = self.prompt_embeds
-        missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise ValueError(f"base checkpoint does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
-                             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
         with torch.no_grad():
-            for name, tensor in state.items():
-                targets[name].copy_(tensor)
-            for name, param in copies.items():
-                param.copy_(state[name.replace(f".modules_to_save.{ADAPTER}.", ".")])
+            for name, param in self.vae.named_parameters():
+                if "modules_to_save" in name:
+                    param.copy_(state["vae." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
 
     def save_pretrained(self, directory: str | os.PathLike, include_base: bool | None = None) -> None:
         """Write config.json + adapters.safetensors (+ base.safetensors when the base weights
