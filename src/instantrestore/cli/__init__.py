@@ -10,6 +10,8 @@ import importlib
 import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "instantrestore.cli.faces",
+    "instantrestore.cli.evaluate",
 )
 
 

@@ -22,15 +22,6 @@ import numpy as np
 # (std <= 0.034). Lets the shape predictors run on aligned crops where detection fails.
 FFHQ_CROP_BOX = (0.184, 0.296, 0.794, 0.905)
 
-# 68-point index sets (iBUG 300-W convention).
-JAW = list(range(0, 17))
-BROWS = list(range(17, 27))
-NOSE = list(range(27, 36))
-EYES = list(range(36, 48))
-MOUTH_OUTER = list(range(48, 60))
-MOUTH_INNER = list(range(60, 68))
-
-
 def _model_file(name: str) -> str:
     """Path of a model file shipped in the face_recognition_models wheel.
 

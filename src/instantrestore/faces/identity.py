@@ -113,7 +113,11 @@ class TorchEmbedder:
 
     def __init__(self, module: torch.nn.Module, input_size: int = 112, threshold: float = 0.3,
                  name: str = "torch", crop=ARCFACE_CROP, device: str | torch.device = "cpu"):
-        self.module = module.eval().to(device)
+        try:
+            module = module.eval().to(device)
+        except (NotImplementedError, RuntimeError):  # torch.export modules refuse .eval(); they are traced in eval mode
+            pass
+        self.module = module
         self.input_size, self.threshold, self.name, self.crop = input_size, threshold, name, crop
         self.device = torch.device(device)
 
@@ -162,7 +166,8 @@ def load_embedder(spec: str, device: str | torch.device = "cpu") -> FaceEmbedder
 
     - ``dlib``: the built-in dlib embedder.
     - ``onnx:PATH``: ``OnnxEmbedder`` (ArcFace defaults: 112 px, [-1, 1] input, threshold 0.3).
-    - ``torch:PATH``: a TorchScript module file (``torch.jit.save``) wrapped by ``TorchEmbedder``.
+    - ``torch:PATH``: a ``torch.export.save`` program (``.pt2``) or a TorchScript file, wrapped by
+      ``TorchEmbedder`` (input: 112 px ArcFace crop of the aligned face in [-1, 1]).
     - ``py:MODULE:ATTR``: a callable returning a FaceEmbedder or a torch module (e.g. a
       synthetic-world identity network); modules are wrapped by ``TorchEmbedder``.
     """
@@ -173,8 +178,12 @@ def load_embedder(spec: str, device: str | torch.device = "cpu") -> FaceEmbedder
         return OnnxEmbedder(rest)
     if kind == "torch" and rest:
         if not Path(rest).is_file():
-            raise FileNotFoundError(f"{rest}: TorchScript embedder file not found")
-        return TorchEmbedder(torch.jit.load(rest, map_location="cpu"), name=f"torch:{Path(rest).name}", device=device)
+            raise FileNotFoundError(f"{rest}: torch embedder file not found")
+        if rest.endswith(".pt2"):
+            module = torch.export.load(rest).module()
+        else:
+            module = torch.jit.load(rest, map_location="cpu")
+        return TorchEmbedder(module, name=f"torch:{Path(rest).name}", device=device)
     if kind == "py" and ":" in rest:
         module_name, _, attr = rest.partition(":")
         made = getattr(importlib.import_module(module_name), attr)()

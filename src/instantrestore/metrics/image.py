@@ -29,7 +29,7 @@ def to_pixels(images) -> torch.Tensor:
         array = images[None] if images.ndim == 3 else images
         if array.ndim != 4 or array.shape[-1] != 3:
             raise ValueError(f"expected (H, W, 3) or (B, H, W, 3), got {images.shape}")
-        return torch.from_numpy(array).permute(0, 3, 1, 2).double()
+        return torch.from_numpy(np.array(array)).permute(0, 3, 1, 2).double()
     if isinstance(images, torch.Tensor):
         x = images[None] if images.ndim == 3 else images
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():

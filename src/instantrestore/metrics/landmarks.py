@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..faces.detect import BROWS, EYES, MOUTH_OUTER
+# 68-point index sets (iBUG 300-W layout, as dlib's predictor outputs them).
+JAW = list(range(0, 17))
+BROWS = list(range(17, 27))
+NOSE = list(range(27, 36))
+EYES = list(range(36, 48))
+MOUTH_OUTER = list(range(48, 60))
+MOUTH_INNER = list(range(60, 68))
 
 ALD_EYE = BROWS + EYES  # 22 points of the 68-point layout
 ALD_MOUTH = MOUTH_OUTER  # 12 points
