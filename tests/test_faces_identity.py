@@ -151,3 +151,52 @@ def test_onnx_embedder_needs_onnxruntime(tmp_path):
         pytest.skip("onnxruntime is installed; the error path cannot be reached")
     with pytest.raises(ImportError, match=r"instantrestore\[onnx\]"):
         load_embedder(f"onnx:{tmp_path / 'arcface.onnx'}")
+
+
+def test_onnx_embedder_runs_a_model(tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the 'onnx' extra) is not installed")
+    onnx = pytest.importorskip("onnx", reason="the onnx package is needed to write a test model")
+    from onnx import TensorProto, helper
+
+    # mean colour per channel, a toy recogniser: [B, 3, 112, 112] -> [B, 3]
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["embedding"])],
+        "toy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["B", 3, 112, 112])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["B", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    emb = load_embedder(f"onnx:{path}")
+    assert isinstance(emb, FaceEmbedder) and emb.name == "onnx:toy.onnx"
+    images = torch.zeros(2, 3, 256, 256)
+    images[0, 0] = 1.0  # red face
+    images[1, 2] = 1.0  # blue face
+    out = emb.embed(images)
+    # inputs are mapped to (pixels - 127.5) / 127.5, i.e. back to [-1, 1]: red = [1, 0, 0] after normalising
+    assert torch.allclose(out[0], torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.0]), dim=0), atol=1e-5)
+    assert torch.allclose(out[1], torch.nn.functional.normalize(torch.tensor([0.0, 0.0, 1.0]), dim=0), atol=1e-5)
+
+
+def test_refs_cli_ranks_and_refuses_wrong_identity_when_strict(celebref, tmp_path, capsys):
+    import json
+    import shutil
+
+    from instantrestore.cli import main
+
+    refs, lq = celebref
+    ids = sorted(refs)
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for p in refs[ids[6]]:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(refs[ids[7]][0], folder / "intruder.png")
+    out = tmp_path / "refs.json"
+    assert main(["refs", str(lq[ids[6]]), str(folder), "-k", "2", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert len(payload["kept"]) == 2 and "intruder.png" not in payload["kept"]
+    assert [r["name"] for r in payload["verification"]["references"] if r["outlier"]] == ["intruder.png"]
+    assert "intruder.png" in capsys.readouterr().err
+    assert main(["refs", str(lq[ids[6]]), str(folder), "--verify-refs", "strict"]) == 2
+    assert "intruder.png" in capsys.readouterr().err
