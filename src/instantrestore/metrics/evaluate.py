@@ -122,8 +122,11 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         from ..faces.identity import DlibEmbedder
         embedder = DlibEmbedder()
     active = [m for m in metrics if m not in skipped]
-    need_landmarks = bool({"l2_ld", "ald_e", "ald_m"} & set(active))
-    if need_landmarks:
+    pixel_metrics = {m: fn for m, fn in (("psnr", psnr), ("ssim", ssim), ("ms_ssim", ms_ssim), ("lpips", lpips_fn))
+                     if m in active}
+    landmark_metrics = {m: fn for m, fn in (("l2_ld", l2_landmark_distance), ("ald_e", ald_eye), ("ald_m", ald_mouth))
+                        if m in active}
+    if landmark_metrics:
         from ..faces.detect import aligned_landmarks
 
     pairing = pair_files(pred_dir, gt_dir)
@@ -141,14 +144,8 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         row: dict = {"name": stem, "pred": pred_path.name, "gt": gt_path.name}
         p, g = _tensor(pred), _tensor(gt)
         try:
-            if "psnr" in active:
-                row["psnr"] = float(psnr(p, g)[0])
-            if "ssim" in active:
-                row["ssim"] = float(ssim(p, g)[0])
-            if "ms_ssim" in active:
-                row["ms_ssim"] = float(ms_ssim(p, g)[0])
-            if lpips_fn is not None:
-                row["lpips"] = float(lpips_fn(p, g)[0])
+            for name, fn in pixel_metrics.items():
+                row[name] = float(fn(p, g)[0])
             if "ids" in active or "ids_ref" in active:
                 refs = find_references(refs_dir, stem) if "ids_ref" in active else []
                 batch = [p, g] + ([_tensor(load_image(refs[0]))] if refs else [])
@@ -161,14 +158,10 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
                 if "ids_ref" in active:
                     row["ids_ref"] = float(emb[0] @ emb[2]) if refs else float("nan")
                     row["ref"] = refs[0].name if refs else ""
-            if need_landmarks:
+            if landmark_metrics:
                 lp, lg = aligned_landmarks(pred), aligned_landmarks(gt)
-                if "l2_ld" in active:
-                    row["l2_ld"] = float(l2_landmark_distance(lp, lg)[0])
-                if "ald_e" in active:
-                    row["ald_e"] = float(ald_eye(lp, lg)[0])
-                if "ald_m" in active:
-                    row["ald_m"] = float(ald_mouth(lp, lg)[0])
+                for name, fn in landmark_metrics.items():
+                    row[name] = float(fn(lp, lg)[0])
         except (ValueError, ImageError) as exc:
             problems.append({"name": stem, "reason": str(exc)})
             continue
