@@ -125,3 +125,15 @@ def test_dense_landmarks_478_points(realfaces_dir):
     points = dense_landmarks(crop)
     assert len(points) == 1 and points[0].shape == (478, 2)
     assert dense_landmarks(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_paste_mask_is_feathered(obama):
+    _, image, faces = obama[1]
+    aligned = align_face(image, faces[0], 512)
+    mask = soft_mask(aligned.matrix, 512, image.shape[:2])
+    assert mask.max() == pytest.approx(1.0) and mask.min() == 0.0
+    # the seam fades over a band of about 5% of the (crop footprint) side on each edge, not a hard step
+    side = np.sqrt((mask > 0).sum())
+    row = mask[int(np.argmax(mask.sum(1)))]
+    band = ((row > 0.02) & (row < 0.98)).sum() / 2
+    assert 0.02 * side < band < 0.1 * side, (band, side)
