@@ -55,8 +55,10 @@ def test_align_then_paste_unchanged_crop_reproduces_photo(obama):
         psnrs[name] = 10 * np.log10(255 ** 2 / mse)
         outside = soft_mask(aligned.matrix, 512, image.shape[:2]) == 0
         assert np.array_equal(pasted[outside], image[outside])
-    # measured: 34.0-53.1 dB (lowest for o7, whose 643 px face is shrunk to 512 and back)
-    assert min(psnrs.values()) > 32, psnrs
+    # measured: 32.9-51.6 dB (lowest for o7: its 643 px face is shrunk to 512 and back, and it touches
+    # the photo edge, where the crop's padding treatment blurs a 3% band)
+    assert min(psnrs.values()) > 30, psnrs
+    assert np.mean(list(psnrs.values())) > 38, psnrs
 
 
 def test_paste_of_a_changed_crop_changes_only_the_face(obama):
@@ -137,3 +139,24 @@ def test_paste_mask_is_feathered(obama):
     row = mask[int(np.argmax(mask.sum(1)))]
     band = ((row > 0.02) & (row < 0.98)).sum() / 2
     assert 0.02 * side < band < 0.1 * side, (band, side)
+
+
+def test_many_faces_in_one_photo_are_aligned_and_pasted(realfaces_dir):
+    raw = realfaces_dir / "obama" / "raw_photos"
+    left = Image.open(raw / "o8.png").convert("RGB").resize((600, 338))
+    right = Image.open(raw / "o2.jpg").convert("RGB").resize((470, 640))
+    group = Image.new("RGB", (1070, 640), (60, 60, 60))
+    group.paste(left, (0, 150))
+    group.paste(right, (600, 0))
+    photo = np.asarray(group)
+    faces = detect_faces(photo)
+    assert len(faces) == 2 and faces[0].size >= faces[1].size
+    centres = sorted((f.box[0] + f.box[2]) / 2 for f in faces)
+    assert centres[0] < 600 < centres[1]
+    from instantrestore.faces import align_faces, paste_faces
+    aligned = align_faces(photo, faces, 256)
+    greys = [np.full_like(aligned[0].crop, 0), np.full_like(aligned[1].crop, 255)]
+    pasted = paste_faces(photo, greys, [a.matrix for a in aligned])
+    for face, value in zip(faces, (0, 255)):
+        x0, y0, x1, y1 = face.box
+        assert pasted[int((y0 + y1) / 2), int((x0 + x1) / 2)].tolist() == [value] * 3

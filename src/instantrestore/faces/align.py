@@ -4,7 +4,9 @@ The crop quad follows the FFHQ recipe (NVlabs/ffhq-dataset, ``recreate_aligned_i
 eye centres and mouth corners define an oriented square around the face. The quad is
 mapped to the crop with one similarity transform (a 2x3 matrix kept for paste-back).
 Large faces are first shrunk by an integer factor with area averaging, as FFHQ does,
-so the warp never aliases; borders are reflected (FFHQ reflects and blurs the padding).
+so the warp never aliases. Where the crop reaches outside the photo, the reflected border
+is blurred and faded to the median colour with the distance from the photo edge, as
+FFHQ's padding does, so crops of faces near the edge show no sharp mirrored copy.
 """
 from __future__ import annotations
 
@@ -112,7 +114,26 @@ def align_face(image: np.ndarray, face: Face, size: int = 512) -> AlignedFace:
     small_to_crop = np.vstack([matrix, [0, 0, 1]]) @ np.linalg.inv(pre)
     crop = cv2.warpAffine(source, small_to_crop[:2], (size, size),
                           flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    inside = cv2.warpAffine(np.full(source.shape[:2], 255, np.uint8), small_to_crop[:2], (size, size),
+                            flags=cv2.INTER_NEAREST, borderValue=0)
+    if not inside.all():
+        crop = _soften_padding(crop, inside)
     return AlignedFace(crop=crop, matrix=matrix, face=face, size=size)
+
+
+def _soften_padding(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """FFHQ's padding treatment in crop space: blur the reflected border (fading in over
+    3% of the side inside the photo) and fade it to the median colour over 30% of the side."""
+    size = crop.shape[0]
+    out_dist = cv2.distanceTransform((inside == 0).astype(np.uint8), cv2.DIST_L2, 5)  # > 0 outside the photo
+    in_dist = cv2.distanceTransform((inside > 0).astype(np.uint8), cv2.DIST_L2, 5)    # > 0 inside the photo
+    signed = (out_dist - in_dist)[..., None]
+    image = crop.astype(np.float32)
+    blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=0.02 * size)
+    image += (blurred - image) * np.clip(1.0 + signed / (0.03 * size), 0.0, 1.0)
+    median = np.median(crop[inside > 0], axis=0) if inside.any() else np.median(crop.reshape(-1, 3), axis=0)
+    image += (median - image) * np.clip(signed / (0.3 * size), 0.0, 1.0)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def align_faces(image: np.ndarray, faces: list[Face], size: int = 512) -> list[AlignedFace]:
