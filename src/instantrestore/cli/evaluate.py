@@ -35,7 +35,10 @@ def run_eval(args: argparse.Namespace) -> int:
     embedder = None
     if {"ids", "ids_ref"} & set(metrics):
         from ..faces.identity import load_embedder
-        embedder = load_embedder(args.embedder)
+        try:
+            embedder = load_embedder(args.embedder)
+        except ImportError as exc:  # an optional extra is missing: say which, without a traceback
+            raise ValueError(str(exc)) from exc
     timings = read_timings(args.timings) if args.timings else None
     summary = evaluate(args.pred, args.gt, args.out, refs_dir=args.refs, lq_dir=args.lq, metrics=metrics,
                        embedder=embedder, timings=timings, grid=args.grid, label=args.label)

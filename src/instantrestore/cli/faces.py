@@ -59,7 +59,10 @@ def add_reference_args(parser: argparse.ArgumentParser, default_k: int = 0) -> N
 
 def resolve_references(args: argparse.Namespace, lq: np.ndarray, refs: list[np.ndarray], names: list[str]):
     """Apply --verify-refs then --select-refs; returns (kept indices best first, report or None, ranking or None)."""
-    embedder = load_embedder(args.embedder)
+    try:
+        embedder = load_embedder(args.embedder)
+    except ImportError as exc:  # an optional extra is missing: say which, without a traceback
+        raise ValueError(str(exc)) from exc
     report = None
     if args.verify_refs != "off":
         report = verify_references(refs, names, lq=lq, embedder=embedder, mode="off")
