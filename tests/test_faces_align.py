@@ -160,3 +160,15 @@ def test_many_faces_in_one_photo_are_aligned_and_pasted(realfaces_dir):
     for face, value in zip(faces, (0, 255)):
         x0, y0, x1, y1 = face.box
         assert pasted[int((y0 + y1) / 2), int((x0 + x1) / 2)].tolist() == [value] * 3
+
+
+def test_cnn_fallback_finds_a_tilted_face_hog_misses(realfaces_dir):
+    photo = Image.open(realfaces_dir / "obama" / "raw_photos" / "o9.jpg").convert("RGB")
+    photo.thumbnail((360, 360))
+    tilted = np.asarray(photo.rotate(40, resample=Image.BICUBIC, expand=True))
+    assert detect_faces(tilted, fallback="none") == []
+    faces = detect_faces(tilted, fallback="cnn")
+    assert len(faces) == 1 and faces[0].detector == "cnn"
+    x0, y0, x1, y1 = faces[0].box
+    eyes = template_points(faces[0].landmarks68)[:2]
+    assert ((eyes >= [x0, y0]) & (eyes <= [x1, y1])).all()
