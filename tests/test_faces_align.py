@@ -95,6 +95,7 @@ def test_align_cli_writes_crops_and_json_and_reports_no_face(realfaces_dir, tmp_
     photo = Image.open(realfaces_dir / "obama" / "raw_photos" / "o8.png").convert("RGB")
     photo.resize((photo.width // 2, photo.height // 2)).save(src / "person.jpg", quality=95)
     Image.new("RGB", (200, 150), (90, 120, 150)).save(src / "empty.png")
+    Image.new("RGB", (200, 150), (90, 120, 150)).save(src / "empty.jpg")  # same stem: outputs must not collide
     out = tmp_path / "out"
     assert main(["align", str(src), str(out), "--size", "256", "--fallback", "none", "--min-face", "200"]) == 0
     record = json.loads((out / "person.json").read_text())
@@ -105,7 +106,8 @@ def test_align_cli_writes_crops_and_json_and_reports_no_face(realfaces_dir, tmp_
     matrix, inverse = np.array(face["matrix"]), np.array(face["inverse_matrix"])
     assert np.allclose((np.vstack([matrix, [0, 0, 1]]) @ np.vstack([inverse, [0, 0, 1]]))[:2], np.eye(3)[:2], atol=1e-6)
     assert Image.open(out / "person_00.png").size == (256, 256)
-    assert json.loads((out / "empty.json").read_text())["status"] == "no_face"
+    assert json.loads((out / "empty_png.json").read_text())["status"] == "no_face"
+    assert json.loads((out / "empty_jpg.json").read_text())["photo"].endswith("empty.jpg")
     err = capsys.readouterr().err
     assert "empty.png" in err and "tiny" in err
     assert main(["align", str(src), str(src)]) == 2  # refuses to write into the input folder
@@ -172,3 +174,25 @@ def test_cnn_fallback_finds_a_tilted_face_hog_misses(realfaces_dir):
     x0, y0, x1, y1 = faces[0].box
     eyes = template_points(faces[0].landmarks68)[:2]
     assert ((eyes >= [x0, y0]) & (eyes <= [x1, y1])).all()
+
+
+def test_paste_cli_puts_restored_crops_back(realfaces_dir, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = Image.open(realfaces_dir / "obama" / "raw_photos" / "o8.png").convert("RGB")
+    photo.resize((photo.width // 2, photo.height // 2)).save(src / "person.png")
+    aligned, restored, out = tmp_path / "aligned", tmp_path / "restored", tmp_path / "out"
+    assert main(["align", str(src), str(aligned), "--size", "256"]) == 0
+    restored.mkdir()
+    Image.new("RGB", (512, 512), (255, 0, 0)).save(restored / "person_00.png")  # a "restorer" at 2x the size
+    assert main(["paste", str(aligned), str(restored), str(out)]) == 0
+    original, result = np.asarray(load_image(src / "person.png")), np.asarray(load_image(out / "person.png"))
+    assert result.shape == original.shape
+    face = json.loads((aligned / "person.json").read_text())["faces"][0]
+    x0, y0, x1, y1 = face["box"]
+    assert result[int((y0 + y1) / 2), int((x0 + x1) / 2)].tolist() == [255, 0, 0]
+    assert np.array_equal(result[:3, :3], original[:3, :3])
+    (restored / "person_00.png").unlink()
+    assert main(["paste", str(aligned), str(restored), str(out)]) == 0
+    assert "person_00.png" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(load_image(out / "person.png")), original)

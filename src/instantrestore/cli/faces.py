@@ -13,6 +13,7 @@ from ..images import ImageError, load_image, save_image
 from ..faces.align import align_faces
 from ..faces.detect import detect_faces
 from ..faces.identity import load_embedder
+from ..faces.paste import paste_faces
 from ..faces.select import select_references
 from ..faces.verify import MODES, verify_references
 
@@ -34,6 +35,17 @@ def register(subparsers) -> None:
     p.add_argument("--fallback", choices=("cnn", "none"), default="cnn", help="detector used when HOG finds nothing")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest face per photo")
     p.set_defaults(func=run_align)
+
+    q = subparsers.add_parser(
+        "paste", formatter_class=_FMT,
+        help="paste restored crops back into the photos that `align` cut them from",
+        description="For every ALIGNED/{name}.json written by `align`, paste RESTORED/{crop name} (any square size) "
+                    "back into the original photo with the inverse warp and a feathered mask; writes OUT/{name}.png. "
+                    "A face without a restored crop keeps its original pixels.")
+    q.add_argument("aligned", type=Path, help="folder written by `instantrestore align` (JSON per photo)")
+    q.add_argument("restored", type=Path, help="folder of restored crops, named like the aligned crops")
+    q.add_argument("out", type=Path, help="output folder for the pasted photos")
+    q.set_defaults(func=run_paste)
 
     r = subparsers.add_parser(
         "refs", formatter_class=_FMT,
@@ -96,6 +108,9 @@ def run_align(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"{args.input}: no such file or folder")
     args.out.mkdir(parents=True, exist_ok=True)
+    stems = [p.stem for p in photos]
+    # a.jpg and a.png in one folder must not overwrite each other's outputs
+    out_stem = {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in photos}
     counts = {"photos": 0, "faces": 0, "no_face": [], "tiny": [], "errors": []}
     for photo in tqdm(photos, desc="align", unit="photo", disable=len(photos) < 2):
         counts["photos"] += 1
@@ -107,7 +122,7 @@ def run_align(args: argparse.Namespace) -> int:
             if args.largest_only:
                 faces = faces[:1]
             for idx, aligned in enumerate(align_faces(image, faces, args.size)):
-                crop_path = args.out / f"{photo.stem}_{idx:02d}.png"
+                crop_path = args.out / f"{out_stem[photo]}_{idx:02d}.png"
                 ensure_not_input(crop_path, photos)
                 save_image(_to_pil(aligned.crop), crop_path)
                 tiny = aligned.face.size < args.min_face
@@ -121,7 +136,7 @@ def run_align(args: argparse.Namespace) -> int:
         except ImageError as exc:
             record.update(status="error", error=str(exc))
             counts["errors"].append(str(exc))
-        json_path = args.out / f"{photo.stem}.json"
+        json_path = args.out / f"{out_stem[photo]}.json"
         ensure_not_input(json_path, photos)
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
     print(f"aligned {counts['faces']} face(s) from {counts['photos']} photo(s) into {args.out}")
@@ -132,6 +147,39 @@ def run_align(args: argparse.Namespace) -> int:
     for line in counts["errors"]:
         print(f"skipped: {line}", file=sys.stderr)
     return 1 if counts["errors"] and not counts["faces"] else 0
+
+
+def run_paste(args: argparse.Namespace) -> int:
+    records = sorted(args.aligned.glob("*.json"))
+    if not records:
+        raise FileNotFoundError(f"{args.aligned}: no JSON files from `instantrestore align`")
+    pasted, missing = 0, []
+    for record_path in records:
+        record = json.loads(record_path.read_text())
+        if record.get("status") != "ok":
+            continue
+        photo_path = Path(record["photo"])
+        crops, matrices = [], []
+        for face in record["faces"]:
+            restored = args.restored / face["crop"]
+            if not restored.is_file():
+                missing.append(face["crop"])
+                continue
+            crop = _load_array(restored)
+            if crop.shape[0] != crop.shape[1]:
+                raise ValueError(f"{restored}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
+            # crop coordinates scale with the crop side, so the photo->crop matrix scales too
+            crops.append(crop)
+            matrices.append(np.array(face["matrix"]) * (crop.shape[0] / face["crop_size"]))
+        image = _load_array(photo_path)
+        out_path = args.out / f"{record_path.stem}.png"
+        ensure_not_input(out_path, [photo_path])
+        save_image(_to_pil(paste_faces(image, crops, matrices)), out_path)
+        pasted += len(crops)
+    print(f"pasted {pasted} face(s) into {len(records)} photo(s) in {args.out}")
+    if missing:
+        print(f"no restored crop for {len(missing)} face(s), kept as they were: {', '.join(missing)}", file=sys.stderr)
+    return 0
 
 
 def _to_pil(array: np.ndarray):
