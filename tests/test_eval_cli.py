@@ -41,7 +41,7 @@ def test_eval_writes_four_outputs_and_lists_unpaired(folders, tmp_path, capsys):
     pred, gt, refs, lq = folders
     out = tmp_path / "report"
     code = main(["eval", "--pred", str(pred), "--gt", str(gt), "--refs", str(refs), "--lq", str(lq), "--out", str(out),
-                 "--metrics", "psnr,ssim,ms_ssim,lpips,ids,ids_ref,l2_ld,ald_e,ald_m", "--grid", "2", "--label", "noisy"])
+                 "--metrics", "psnr,ssim,ms_ssim,lpips,ids,ids_ref,l2_ld,ald_e,ald_m,fid", "--grid", "2", "--label", "noisy"])
     assert code == 0
     for name in ("per_image.csv", "summary.json", "table.md", "grid.png"):
         assert (out / name).is_file(), name
@@ -56,6 +56,8 @@ def test_eval_writes_four_outputs_and_lists_unpaired(folders, tmp_path, capsys):
     stats = summary["metrics"]["ssim"]
     values = [float(r["ssim"]) for r in rows]
     assert stats["mean"] == pytest.approx(np.mean(values), abs=1e-4)
+    assert "Inception" in summary["skipped"]["fid"] and "fid" not in rows[0]
+    assert "fid skipped" in (out / "table.md").read_text() and "ArcFace" in (out / "table.md").read_text()
     if "lpips" in summary["skipped"]:
         assert "lpips" not in rows[0] and summary["skipped"]["lpips"]
     table = (out / "table.md").read_text()
@@ -75,7 +77,7 @@ def test_eval_reports_size_mismatch_and_refuses_input_as_output(folders, tmp_pat
     assert [p["name"] for p in summary["problems"]] == ["lonely"]
     assert "size differs" in (out / "table.md").read_text()
     assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(gt), "--metrics", "psnr"]) == 2
-    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out), "--metrics", "fid"]) == 2
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out), "--metrics", "musiq"]) == 2
 
 
 def test_eval_timings_column(folders, tmp_path):

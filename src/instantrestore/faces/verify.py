@@ -64,7 +64,8 @@ class VerificationReport:
 
     def problems(self) -> list[str]:
         lines = [f"reference {c.name} looks like another person: median similarity to the other references "
-                 f"{c.consensus_similarity:.3f} < {self.threshold:.3f} ({self.embedder})" for c in self.outliers]
+                 f"{c.consensus_similarity:.3f} (cosine distance {1 - c.consensus_similarity:.3f}) "
+                 f"< {self.threshold:.3f} ({self.embedder})" for c in self.outliers]
         if self.lq_matches is False:
             lines.append(f"the input does not match the references: similarity {self.lq_consensus_similarity:.3f} "
                          f"< {self.lq_threshold:.3f} ({self.embedder}; degraded inputs score lower, check by eye)")

@@ -28,7 +28,12 @@ from .landmarks import ald_eye, ald_mouth, l2_landmark_distance
 METRICS = {
     "psnr": ("PSNR↑", True), "ssim": ("SSIM↑", True), "ms_ssim": ("MS-SSIM↑", True), "lpips": ("LPIPS↓", False),
     "ids": ("IDS↑", True), "ids_ref": ("IDS(REF)↑", True), "l2_ld": ("L2-LD↓", False),
-    "ald_e": ("ALD-e↓", False), "ald_m": ("ALD-m↓", False),
+    "ald_e": ("ALD-e↓", False), "ald_m": ("ALD-m↓", False), "fid": ("FID↓", False),
+}
+# Metrics named so a report can say why they are absent rather than silently omit them.
+NOT_AVAILABLE = {
+    "fid": "FID needs Inception-v3 weights (pt_inception-2015-12-05), which are not on this machine; "
+           "not implemented in this package",
 }
 CONVENTIONS = {
     "psnr": "RGB, data range 255, float pixels (x+1)*127.5, equals skimage.metrics.peak_signal_noise_ratio",
@@ -109,7 +114,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = {m: NOT_AVAILABLE[m] for m in metrics if m in NOT_AVAILABLE}
     lpips_fn = None
     if "lpips" in metrics:
         try:
@@ -182,6 +187,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         "problems": problems,
         "embedder": {"name": embedder.name, "threshold": embedder.threshold} if embedder is not None else None,
         "conventions": {m: CONVENTIONS[m] for m in active},
+        "notes": _notes(embedder, active),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "per_image.csv", rows, columns)
@@ -191,6 +197,14 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
     if sample:
         write_grid(out_dir / "grid.png", sample, refs_dir, lq_dir)
     return summary
+
+
+def _notes(embedder, active: list[str]) -> list[str]:
+    notes = []
+    if embedder is not None and {"ids", "ids_ref"} & set(active) and embedder.name == "dlib":
+        notes.append("IDS uses dlib's 128-d embedder, not ArcFace as in the papers; for comparable numbers "
+                     "pass an ArcFace model with --embedder onnx:PATH")
+    return notes
 
 
 def _fmt(value: float) -> str:
@@ -218,6 +232,8 @@ def markdown_table(summary: dict) -> str:
              f"| {summary['label']} | {' | '.join(cells)} |", "",
              f"{summary['n_measured']} of {summary['n_pairs']} paired images measured"
              + (f"; identity embedder {summary['embedder']['name']}" if summary.get("embedder") else "") + "."]
+    for note in summary.get("notes", []):
+        lines.append(f"- note: {note}")
     for m, reason in summary["skipped"].items():
         lines.append(f"- {m} skipped: {reason}")
     unpaired = summary["unpaired"]
