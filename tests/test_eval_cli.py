@@ -100,7 +100,9 @@ class _MeanColour(torch.nn.Module):
 def test_eval_accepts_a_user_embedder(folders, tmp_path):
     pred, gt, refs, _ = folders
     path = tmp_path / "embedder.pt2"
-    torch.export.save(torch.export.export(_MeanColour(), (torch.zeros(2, 3, 112, 112),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}), str(path))
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(_MeanColour(), (torch.zeros(2, 3, 112, 112),), dynamic_shapes=batch),
+                      str(path))
     out = tmp_path / "r4"
     assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--refs", str(refs), "--out", str(out),
                  "--metrics", "ids,ids_ref", "--embedder", f"torch:{path}"]) == 0

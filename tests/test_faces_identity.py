@@ -137,7 +137,9 @@ def test_torch_embedder_and_specs(tmp_path):
     assert out.shape == (2, 3) and torch.allclose(out.norm(dim=1), torch.ones(2))
     assert cosine_similarity(out[0], out[0]).item() == pytest.approx(1.0)
     exported = tmp_path / "net.pt2"
-    torch.export.save(torch.export.export(_TinyNet(), (torch.zeros(2, 3, 112, 112),), dynamic_shapes={"x": {0: torch.export.Dim("batch")}}), str(exported))
+    batch = {"x": {0: torch.export.Dim("batch")}}
+    torch.export.save(torch.export.export(_TinyNet(), (torch.zeros(2, 3, 112, 112),), dynamic_shapes=batch),
+                      str(exported))
     loaded = load_embedder(f"torch:{exported}")
     assert torch.allclose(loaded.embed(images), out, atol=1e-6)
     for bad in ("arcface", "onnx:", f"torch:{tmp_path / 'missing.pt'}"):
