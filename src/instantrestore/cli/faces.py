@@ -20,43 +20,48 @@ from ..faces.verify import MODES, verify_references
 _FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
+def _command(subparsers, name: str, func, summary: str, description: str, positionals: dict[str, str]):
+    """A sub-command with Path positionals (name -> help) and ``func`` as its action."""
+    parser = subparsers.add_parser(name, formatter_class=_FMT, help=summary, description=description)
+    for arg, text in positionals.items():
+        parser.add_argument(arg, type=Path, help=text)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "align", formatter_class=_FMT,
-        help="detect faces in photos and write FFHQ-aligned crops plus a JSON of boxes, landmarks, transforms",
-        description="Detect every face (dlib HOG, CNN fallback), fit 68/5-point landmarks and warp each face "
-                    "to an FFHQ-aligned crop. Writes OUT/{name}_{idx:02d}.png and OUT/{name}.json per photo "
-                    "(the 2x3 photo->crop matrix and its inverse are kept for paste-back).")
-    p.add_argument("input", type=Path, help="a photo or a folder of photos")
-    p.add_argument("out", type=Path, help="output folder (created; must not be the input folder)")
+    p = _command(
+        subparsers, "align", run_align,
+        "detect faces in photos and write FFHQ-aligned crops plus a JSON of boxes, landmarks, transforms",
+        "Detect every face (dlib HOG, CNN fallback), fit 68/5-point landmarks and warp each face "
+        "to an FFHQ-aligned crop. Writes OUT/{name}_{idx:02d}.png and OUT/{name}.json per photo "
+        "(the 2x3 photo->crop matrix and its inverse are kept for paste-back).",
+        {"input": "a photo or a folder of photos", "out": "output folder (created; must not be the input folder)"})
     p.add_argument("-s", "--size", type=int, default=512, help="crop side in pixels")
     p.add_argument("--max-side", type=int, default=800, help="photos are downscaled to this side for detection")
     p.add_argument("--min-face", type=int, default=64, help="faces smaller than this (pixels) are reported as tiny")
     p.add_argument("--fallback", choices=("cnn", "none"), default="cnn", help="detector used when HOG finds nothing")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest face per photo")
-    p.set_defaults(func=run_align)
 
-    q = subparsers.add_parser(
-        "paste", formatter_class=_FMT,
-        help="paste restored crops back into the photos that `align` cut them from",
-        description="For every ALIGNED/{name}.json written by `align`, paste RESTORED/{crop name} (any square size) "
-                    "back into the original photo with the inverse warp and a feathered mask; writes OUT/{name}.png. "
-                    "A face without a restored crop keeps its original pixels.")
-    q.add_argument("aligned", type=Path, help="folder written by `instantrestore align` (JSON per photo)")
-    q.add_argument("restored", type=Path, help="folder of restored crops, named like the aligned crops")
-    q.add_argument("out", type=Path, help="output folder for the pasted photos")
-    q.set_defaults(func=run_paste)
+    _command(
+        subparsers, "paste", run_paste,
+        "paste restored crops back into the photos that `align` cut them from",
+        "For every ALIGNED/{name}.json written by `align`, paste RESTORED/{crop name} (any square size) "
+        "back into the original photo with the inverse warp and a feathered mask; writes OUT/{name}.png. "
+        "A face without a restored crop keeps its original pixels.",
+        {"aligned": "folder written by `instantrestore align` (JSON per photo)",
+         "restored": "folder of restored crops, named like the aligned crops",
+         "out": "output folder for the pasted photos"})
 
-    r = subparsers.add_parser(
-        "refs", formatter_class=_FMT,
-        help="rank and verify reference photos for one degraded input (all aligned crops)",
-        description="Rank the aligned crops in REFS for the aligned degraded INPUT by identity, pose, sharpness "
-                    "and affine landmark distance, and check that they show one person matching the input.")
-    r.add_argument("input", type=Path, help="aligned degraded face (e.g. from `instantrestore align`)")
-    r.add_argument("refs", type=Path, help="folder of aligned reference candidates")
+    r = _command(
+        subparsers, "refs", run_refs,
+        "rank and verify reference photos for one degraded input (all aligned crops)",
+        "Rank the aligned crops in REFS for the aligned degraded INPUT by identity, pose, sharpness "
+        "and affine landmark distance, and check that they show one person matching the input.",
+        {"input": "aligned degraded face (e.g. from `instantrestore align`)",
+         "refs": "folder of aligned reference candidates"})
     r.add_argument("--out", type=Path, help="also write the ranking and verification as JSON here")
     add_reference_args(r, default_k=3)
-    r.set_defaults(func=run_refs)
 
 
 def add_reference_args(parser: argparse.ArgumentParser, default_k: int = 0) -> None:
