@@ -108,6 +108,8 @@ def test_select_references_prefers_same_identity(celebref, embedder):
     assert ranking[0].score >= ranking[1].score >= ranking[2].score
     with pytest.raises(ValueError, match="no reference"):
         select_references(_load(lq[own]), [], k=1, embedder=embedder)
+    with pytest.raises(ValueError, match="one size"):
+        select_references(_load(lq[own]), [_load(paths[0])[:256, :256]], k=1, embedder=embedder)
 
 
 def test_pose_and_sharpness_cues_respond():

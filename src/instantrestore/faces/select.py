@@ -98,6 +98,9 @@ def select_references(
     names = list(names) if names is not None else [str(i) for i in range(len(candidates))]
     if len(names) != len(candidates):
         raise ValueError(f"got {len(candidates)} candidates but {len(names)} names")
+    shapes = {np.shape(i) for i in (lq, *candidates)}
+    if len(shapes) != 1:
+        raise ValueError(f"input and candidates must be aligned crops of one size, got shapes {sorted(shapes)}")
     embedder = embedder or DlibEmbedder()
     emb = embedder.embed(images_to_tensor([lq, *candidates]))
     identity = (emb[1:] @ emb[0]).numpy().astype(np.float64)
