@@ -70,7 +70,7 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: compare explicitly, not with ==
 class AlignedFace:
     """An aligned crop (uint8 RGB, size x size) and the 2x3 ``matrix`` mapping photo pixels to crop pixels."""
 

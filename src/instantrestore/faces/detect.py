@@ -64,7 +64,7 @@ def shape_predictor(points: int):
     return _dlib().shape_predictor(_model_file(names[points]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: compare explicitly, not with ==
 class Face:
     """One detected face in photo coordinates.
 
