@@ -22,6 +22,7 @@ import numpy as np
 # (std <= 0.034). Lets the shape predictors run on aligned crops where detection fails.
 FFHQ_CROP_BOX = (0.184, 0.296, 0.794, 0.905)
 
+
 def _model_file(name: str) -> str:
     """Path of a model file shipped in the face_recognition_models wheel.
 
