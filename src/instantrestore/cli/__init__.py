@@ -12,6 +12,8 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.restore",
     "instantrestore.cli.data",
+    "instantrestore.cli.faces",
+    "instantrestore.cli.evaluate",
 )
 
 

@@ -1,0 +1,220 @@
+"""`instantrestore align` and `instantrestore refs`; also the reference flags other commands reuse."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_write_text, ensure_not_input, list_images
+from ..images import ImageError, load_image, save_image
+from ..faces.align import align_faces
+from ..faces.detect import detect_faces
+from ..faces.identity import load_embedder
+from ..faces.paste import paste_faces
+from ..faces.select import select_references
+from ..faces.verify import MODES, verify_references
+
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _command(subparsers, name: str, func, summary: str, description: str, positionals: dict[str, str]):
+    """A sub-command with Path positionals (name -> help) and ``func`` as its action."""
+    parser = subparsers.add_parser(name, formatter_class=_FMT, help=summary, description=description)
+    for arg, text in positionals.items():
+        parser.add_argument(arg, type=Path, help=text)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def register(subparsers) -> None:
+    p = _command(
+        subparsers, "align", run_align,
+        "detect faces in photos and write FFHQ-aligned crops plus a JSON of boxes, landmarks, transforms",
+        "Detect every face (dlib HOG, CNN fallback), fit 68/5-point landmarks and warp each face "
+        "to an FFHQ-aligned crop. Writes OUT/{name}_{idx:02d}.png and OUT/{name}.json per photo "
+        "(the 2x3 photo->crop matrix and its inverse are kept for paste-back).",
+        {"input": "a photo or a folder of photos", "out": "output folder (created; must not be the input folder)"})
+    p.add_argument("-s", "--size", type=int, default=512, help="crop side in pixels")
+    p.add_argument("--max-side", type=int, default=800, help="photos are downscaled to this side for detection")
+    p.add_argument("--min-face", type=int, default=64, help="faces smaller than this (pixels) are reported as tiny")
+    p.add_argument("--fallback", choices=("cnn", "none"), default="cnn", help="detector used when HOG finds nothing")
+    p.add_argument("--largest-only", action="store_true", help="keep only the largest face per photo")
+
+    _command(
+        subparsers, "paste", run_paste,
+        "paste restored crops back into the photos that `align` cut them from",
+        "For every ALIGNED/{name}.json written by `align`, paste RESTORED/{crop name} (any square size) "
+        "back into the original photo with the inverse warp and a feathered mask; writes OUT/{name}.png. "
+        "A face without a restored crop keeps its original pixels.",
+        {"aligned": "folder written by `instantrestore align` (JSON per photo)",
+         "restored": "folder of restored crops, named like the aligned crops",
+         "out": "output folder for the pasted photos"})
+
+    r = _command(
+        subparsers, "refs", run_refs,
+        "rank and verify reference photos for one degraded input (all aligned crops)",
+        "Rank the aligned crops in REFS for the aligned degraded INPUT by identity, pose, sharpness "
+        "and affine landmark distance, and check that they show one person matching the input.",
+        {"input": "aligned degraded face (e.g. from `instantrestore align`)",
+         "refs": "folder of aligned reference candidates"})
+    r.add_argument("--out", type=Path, help="also write the ranking and verification as JSON here")
+    add_reference_args(r, default_k=3)
+
+
+def add_reference_args(parser: argparse.ArgumentParser, default_k: int = 0) -> None:
+    """Flags shared by commands that take references: --select-refs, --verify-refs, --embedder."""
+    parser.add_argument("-k", "--select-refs", type=int, default=default_k, metavar="K",
+                        help="keep the K best references (identity, pose, sharpness, A-LD); 0 keeps all")
+    parser.add_argument("--verify-refs", choices=MODES, default="warn",
+                        help="check the references show one person matching the input: warn, refuse (strict) or skip")
+    parser.add_argument("--embedder", default="dlib",
+                        help="identity model: dlib | onnx:PATH | torch:PATH (.pt2 export or TorchScript) | py:MODULE:ATTR")
+
+
+def resolve_references(args: argparse.Namespace, lq: np.ndarray, refs: list[np.ndarray], names: list[str]):
+    """Apply --verify-refs then --select-refs; returns (kept indices best first, report or None, ranking or None)."""
+    try:
+        embedder = load_embedder(args.embedder)
+    except ImportError as exc:  # an optional extra is missing: say which, without a traceback
+        raise ValueError(str(exc)) from exc
+    report = None
+    if args.verify_refs != "off":
+        report = verify_references(refs, names, lq=lq, embedder=embedder, mode="off")
+        for line in report.problems():
+            print(f"warning: {line}", file=sys.stderr)
+        if args.verify_refs == "strict" and not report.ok:
+            raise ValueError("references refused (--verify-refs strict): " + "; ".join(report.problems()))
+    ranking = None
+    keep = list(range(len(refs)))
+    if args.select_refs and args.select_refs > 0:
+        ranking = select_references(lq, refs, args.select_refs, names=names, embedder=embedder)
+        keep = [s.index for s in ranking]
+    return keep, report, ranking
+
+
+def _load_array(path: Path) -> np.ndarray:
+    return np.asarray(load_image(path))
+
+
+def run_align(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.input.is_dir():
+        photos = list_images(args.input)
+        if not photos:
+            raise FileNotFoundError(f"{args.input}: no images found")
+        if args.out.resolve() == args.input.resolve():
+            raise ValueError(f"output folder {args.out} is the input folder; choose another")
+    elif args.input.is_file():
+        photos = [args.input]
+    else:
+        raise FileNotFoundError(f"{args.input}: no such file or folder")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stems = [p.stem for p in photos]
+    # a.jpg and a.png in one folder must not overwrite each other's outputs
+    out_stem = {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in photos}
+    counts = {"photos": 0, "faces": 0, "no_face": [], "tiny": [], "errors": []}
+    for photo in tqdm(photos, desc="align", unit="photo", disable=len(photos) < 2):
+        counts["photos"] += 1
+        record = {"photo": str(photo), "status": "ok", "faces": []}
+        try:
+            image = _load_array(photo)
+            record["photo_size"] = [image.shape[1], image.shape[0]]
+            faces = detect_faces(image, max_side=args.max_side, fallback=args.fallback)
+            if args.largest_only:
+                faces = faces[:1]
+            for idx, aligned in enumerate(align_faces(image, faces, args.size)):
+                crop_path = args.out / f"{out_stem[photo]}_{idx:02d}.png"
+                ensure_not_input(crop_path, photos)
+                save_image(_to_pil(aligned.crop), crop_path)
+                tiny = aligned.face.size < args.min_face
+                record["faces"].append({"index": idx, "crop": crop_path.name, "tiny": tiny, **aligned.to_json()})
+                if tiny:
+                    counts["tiny"].append(f"{photo.name}#{idx} ({aligned.face.size:.0f} px)")
+            counts["faces"] += len(faces)
+            if not faces:
+                record["status"] = "no_face"
+                counts["no_face"].append(photo.name)
+        except ImageError as exc:
+            record.update(status="error", error=str(exc))
+            counts["errors"].append(str(exc))
+        json_path = args.out / f"{out_stem[photo]}.json"
+        ensure_not_input(json_path, photos)
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
+    print(f"aligned {counts['faces']} face(s) from {counts['photos']} photo(s) into {args.out}")
+    if counts["no_face"]:
+        print(f"no face found in {len(counts['no_face'])}: {', '.join(counts['no_face'])}", file=sys.stderr)
+    if counts["tiny"]:
+        print(f"tiny faces (< {args.min_face} px, expect poor results): {', '.join(counts['tiny'])}", file=sys.stderr)
+    for line in counts["errors"]:
+        print(f"skipped: {line}", file=sys.stderr)
+    return 1 if counts["errors"] and not counts["faces"] else 0
+
+
+def run_paste(args: argparse.Namespace) -> int:
+    records = sorted(args.aligned.glob("*.json"))
+    if not records:
+        raise FileNotFoundError(f"{args.aligned}: no JSON files from `instantrestore align`")
+    pasted, missing = 0, []
+    for record_path in records:
+        record = json.loads(record_path.read_text())
+        if record.get("status") != "ok":
+            continue
+        photo_path = Path(record["photo"])
+        crops, matrices = [], []
+        for face in record["faces"]:
+            restored = args.restored / face["crop"]
+            if not restored.is_file():
+                missing.append(face["crop"])
+                continue
+            crop = _load_array(restored)
+            if crop.shape[0] != crop.shape[1]:
+                raise ValueError(f"{restored}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
+            # crop coordinates scale with the crop side, so the photo->crop matrix scales too
+            crops.append(crop)
+            matrices.append(np.array(face["matrix"]) * (crop.shape[0] / face["crop_size"]))
+        image = _load_array(photo_path)
+        out_path = args.out / f"{record_path.stem}.png"
+        ensure_not_input(out_path, [photo_path])
+        save_image(_to_pil(paste_faces(image, crops, matrices)), out_path)
+        pasted += len(crops)
+    print(f"pasted {pasted} face(s) into {len(records)} photo(s) in {args.out}")
+    if missing:
+        print(f"no restored crop for {len(missing)} face(s), kept as they were: {', '.join(missing)}", file=sys.stderr)
+    return 0
+
+
+def _to_pil(array: np.ndarray):
+    from PIL import Image
+    return Image.fromarray(array)
+
+
+def run_refs(args: argparse.Namespace) -> int:
+    paths = [p for p in list_images(args.refs) if p.resolve() != args.input.resolve()]
+    if not paths:
+        raise FileNotFoundError(f"{args.refs}: no reference images found")
+    lq = _load_array(args.input)
+    refs = [_load_array(p) for p in paths]
+    sizes = {r.shape for r in refs} | {lq.shape}
+    if len(sizes) != 1:
+        raise ValueError(f"input and references must be aligned crops of one size, got {sorted(sizes)}")
+    keep, report, ranking = resolve_references(args, lq, refs, [p.name for p in paths])
+    if ranking:
+        print("rank  score  identity  pose   sharp  A-LD(eyes)  file")
+        for i, s in enumerate(ranking, 1):
+            print(f"{i:>4}  {s.score:.3f}  {s.identity:.4f}  {s.pose_distance:.3f}  {s.sharpness:.2f}  "
+                  f"{s.ald:>10.1f}  {s.name}")
+    else:
+        print("kept references: " + ", ".join(paths[i].name for i in keep))
+    if report is not None:
+        print("references verified: ok" if report.ok else "references verified: problems found (see warnings)")
+    if args.out:
+        ensure_not_input(args.out, [args.input, *paths])
+        payload = {"input": str(args.input), "kept": [paths[i].name for i in keep],
+                   "ranking": [s.to_json() for s in ranking] if ranking else None,
+                   "verification": report.to_json() if report else None}
+        atomic_write_text(args.out, json.dumps(payload, indent=1) + "\n")
+    return 0

@@ -1,0 +1,132 @@
+"""Reference verification: do the references show one person, and is it the input's?
+
+A wrong-identity reference leaks its identity into the result (seed 003, fig. 5), so
+references are checked before use. Each reference is compared with the others: its
+consensus similarity is the median cosine similarity to the other references, and it is
+an outlier when that falls below the embedder's same-person threshold. With two
+references that disagree both are flagged (there is no majority). The degraded input is
+compared with the mean embedding of the non-outlier references against a looser
+threshold (``threshold - lq_margin``), since degradation lowers similarity.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .identity import DlibEmbedder, FaceEmbedder
+from .select import images_to_tensor
+
+MODES = ("off", "warn", "strict")
+
+
+class ReferenceMismatchError(ValueError):
+    """Raised in strict mode when references disagree or do not match the input."""
+
+
+class ReferenceWarning(UserWarning):
+    """Issued in warn mode for the same findings."""
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    name: str
+    consensus_similarity: float | None  # median cosine similarity to the other references
+    lq_similarity: float | None         # cosine similarity to the input
+    outlier: bool
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    embedder: str
+    threshold: float
+    lq_threshold: float
+    checks: list[ReferenceCheck] = field(default_factory=list)
+    lq_consensus_similarity: float | None = None
+
+    @property
+    def outliers(self) -> list[ReferenceCheck]:
+        return [c for c in self.checks if c.outlier]
+
+    @property
+    def lq_matches(self) -> bool | None:
+        if self.lq_consensus_similarity is None:
+            return None
+        return self.lq_consensus_similarity >= self.lq_threshold
+
+    @property
+    def ok(self) -> bool:
+        return not self.outliers and self.lq_matches is not False
+
+    def problems(self) -> list[str]:
+        lines = [f"reference {c.name} looks like another person: median similarity to the other references "
+                 f"{c.consensus_similarity:.3f} (cosine distance {1 - c.consensus_similarity:.3f}) "
+                 f"< {self.threshold:.3f} ({self.embedder})" for c in self.outliers]
+        if self.lq_matches is False:
+            lines.append(f"the input does not match the references: similarity {self.lq_consensus_similarity:.3f} "
+                         f"< {self.lq_threshold:.3f} ({self.embedder}; degraded inputs score lower, check by eye)")
+        return lines
+
+    def to_json(self) -> dict:
+        def r(v):
+            return None if v is None else round(float(v), 5)
+        return {
+            "embedder": self.embedder, "threshold": self.threshold, "lq_threshold": self.lq_threshold,
+            "ok": self.ok, "lq_consensus_similarity": r(self.lq_consensus_similarity), "lq_matches": self.lq_matches,
+            "references": [{"name": c.name, "consensus_similarity": r(c.consensus_similarity),
+                            "lq_similarity": r(c.lq_similarity), "outlier": c.outlier} for c in self.checks],
+            "problems": self.problems(),
+        }
+
+
+def verify_embeddings(refs: torch.Tensor, names: Sequence[str], lq: torch.Tensor | None = None,
+                      threshold: float = DlibEmbedder.threshold, lq_margin: float = 0.05,
+                      embedder_name: str = "dlib") -> VerificationReport:
+    """Verification on precomputed embeddings: ``refs`` [N, D], ``lq`` [D] or [1, D] (any norm)."""
+    refs = F.normalize(refs.float(), dim=-1)
+    n = refs.shape[0]
+    if n != len(names):
+        raise ValueError(f"got {n} reference embeddings but {len(names)} names")
+    sims = (refs @ refs.T).numpy()
+    consensus = [float(np.median(np.delete(sims[i], i))) if n > 1 else None for i in range(n)]
+    outlier = [c is not None and c < threshold for c in consensus]
+    lq_sims: list[float | None] = [None] * n
+    lq_consensus = None
+    if lq is not None:
+        lq = F.normalize(lq.float().reshape(1, -1), dim=-1)
+        lq_sims = [float(v) for v in (refs @ lq[0]).numpy()]
+        keep = [i for i in range(n) if not outlier[i]] or list(range(n))
+        centre = F.normalize(refs[keep].mean(0), dim=0)
+        lq_consensus = float(centre @ lq[0])
+    checks = [ReferenceCheck(names[i], consensus[i], lq_sims[i], outlier[i]) for i in range(n)]
+    return VerificationReport(embedder_name, threshold, threshold - lq_margin, checks, lq_consensus)
+
+
+def verify_references(refs: Sequence[np.ndarray], names: Sequence[str], lq: np.ndarray | None = None,
+                      embedder: FaceEmbedder | None = None, mode: str = "warn",
+                      lq_margin: float = 0.05) -> VerificationReport:
+    """Check aligned reference crops (uint8 RGB (S, S, 3)) against each other and the input.
+
+    ``mode='warn'`` issues a ``ReferenceWarning`` per problem, ``'strict'`` raises
+    ``ReferenceMismatchError`` listing them, ``'off'`` only returns the report.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if not len(refs):
+        raise ValueError("no references to verify")
+    embedder = embedder or DlibEmbedder()
+    batch = images_to_tensor(list(refs) + ([lq] if lq is not None else []))
+    emb = embedder.embed(batch)
+    report = verify_embeddings(emb[:len(refs)], names, emb[len(refs)] if lq is not None else None,
+                               embedder.threshold, lq_margin, embedder.name)
+    problems = report.problems()
+    if problems and mode == "strict":
+        raise ReferenceMismatchError("reference check failed:\n  " + "\n  ".join(problems))
+    if mode == "warn":
+        for line in problems:
+            warnings.warn(line, ReferenceWarning, stacklevel=2)
+    return report

@@ -1,0 +1,288 @@
+"""The evaluation report behind ``instantrestore eval``: pair files, measure, write four outputs.
+
+Outputs in ``out``: ``per_image.csv`` (one row per pair), ``summary.json`` (mean/std/n per
+metric, skipped metrics with reasons, unpaired and unreadable files, conventions),
+``table.md`` (one row, mean ± std, seed 003's table style) and ``grid.png`` (input /
+output / ground truth / references for a sample of pairs).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..files import atomic_path, atomic_write_text, list_images
+from ..images import ImageError, load_image
+from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
+from .landmarks import ald_eye, ald_mouth, l2_landmark_distance
+
+# name -> (table header, higher is better)
+METRICS = {
+    "psnr": ("PSNR↑", True), "ssim": ("SSIM↑", True), "ms_ssim": ("MS-SSIM↑", True), "lpips": ("LPIPS↓", False),
+    "ids": ("IDS↑", True), "ids_ref": ("IDS(REF)↑", True), "l2_ld": ("L2-LD↓", False),
+    "ald_e": ("ALD-e↓", False), "ald_m": ("ALD-m↓", False), "fid": ("FID↓", False),
+}
+# Metrics named so a report can say why they are absent rather than silently omit them.
+NOT_AVAILABLE = {
+    "fid": "FID needs Inception-v3 weights (pt_inception-2015-12-05), which are not on this machine; "
+           "not implemented in this package",
+}
+CONVENTIONS = {
+    "psnr": "RGB, data range 255, float pixels (x+1)*127.5, equals skimage.metrics.peak_signal_noise_ratio",
+    "ssim": "RGB mean of per-channel SSIM, data range 255, 7x7 uniform window, equals skimage structural_similarity",
+    "ms_ssim": "pytorch-msssim, RGB, data range 255, 11x11 Gaussian sigma 1.5, 5 scales",
+    "lpips": "lpips package, AlexNet backbone, inputs in [-1, 1]",
+    "ids": "cosine similarity of identity embeddings, output vs ground truth",
+    "ids_ref": "cosine similarity of identity embeddings, output vs the first reference (sorted by name), seed 003",
+    "l2_ld": "mean Euclidean distance of the 68 dlib landmarks, pixels at the evaluated size",
+    "ald_e": "affine landmark distance (seed 004 eq. 14) on eyes+brows (22 points), pixels^2",
+    "ald_m": "affine landmark distance (seed 004 eq. 14) on the outer mouth (12 points), pixels^2",
+}
+
+
+@dataclass
+class Pairing:
+    pairs: list[tuple[str, Path, Path]] = field(default_factory=list)  # (stem, pred, gt)
+    pred_only: list[str] = field(default_factory=list)
+    gt_only: list[str] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+
+
+def pair_files(pred_dir: Path, gt_dir: Path) -> Pairing:
+    """Pair images by file stem (``a.png`` with ``a.jpg``); everything else is listed, never dropped."""
+    def by_stem(paths):
+        table: dict[str, list[Path]] = {}
+        for p in paths:
+            table.setdefault(p.stem, []).append(p)
+        return table
+    pred, gt = by_stem(list_images(pred_dir)), by_stem(list_images(gt_dir))
+    out = Pairing()
+    for stem in sorted(set(pred) | set(gt)):
+        if len(pred.get(stem, [])) > 1 or len(gt.get(stem, [])) > 1:
+            out.ambiguous += [str(p) for p in pred.get(stem, []) + gt.get(stem, [])]
+        elif stem in pred and stem in gt:
+            out.pairs.append((stem, pred[stem][0], gt[stem][0]))
+        elif stem in pred:
+            out.pred_only.append(pred[stem][0].name)
+        else:
+            out.gt_only.append(gt[stem][0].name)
+    return out
+
+
+def find_references(refs_dir: Path | None, stem: str) -> list[Path]:
+    """References of one image: ``refs_dir/<stem>/*`` if that folder exists, else the images directly in ``refs_dir``."""
+    if refs_dir is None:
+        return []
+    own = refs_dir / stem
+    return list_images(own) if own.is_dir() else list_images(refs_dir)
+
+
+def _tensor(image) -> torch.Tensor:
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def _stats(values: list[float]) -> dict:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None, "n": 0, "n_infinite": len(values)}
+    arr = np.array(finite)
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": len(finite),
+            "n_infinite": len(values) - len(finite)}
+
+
+def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None = None, lq_dir: Path | None = None,
+             metrics: list[str] | None = None, embedder=None, timings: dict[str, float] | None = None,
+             grid: int = 4, label: str | None = None, progress: bool = True) -> dict:
+    """Measure every pair and write the four outputs; returns the summary dict (also in summary.json)."""
+    from tqdm import tqdm
+
+    pred_dir, gt_dir, out_dir = Path(pred_dir), Path(gt_dir), Path(out_dir)
+    for d in (pred_dir, gt_dir) + ((refs_dir,) if refs_dir else ()) + ((lq_dir,) if lq_dir else ()):
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"{d}: no such folder")
+        if out_dir.resolve() == Path(d).resolve():
+            raise ValueError(f"--out {out_dir} is an input folder; choose another")
+    metrics = list(metrics or METRICS)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    skipped: dict[str, str] = {m: NOT_AVAILABLE[m] for m in metrics if m in NOT_AVAILABLE}
+    lpips_fn = None
+    if "lpips" in metrics:
+        try:
+            lpips_fn = LPIPS()
+        except MetricUnavailable as exc:
+            skipped["lpips"] = str(exc)
+    if "ids_ref" in metrics and refs_dir is None:
+        skipped["ids_ref"] = "no --refs folder given"
+    if {"ids", "ids_ref"} & set(metrics) and embedder is None:
+        from ..faces.identity import DlibEmbedder
+        embedder = DlibEmbedder()
+    active = [m for m in metrics if m not in skipped]
+    pixel_metrics = {m: fn for m, fn in (("psnr", psnr), ("ssim", ssim), ("ms_ssim", ms_ssim), ("lpips", lpips_fn))
+                     if m in active}
+    landmark_metrics = {m: fn for m, fn in (("l2_ld", l2_landmark_distance), ("ald_e", ald_eye), ("ald_m", ald_mouth))
+                        if m in active}
+    if landmark_metrics:
+        from ..faces.detect import aligned_landmarks
+
+    pairing = pair_files(pred_dir, gt_dir)
+    rows, problems = [], []
+    for stem, pred_path, gt_path in tqdm(pairing.pairs, desc="eval", unit="image", disable=not progress):
+        try:
+            pred, gt = np.asarray(load_image(pred_path)), np.asarray(load_image(gt_path))
+        except ImageError as exc:
+            problems.append({"name": stem, "reason": str(exc)})
+            continue
+        if pred.shape != gt.shape:
+            problems.append({"name": stem, "reason": f"size differs: output {pred.shape[1]}x{pred.shape[0]}, "
+                                                     f"ground truth {gt.shape[1]}x{gt.shape[0]}"})
+            continue
+        row: dict = {"name": stem, "pred": pred_path.name, "gt": gt_path.name}
+        p, g = _tensor(pred), _tensor(gt)
+        try:
+            for name, fn in pixel_metrics.items():
+                row[name] = float(fn(p, g)[0])
+            if "ids" in active or "ids_ref" in active:
+                refs = find_references(refs_dir, stem) if "ids_ref" in active else []
+                batch = [p, g] + ([_tensor(load_image(refs[0]))] if refs else [])
+                sizes = {tuple(t.shape[-2:]) for t in batch}
+                if len(sizes) > 1:  # embedders take one size per batch
+                    batch = [torch.nn.functional.interpolate(t, size=p.shape[-2:], mode="area") for t in batch]
+                emb = embedder.embed(torch.cat(batch))
+                if "ids" in active:
+                    row["ids"] = float(emb[0] @ emb[1])
+                if "ids_ref" in active:
+                    row["ids_ref"] = float(emb[0] @ emb[2]) if refs else float("nan")
+                    row["ref"] = refs[0].name if refs else ""
+            if landmark_metrics:
+                lp, lg = aligned_landmarks(pred), aligned_landmarks(gt)
+                for name, fn in landmark_metrics.items():
+                    row[name] = float(fn(lp, lg)[0])
+        except (ValueError, ImageError) as exc:
+            problems.append({"name": stem, "reason": str(exc)})
+            continue
+        if timings is not None and stem in timings:
+            row["seconds"] = timings[stem]
+        rows.append(row)
+
+    columns = ["name", "pred", "gt"] + [m for m in active] + (["ref"] if "ids_ref" in active else []) + \
+              (["seconds"] if any("seconds" in r for r in rows) else [])
+    stats = {m: _stats([r[m] for r in rows if m in r]) for m in active}
+    if any("seconds" in r for r in rows):
+        stats["seconds"] = _stats([r["seconds"] for r in rows if "seconds" in r])
+    summary = {
+        "label": label or pred_dir.name, "pred": str(pred_dir), "gt": str(gt_dir),
+        "refs": str(refs_dir) if refs_dir else None, "lq": str(lq_dir) if lq_dir else None,
+        "n_pairs": len(pairing.pairs), "n_measured": len(rows), "metrics": stats, "skipped": skipped,
+        "unpaired": {"pred_only": pairing.pred_only, "gt_only": pairing.gt_only, "ambiguous": pairing.ambiguous},
+        "problems": problems,
+        "embedder": {"name": embedder.name, "threshold": embedder.threshold} if embedder is not None else None,
+        "conventions": {m: CONVENTIONS[m] for m in active},
+        "notes": _notes(embedder, active),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_csv(out_dir / "per_image.csv", rows, columns)
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False, default=str) + "\n")
+    atomic_write_text(out_dir / "table.md", markdown_table(summary))
+    sample = [(stem, p, g) for stem, p, g in pairing.pairs if stem in {r["name"] for r in rows}][:grid]
+    if sample:
+        write_grid(out_dir / "grid.png", sample, refs_dir, lq_dir)
+    return summary
+
+
+def _notes(embedder, active: list[str]) -> list[str]:
+    notes = []
+    if embedder is not None and {"ids", "ids_ref"} & set(active) and embedder.name == "dlib":
+        notes.append("IDS uses dlib's 128-d embedder, not ArcFace as in the papers; for comparable numbers "
+                     "pass an ArcFace model with --embedder onnx:PATH")
+    return notes
+
+
+def _fmt(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.4f}"
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def markdown_table(summary: dict) -> str:
+    """One-row Markdown table, mean ± std per metric, plus notes on skipped metrics and unpaired files."""
+    names = [m for m in summary["metrics"]]
+    headers = [METRICS[m][0] if m in METRICS else "s/image" for m in names]
+    cells = []
+    for m in names:
+        s = summary["metrics"][m]
+        cells.append("n/a" if s["mean"] is None else f"{s['mean']:.4f} ± {s['std']:.4f}")
+    lines = [f"| Method | {' | '.join(headers)} |", "|---|" + "---|" * len(headers),
+             f"| {summary['label']} | {' | '.join(cells)} |", "",
+             f"{summary['n_measured']} of {summary['n_pairs']} paired images measured"
+             + (f"; identity embedder {summary['embedder']['name']}" if summary.get("embedder") else "") + "."]
+    for note in summary.get("notes", []):
+        lines.append(f"- note: {note}")
+    for m, reason in summary["skipped"].items():
+        lines.append(f"- {m} skipped: {reason}")
+    unpaired = summary["unpaired"]
+    for key, text in (("pred_only", "outputs without ground truth"), ("gt_only", "ground truths without output"),
+                      ("ambiguous", "ambiguous names (several files per stem)")):
+        if unpaired[key]:
+            lines.append(f"- {text}: {', '.join(unpaired[key])}")
+    for p in summary["problems"]:
+        lines.append(f"- not measured: {p['name']}: {p['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_grid(path: Path, sample, refs_dir: Path | None, lq_dir: Path | None, cell: int = 192, n_refs: int = 2):
+    """Grid PNG, one row per pair: input (when ``lq_dir``) / output / ground truth / up to ``n_refs`` references."""
+    titles = (["input"] if lq_dir else []) + ["output", "ground truth"] + \
+             (["reference"] * n_refs if refs_dir else [])
+    blank = np.full((cell, cell, 3), 255, np.uint8)
+
+    def tile(p: Path | None) -> np.ndarray:
+        if p is None or not p.is_file():
+            return blank
+        return cv2.resize(np.asarray(load_image(p)), (cell, cell), interpolation=cv2.INTER_AREA)
+
+    header = np.full((28, cell * len(titles), 3), 255, np.uint8)
+    for i, t in enumerate(titles):
+        cv2.putText(header, t, (i * cell + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    rows = [header]
+    for stem, pred, gt in sample:
+        tiles = []
+        if lq_dir:
+            lq = [q for q in list_images(lq_dir) if q.stem == stem]
+            tiles.append(tile(lq[0] if lq else None))
+        tiles += [tile(pred), tile(gt)]
+        if refs_dir:
+            refs = find_references(refs_dir, stem)[:n_refs]
+            tiles += [tile(r) for r in refs] + [blank] * (n_refs - len(refs))
+        rows.append(np.concatenate(tiles, axis=1))
+    grid = np.concatenate(rows, axis=0)
+    with atomic_path(path) as tmp:
+        ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"{path}: could not encode the grid")
+        tmp.write_bytes(data.tobytes())
+
+
+def read_timings(path: str | os.PathLike) -> dict[str, float]:
+    """Per-image seconds from a CSV with columns ``name,seconds`` (name = file stem or file name)."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"name", "seconds"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: timings CSV needs columns name,seconds, got {reader.fieldnames}")
+        return {Path(r["name"]).stem: float(r["seconds"]) for r in reader}
