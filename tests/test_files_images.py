@@ -58,3 +58,17 @@ def test_atomic_write_and_input_guard(tmp_path):
     Image.new("RGB", (2, 2)).save(tmp_path / "b.png")
     Image.new("RGB", (2, 2)).save(tmp_path / "a.jpg")
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.png"]
+
+
+def test_list_images_finds_jfif(tmp_path):
+    Image.new("RGB", (2, 2)).save(tmp_path / "a.jfif", format="JPEG")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jfif"]
+
+
+def test_module_entry_points_print_help():
+    import subprocess
+    import sys
+
+    for module in ("instantrestore", "instantrestore.cli"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+        assert done.returncode == 0 and "restore" in done.stdout, done.stderr
