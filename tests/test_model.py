@@ -215,3 +215,12 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
     state.pop("prompt_embeds")
     with pytest.raises(ValueError, match="1 missing"):
         model.load_adapter_state(state)
+
+
+def test_shared_reference_set_follows_per_sample_timesteps(model):
+    lq, refs = images(2, 0), images(2, 1)
+    t = torch.tensor([249, 749])
+    with torch.no_grad():
+        shared = model(lq, references=refs, timesteps=t).image
+        per_sample = model(lq, references=refs[None].expand(2, -1, -1, -1, -1), timesteps=t).image
+    torch.testing.assert_close(shared, per_sample)

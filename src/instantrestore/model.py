@@ -369,7 +369,12 @@ class InstantRestore(nn.Module):
                                  adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
                                  capture=frozenset(capture), query_chunk_size=self.config.query_chunk_size)
         if isinstance(references, torch.Tensor) and references.ndim == 4:
-            references = self.encode_references(references) if references.shape[0] else None
+            if references.shape[0] == 0:
+                references = None
+            elif bool((t == self.config.timestep).all()):
+                references = self.encode_references(references)
+            else:  # one set for the whole batch, but at each sample's own timestep
+                references = references[None].expand(batch, *references.shape)
         if isinstance(references, ReferenceCache):
             self._check_cache(references, t)
             references = references.to(self.device, self.dtype)
