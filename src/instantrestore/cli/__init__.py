@@ -14,6 +14,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.data",
     "instantrestore.cli.faces",
     "instantrestore.cli.evaluate",
+    "instantrestore.cli.bench",
+    "instantrestore.cli.demo",
 )
 
 
