@@ -73,7 +73,6 @@ def test_attention_mass_counts_the_correct_region():
     assert math.isnan(nan_mass)
 
 
-@pytest.mark.slow
 def test_evaluate_every_row_and_column(weights):
     model = InstantRestore.from_pretrained(weights / "model")
     no_las = InstantRestore.from_pretrained(weights / "model_no_las")
@@ -86,7 +85,10 @@ def test_evaluate_every_row_and_column(weights):
     for row in results.rows:
         assert row.n == 1
         assert abs(row.id_sim) <= 1 + 1e-5 and abs(row.id_sim_other) <= 1 + 1e-5
-        assert 0.0 <= row.mark_recovery <= 1.0
+        if row.name == "clean reference photo":  # another picture: only identity is comparable
+            assert row.psnr is None and row.mark_recovery is None
+        else:
+            assert 0.0 <= row.mark_recovery <= 1.0
     for row in (r for r in results.rows if r.kind == "setting"):
         for column in ("psnr", "ssim", "id_sim", "mark_recovery", "eye_color_error"):
             assert math.isfinite(getattr(row, column)), (row.name, column)
@@ -101,7 +103,6 @@ def test_evaluate_every_row_and_column(weights):
     assert len(targets) == 6 and all(t["passed"] in (True, False) for t in targets.values())
 
 
-@pytest.mark.slow
 def test_cli_eval_only_writes_results(weights, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "synth", "--eval-only", "--checkpoint", str(weights / "model"),
@@ -140,6 +141,31 @@ def test_missing_shipped_assets_error_is_clear(tmp_path, capsys):
     if not shipped_assets_present():
         assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
         assert "shipped" in capsys.readouterr().err
+
+
+def test_pipeline_skips_finished_parts_and_ships(weights, tmp_path):
+    from instantrestore.bench.pipeline import TrainedRun, _run_part, read_timings, ship
+
+    calls = []
+
+    def work(folder):
+        calls.append(folder)
+        (folder / "final").mkdir(parents=True)
+
+    out = tmp_path / "run"
+    assert _run_part(out, "prior", work, progress=False) == out / "prior" / "final"
+    assert _run_part(out, "prior", work, progress=False) == out / "prior" / "final"  # finished: skipped
+    assert len(calls) == 1 and read_timings(out)["prior"] >= 0 and "total_training" in read_timings(out)
+    with pytest.raises(RuntimeError, match="without"):
+        _run_part(out, "instantrestore", lambda folder: folder.mkdir(parents=True), progress=False)
+
+    (out / "results.md").write_text("| table |\n")
+    assets = tmp_path / "assets"
+    ship(TrainedRun(model=weights / "model", model_no_las=None, eval_network=weights / "eval_net",
+                    train_network=weights / "eval_net"), out, assets)
+    assert shipped_assets_present(assets) and (assets / "tiny-synth" / "results.md").is_file()
+    model, net = load_shipped_model(assets_dir=assets), load_shipped_eval_network(assets_dir=assets)
+    assert model.config.image_size == SIZE and net.input_size == 32
 
 
 # Issue 7: references must raise identity similarity over blind by at least this much on held-out people.

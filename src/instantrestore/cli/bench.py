@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -94,6 +95,10 @@ def run_bench_synth(args: argparse.Namespace) -> int:
                         overrides=parse_part_overrides(args.overrides))
         model_dir, no_las_dir, eval_dir = run.model, run.model_no_las, run.eval_network
         extra["timings_s"] = read_timings(args.out)
+        for part in ("idnet-train", "idnet-eval"):  # the identity networks' held-out verification numbers
+            metrics = args.out / part / "metrics.json"
+            if metrics.is_file():
+                extra.setdefault("identity_networks", {})[part] = json.loads(metrics.read_text())
     else:
         model_dir, no_las_dir, eval_dir = args.checkpoint, args.checkpoint_no_las, args.eval_network
     model = (InstantRestore.from_pretrained(model_dir, device=device) if model_dir
