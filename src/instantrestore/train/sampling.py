@@ -76,9 +76,9 @@ class StepBatchSampler(Sampler[list[int]]):
                 yield self.keys(step, micro)
 
 
-def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
-    """CPU generator for the per-sample timesteps and latent noise of one micro-batch."""
-    seq = np.random.SeedSequence([_TAG_ORDER, seed, step, micro, rank])
+def step_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    """CPU generator for the timesteps and latent noise of one global micro-batch (all processes)."""
+    seq = np.random.SeedSequence([_TAG_ORDER, seed, step, micro])
     return torch.Generator().manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] >> 1))
 
 

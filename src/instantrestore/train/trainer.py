@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -49,20 +50,26 @@ class _Run:
     capture: list[str]
 
 
-def _noise_and_timesteps(model: InstantRestore, lq: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample timestep from ``config.train_timesteps`` and latent noise, from ``gen`` (CPU)."""
+def _noise_and_timesteps(model: InstantRestore, lq: torch.Tensor, gen: torch.Generator, world_size: int, rank: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample timestep from ``config.train_timesteps`` and latent noise for this process's slice.
+
+    Drawn for the whole global micro-batch and sliced, so N processes x batch B see the same
+    draws as 1 process x batch N*B (the run does not depend on how it is split).
+    """
     b, _, h, w = lq.shape
     choices = torch.tensor(model.config.train_timesteps, dtype=torch.long)
-    t = choices[torch.randint(len(choices), (b,), generator=gen)]
+    t = choices[torch.randint(len(choices), (world_size * b,), generator=gen)]
     s = model.config.vae_scale
-    noise = torch.randn(b, model.latent_channels, h // s, w // s, generator=gen)
-    return t.to(lq.device), noise.to(lq.device, model.dtype)
+    noise = torch.randn(world_size * b, model.latent_channels, h // s, w // s, generator=gen)
+    part = slice(rank * b, (rank + 1) * b)
+    return t[part].to(lq.device), noise[part].to(lq.device, model.dtype)
 
 
 def generator_forward(run: _Run, batch: dict, gen: torch.Generator):
     """One generator pass in the run's stage -> GeneratorOutput."""
-    model, lq = run.model, batch["lq"]
-    t, noise = _noise_and_timesteps(model, lq, gen)
+    model, lq, acc = run.model, batch["lq"], run.accelerator
+    t, noise = _noise_and_timesteps(model, lq, gen, acc.num_processes, acc.process_index)
     if run.config.stage == "prior":
         with adapters_disabled(model.unet, model.vae):
             return model(lq, references=None, timesteps=t, noise=noise)
@@ -101,7 +108,7 @@ def train_step(run: _Run, batches: list[dict], step: int) -> dict[str, float]:
     terms: dict[str, float] = defaultdict(float)
     run.model.train()
     for micro, batch in enumerate(batches):
-        gen = step_generator(cfg.seed, step, micro, acc.process_index)
+        gen = step_generator(cfg.seed, step, micro)
         with acc.autocast():  # (RestorationLoss freezes D inside the generator's adversarial term)
             out = generator_forward(run, batch, gen)
             total, parts = run.loss.generator_loss(out, batch)
@@ -205,8 +212,11 @@ def _setup(config: TrainConfig) -> _Run:
 
     from ..losses import RestorationLoss
 
+    # Several processes but no GPU (torchrun / `accelerate launch --multi_gpu` on a CPU machine):
+    # accelerate only forms the gloo process group when told the run is on CPU.
+    cpu_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
-                      log_with=None)
+                      log_with=None, cpu=cpu_group or None)
     model = build.build_model(config)
     params = build.set_trainable(model, config.stage)
     if config.gradient_checkpointing:
