@@ -12,7 +12,7 @@ from instantrestore.checkpoint import UntrustedPickleError, save_tensors
 from instantrestore.cli import main
 from instantrestore.idnet import (ArcMarginHead, IdentityTrainConfig, build_arcface, build_identity_network,
                                   load_arcface, load_identity_network, train_identity_network)
-from instantrestore.idnet.train import augment, render_faces, verification_metrics
+from instantrestore.idnet.train import augment, detail_sensitivity, render_faces, verification_metrics
 
 TINY = IdentityTrainConfig(identities=6, images_per_identity=3, steps=4, batch_size=8, input_size=32,
                            render_size=64, embedding_dim=16, heldout_identities=3, heldout_images_per_identity=2)
@@ -135,6 +135,18 @@ def test_verification_metrics_on_known_embeddings():
 
 
 @pytest.mark.slow
+def test_detail_sensitivity_sees_pixel_changes():
+    pixels = torch.nn.Flatten()  # embedding = the image itself: any edit moves it
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.ones(len(x), 4)
+    seen = detail_sensitivity(pixels, 0, 3, 64, 128)
+    assert 0.5 < seen["cos_marks_removed"] < 1 and 0.5 < seen["cos_iris_changed"] < 1
+    blind = detail_sensitivity(Constant(), 0, 3, 64, 128)
+    assert blind["cos_marks_removed"] == pytest.approx(1) and blind["cos_iris_changed"] == pytest.approx(1)
+
+
+@pytest.mark.slow
 def test_training_lowers_loss_and_is_deterministic(tmp_path):
     config = replace(TINY, identities=4, images_per_identity=4, steps=20, batch_size=16, lr=3e-3,
                      shift_px=0, color_gain=0.0, margin=0.2, scale=16.0)
@@ -187,7 +199,8 @@ def test_cli_train_id_writes_outputs(tmp_path, capsys):
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "metrics.json"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"mean_cos_same", "mean_cos_diff", "top1", "pair_accuracy"} <= set(metrics)
+    assert {"mean_cos_same", "mean_cos_diff", "top1", "pair_accuracy", "cos_marks_removed"} <= set(metrics)
+    assert -1 <= metrics["cos_iris_changed"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["arch"] == "resnet-b" and config["training"]["identities"] == 5
     assert "mean cos same identity" in capsys.readouterr().out

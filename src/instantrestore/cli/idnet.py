@@ -30,16 +30,16 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train-id", formatter_class=_Formatter,
         help="train a synthetic-world face-recognition network (for the identity loss / evaluation)",
-        description="Train a small face-recognition network on clean synthetic identities with the ArcFace "
-                    "additive angular margin loss, then measure verification on held-out people (another "
-                    "world seed): mean cosine of same- vs different-identity pairs and nearest-gallery top-1.",
+        description="Train a small face-recognition network on clean synthetic identities with the ArcFace\n"
+                    "additive angular margin loss, then measure verification on held-out people (another world\n"
+                    "seed): mean cosine of same- vs different-identity pairs and nearest-gallery top-1.",
         epilog=_EPILOG)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--arch", default=d.arch, choices=sorted(ARCHITECTURES), help="network architecture")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights, batch order and augmentation")
     p.add_argument("--world-seed", type=int, default=d.world_seed, help="synthetic world of the training identities")
     p.add_argument("--heldout-world-seed", type=int, default=None,
-                   help="world of the held-out identities (default: world seed + 1)")
+                   help="world of the held-out identities (None: world seed + 1; default: %(default)s)")
     p.add_argument("--identities", type=int, default=d.identities, help="training identities")
     p.add_argument("--images-per-identity", type=int, default=d.images_per_identity, help="photos per identity")
     p.add_argument("--heldout-identities", type=int, default=d.heldout_identities, help="held-out identities")
@@ -66,6 +66,8 @@ def cmd_train_id(args: argparse.Namespace) -> int:
           f"separation {metrics['separation']:.3f}")
     print(f"  top-1 (1 gallery photo) {metrics['top1']:.3f}   pair accuracy {metrics['pair_accuracy']:.3f} "
           f"at cos >= {metrics['threshold']:.3f}")
+    print(f"  fine details: cos to the same photo with marks removed {metrics['cos_marks_removed']:.3f}, "
+          f"irises recoloured {metrics['cos_iris_changed']:.3f}")
     print(f"  {metrics['seconds']:.0f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
     print(json.dumps(metrics))
     return 0

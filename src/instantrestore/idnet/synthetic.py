@@ -5,10 +5,10 @@ Two deliberately different architectures, so that the network the generator is t
 against (identity loss) is not the one that judges it (evaluation), as the paper does with
 ArcFace vs CurricularFace:
 
-- ``cnn-a``: plain VGG-style CNN (conv-BN-ReLU, max-pool downsampling), flattened spatial
-  features -> FC -> BN (position-aware, like ArcFace's output head).
+- ``cnn-a``: plain VGG-style CNN (conv-BN-ReLU, max-pool downsampling, widths 32/64/128),
+  flattened spatial features -> FC -> BN (position-aware, like ArcFace's output head).
 - ``resnet-b``: residual network (pre-activation blocks with PReLU, strided-conv downsampling,
-  other widths) pooled by a global depthwise convolution (MobileFaceNet's GDC) -> FC -> BN.
+  widths 40/80/144) pooled by a global depthwise convolution (MobileFaceNet's GDC) -> FC -> BN.
 
 Both map [B, 3, S, S] RGB in [-1, 1] (S = ``input_size``, a multiple of 16) to raw embeddings
 [B, D]; ``IdentityNetwork`` wraps one for use as R: L2-normalised output, ``input_size``,

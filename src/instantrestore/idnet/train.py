@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.synthetic import render, sample_identity
+from ..data.synthetic import IRIS_PALETTE, Identity, render, sample_identity
 from ..files import atomic_write_text
 from .synthetic import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
 
@@ -154,6 +154,35 @@ def verification_metrics(embeddings: torch.Tensor, labels: torch.Tensor, images_
             "heldout_identities": int(len(gallery)), "heldout_images_per_identity": images_per_identity}
 
 
+def _far_iris(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    return max(IRIS_PALETTE.values(), key=lambda c: sum((a - b) ** 2 for a, b in zip(c, color)))
+
+
+def _edited_photo(person: Identity, input_size: int, render_size: int) -> np.ndarray:
+    img = render(person, 0, render_size).image
+    return cv2.resize(img, (input_size, input_size), interpolation=cv2.INTER_AREA) if render_size != input_size else img
+
+
+def detail_sensitivity(network: torch.nn.Module, world_seed: int, identities: int, input_size: int,
+                       render_size: int = 128) -> dict:
+    """How much the embedding moves when only a fine identity detail changes (photo 0 of each person).
+
+    - cos_marks_removed: mean cos(photo, same photo without the person's marks);
+    - cos_iris_changed: mean cos(photo, same photo with both irises recoloured to a distant palette colour).
+    1.0 means blind to the detail; compare with mean_cos_same (another photo of the same person).
+    """
+    photos = {"original": [], "marks_removed": [], "iris_changed": []}
+    for i in range(identities):
+        person = sample_identity(world_seed, i)
+        iris = _far_iris(person.iris_colors[0])
+        for key, edited in (("original", person), ("marks_removed", replace(person, marks=())),
+                            ("iris_changed", replace(person, iris_colors=(iris, iris)))):
+            photos[key].append(_edited_photo(edited, input_size, render_size))
+    emb = {k: embed_all(network, torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2)) for k, v in photos.items()}
+    return {"cos_marks_removed": float((emb["original"] * emb["marks_removed"]).sum(1).mean()),
+            "cos_iris_changed": float((emb["original"] * emb["iris_changed"]).sum(1).mean())}
+
+
 # ------------------------------------------------------------------ training
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
@@ -167,7 +196,7 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
 
     Writes ``out_dir/model.safetensors``, ``out_dir/config.json`` (loadable by
     ``load_identity_network``) and ``out_dir/metrics.json``, each atomically. Returned dict:
-    ``verification_metrics`` of the held-out world plus ``final_loss``, ``train_top1`` (last 10%
+    ``verification_metrics`` and ``detail_sensitivity`` of the held-out world plus ``final_loss``, ``train_top1`` (last 10%
     of steps, margin-free batch accuracy), ``seconds`` (wall time incl. rendering).
     """
     config.validate()
@@ -213,6 +242,8 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
                 bar.set_postfix(loss=f"{float(loss):.3f}")
     network = IdentityNetwork(backbone, config.arch, config.input_size, config.embedding_dim).eval()
     metrics = verification_metrics(embed_all(network, held_images), held_labels, config.heldout_images_per_identity)
+    metrics.update(detail_sensitivity(network, heldout_seed, min(config.heldout_identities, 100),
+                                      config.input_size, config.render_size))
     metrics.update(final_loss=float(np.mean(recent_loss)), train_top1=recent_hits / max(1, recent_n),
                    heldout_world_seed=heldout_seed, seconds=round(time.perf_counter() - start, 1))
     out_dir = Path(out_dir)
