@@ -12,7 +12,8 @@ from instantrestore.checkpoint import UntrustedPickleError, save_tensors
 from instantrestore.cli import main
 from instantrestore.idnet import (ArcMarginHead, IdentityTrainConfig, build_arcface, build_identity_network,
                                   load_arcface, load_identity_network, train_identity_network)
-from instantrestore.idnet.train import augment, detail_sensitivity, render_faces, verification_metrics
+from instantrestore.data.synthetic import render, sample_identity
+from instantrestore.idnet.train import augment, detail_sensitivity, detail_twin, render_faces, verification_metrics
 
 TINY = IdentityTrainConfig(identities=6, images_per_identity=3, steps=4, batch_size=8, input_size=32,
                            render_size=64, embedding_dim=16, heldout_identities=3, heldout_images_per_identity=2)
@@ -135,6 +136,19 @@ def test_verification_metrics_on_known_embeddings():
 
 
 @pytest.mark.slow
+def test_detail_twins_differ_only_in_marks_and_irises():
+    person = sample_identity(0, 3)
+    twin = detail_twin(person)
+    assert [m.x for m in twin.marks] == pytest.approx([1 - m.x for m in person.marks])
+    assert all(a != b for a, b in zip(twin.iris_colors, person.iris_colors))
+    assert twin.face_width == person.face_width and twin.skin_color == person.skin_color
+    a, b = render(person, 1, 64), render(twin, 1, 64)
+    assert a.matrix.tolist() == b.matrix.tolist()  # same photo parameters
+    images, labels = render_faces(0, 3, 2, 32, 64, twins=2)
+    assert images.shape == (10, 3, 32, 32) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert not torch.equal(images[0], images[6])  # identity 0 vs its twin (class 3), same photo index
+
+
 def test_detail_sensitivity_sees_pixel_changes():
     pixels = torch.nn.Flatten()  # embedding = the image itself: any edit moves it
     class Constant(torch.nn.Module):
@@ -195,7 +209,7 @@ def test_cli_train_id_writes_outputs(tmp_path, capsys):
     out = tmp_path / "idnet"
     rc = main(["train-id", "--out", str(out), "--arch", "resnet-b", "--identities", "5", "--images-per-identity",
                "2", "--heldout-identities", "3", "--steps", "3", "--batch-size", "4", "--input-size", "32",
-               "--embedding-dim", "8", "--no-progress"])
+               "--embedding-dim", "8", "--detail-twins", "0.4", "--no-progress"])
     assert rc == 0
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "metrics.json"}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -203,6 +217,7 @@ def test_cli_train_id_writes_outputs(tmp_path, capsys):
     assert -1 <= metrics["cos_iris_changed"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["arch"] == "resnet-b" and config["training"]["identities"] == 5
+    assert config["training"]["detail_twins"] == 0.4
     assert "mean cos same identity" in capsys.readouterr().out
     assert load_identity_network(out).embedding_dim == 8
 

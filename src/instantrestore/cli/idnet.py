@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=float, default=d.scale, help="ArcFace logit scale s")
     p.add_argument("--shift-px", type=int, default=d.shift_px, help="augmentation: max translation in pixels")
     p.add_argument("--color-gain", type=float, default=d.color_gain, help="augmentation: per-channel gain range +-")
+    p.add_argument("--detail-twins", type=float, default=d.detail_twins,
+                   help="fraction of identities given a twin class (same face, marks mirrored, irises recoloured) "
+                        "so the network must use those fine details")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=cmd_train_id)
 

@@ -51,6 +51,7 @@ class IdentityTrainConfig:
     warmup_fraction: float = 0.05
     shift_px: int = 2                  # augmentation: random translation up to this many input pixels
     color_gain: float = 0.08           # augmentation: per-channel gain in [1 - g, 1 + g]
+    detail_twins: float = 0.0          # fraction of identities given a twin class (``detail_twin``)
     heldout_world_seed: int | None = None   # None: world_seed + 1
     heldout_identities: int = 200
     heldout_images_per_identity: int = 4
@@ -60,6 +61,8 @@ class IdentityTrainConfig:
             raise ValueError("need at least 2 identities and 1 image per identity to train")
         if self.heldout_identities < 2 or self.heldout_images_per_identity < 2:
             raise ValueError("held-out verification needs >= 2 identities with >= 2 photos each")
+        if not 0.0 <= self.detail_twins <= 1.0:
+            raise ValueError(f"detail_twins is a fraction in [0, 1], got {self.detail_twins}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError("steps must be >= 1 and batch_size >= 2")
         held = self.world_seed + 1 if self.heldout_world_seed is None else self.heldout_world_seed
@@ -70,23 +73,42 @@ class IdentityTrainConfig:
 
 # ------------------------------------------------------------------ data cache
 
-def render_faces(world_seed: int, identities: int, images_per_identity: int, input_size: int,
-                 render_size: int = 128, progress: bool = False, desc: str = "render") -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean photos of identities 0..N-1 of ``world_seed``, photos 0..M-1 each.
+def _far_iris(color: tuple[int, int, int]) -> tuple[int, int, int]:
+    return max(IRIS_PALETTE.values(), key=lambda c: sum((a - b) ** 2 for a, b in zip(c, color)))
 
-    Returns (images uint8 [N*M, 3, S, S] RGB, labels int64 [N*M]), identity-major order.
+
+def _edited_photo(person: Identity, input_size: int, render_size: int, index: int = 0) -> np.ndarray:
+    img = render(person, index, render_size).image
+    return cv2.resize(img, (input_size, input_size), interpolation=cv2.INTER_AREA) if render_size != input_size else img
+
+
+def detail_twin(person: Identity) -> Identity:
+    """The same face with its marks mirrored left-right and each iris recoloured to a distant palette colour.
+
+    Mirrored marks stay valid (face outline, nose, mouth and glasses are symmetric) and differ from
+    the original constellation: told apart only by marks and iris colour.
     """
-    out = np.empty((identities * images_per_identity, input_size, input_size, 3), np.uint8)
+    marks = tuple(replace(m, x=1.0 - m.x) for m in person.marks)
+    return replace(person, marks=marks, iris_colors=tuple(_far_iris(c) for c in person.iris_colors))
+
+
+def render_faces(world_seed: int, identities: int, images_per_identity: int, input_size: int,
+                 render_size: int = 128, progress: bool = False, desc: str = "render",
+                 twins: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean photos of identities 0..N-1 of ``world_seed``, photos 0..M-1 each, then ``twins``
+    extra classes N..N+T-1: ``detail_twin`` of identities 0..T-1 (same photo parameters).
+
+    Returns (images uint8 [(N+T)*M, 3, S, S] RGB, labels int64 [(N+T)*M]), class-major order.
+    """
+    people = [sample_identity(world_seed, i) for i in range(identities)]
+    people += [detail_twin(p) for p in people[:twins]]
+    out = np.empty((len(people) * images_per_identity, input_size, input_size, 3), np.uint8)
     with tqdm(total=len(out), desc=desc, disable=not progress, unit="img") as bar:
-        for i in range(identities):
-            person = sample_identity(world_seed, i)
+        for i, person in enumerate(people):
             for j in range(images_per_identity):
-                img = render(person, j, render_size).image
-                if render_size != input_size:
-                    img = cv2.resize(img, (input_size, input_size), interpolation=cv2.INTER_AREA)
-                out[i * images_per_identity + j] = img
+                out[i * images_per_identity + j] = _edited_photo(person, input_size, render_size, j)
                 bar.update()
-    labels = torch.arange(identities).repeat_interleave(images_per_identity)
+    labels = torch.arange(len(people)).repeat_interleave(images_per_identity)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), labels
 
 
@@ -154,15 +176,6 @@ def verification_metrics(embeddings: torch.Tensor, labels: torch.Tensor, images_
             "heldout_identities": int(len(gallery)), "heldout_images_per_identity": images_per_identity}
 
 
-def _far_iris(color: tuple[int, int, int]) -> tuple[int, int, int]:
-    return max(IRIS_PALETTE.values(), key=lambda c: sum((a - b) ** 2 for a, b in zip(c, color)))
-
-
-def _edited_photo(person: Identity, input_size: int, render_size: int) -> np.ndarray:
-    img = render(person, 0, render_size).image
-    return cv2.resize(img, (input_size, input_size), interpolation=cv2.INTER_AREA) if render_size != input_size else img
-
-
 def detail_sensitivity(network: torch.nn.Module, world_seed: int, identities: int, input_size: int,
                        render_size: int = 128) -> dict:
     """How much the embedding moves when only a fine identity detail changes (photo 0 of each person).
@@ -202,8 +215,9 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
     config.validate()
     start = time.perf_counter()
     heldout_seed = config.world_seed + 1 if config.heldout_world_seed is None else config.heldout_world_seed
+    twins = round(config.detail_twins * config.identities)
     images, labels = render_faces(config.world_seed, config.identities, config.images_per_identity,
-                                  config.input_size, config.render_size, progress, "render train")
+                                  config.input_size, config.render_size, progress, "render train", twins)
     held_images, held_labels = render_faces(heldout_seed, config.heldout_identities,
                                             config.heldout_images_per_identity, config.input_size,
                                             config.render_size, progress, "render held-out")
@@ -211,7 +225,7 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         backbone = build_identity_network(config.arch, config.embedding_dim, config.input_size)
-        head = ArcMarginHead(config.embedding_dim, config.identities, config.scale, config.margin)
+        head = ArcMarginHead(config.embedding_dim, config.identities + twins, config.scale, config.margin)
         generator = torch.Generator().manual_seed(config.seed)
         params = list(backbone.parameters()) + list(head.parameters())
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
