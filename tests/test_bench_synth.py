@@ -73,6 +73,7 @@ def test_attention_mass_counts_the_correct_region():
     assert math.isnan(nan_mass)
 
 
+@pytest.mark.slow
 def test_evaluate_every_row_and_column(weights):
     model = InstantRestore.from_pretrained(weights / "model")
     no_las = InstantRestore.from_pretrained(weights / "model_no_las")
@@ -103,11 +104,12 @@ def test_evaluate_every_row_and_column(weights):
     assert len(targets) == 6 and all(t["passed"] in (True, False) for t in targets.values())
 
 
+@pytest.mark.slow
 def test_cli_eval_only_writes_results(weights, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench", "synth", "--eval-only", "--checkpoint", str(weights / "model"),
                  "--eval-network", str(weights / "eval_net"), "--identities", "2", "--timing-images", "1",
-                 "--grid", "2", "--out", str(out)])
+                 "--warmup", "0", "--grid", "2", "--out", str(out)])
     assert code == 0
     data = json.loads((out / "results.json").read_text())
     rows = {r["name"]: r for r in data["rows"]}

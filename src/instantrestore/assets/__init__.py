@@ -65,7 +65,8 @@ def load_shipped_model(device: torch.device | str | None = None, assets_dir: str
     return InstantRestore.from_pretrained(shipped_model_path(assets_dir), device=device)
 
 
-def load_shipped_eval_network(device: torch.device | str | None = None, assets_dir: str | Path | None = None) -> nn.Module:
+def load_shipped_eval_network(device: torch.device | str | None = None,
+                              assets_dir: str | Path | None = None) -> nn.Module:
     """The shipped evaluation identity network ([B, 3, S, S] in [-1, 1] -> [B, D] unit length), frozen."""
     folder = shipped_eval_network_path(assets_dir)
     from ..idnet import load_identity_network

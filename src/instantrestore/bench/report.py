@@ -48,12 +48,13 @@ def targets_markdown(targets: list[dict]) -> str:
 
 def results_markdown(results: SynthResults, command: str | None = None) -> str:
     s = results.settings
-    chance = results.row("4 refs")
+    four = results.row("4 refs")
+    chance = four.attention_chance if four else None
     text = (f"# Synthetic benchmark\n\n{s['identities']} held-out identities of world seed {s['world_seed']}, "
             f"{s['image_size']} px, degradation `{s['preset']}` (draw seed {s['degrade_seed']}); identity similarity "
             f"by the evaluation network; marks present = `mark_contrast` > {s['mark_threshold']:g}; attention mass "
             f"within {s['attention_radius_tokens']:g} tokens, mean over {len(s['attention_layers'])} injected layers"
-            + (f" (uniform attention would give {chance.attention_chance:.3f})" if chance and chance.attention_chance else "")
+            + (f" (uniform attention would give {chance:.3f})" if chance else "")
             + f"; time: batch 1, reference encoding included, {s['torch_threads']} threads on {s['device']}.\n\n")
     if command:
         text += f"Command: `{command}`\n\n"

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ..faces.identity import TorchEmbedder, cosine_similarity
 from ..metrics.image import psnr, ssim
 from ..model import InstantRestore
-from .cases import MARK_THRESHOLD, SynthCase, attention_mass, eye_color_error, image_tensor, make_cases, marks_present, to_uint8
+from .cases import (MARK_THRESHOLD, SynthCase, attention_mass, eye_color_error, image_tensor, make_cases, marks_present,
+                    to_uint8)
 
 DEFAULT_WORLD_SEED = 1000  # never a training world (training uses small seeds; see pipeline.py)
 DEFAULT_IDENTITIES = 48
@@ -190,22 +191,31 @@ def evaluate_synth(model: InstantRestore, eval_network: nn.Module, model_no_las:
                                    full_reference=name != "clean reference photo")
     results.append(sanity["degraded input"].result("degraded input", "sanity"))
 
+    active = []
     for spec in rows:
-        runner = models.get(spec.model)
-        if runner is None:
+        if models.get(spec.model) is None:
             if progress:
                 print(f"bench: skipping row '{spec.name}' (no {spec.model} model given)")
-            continue
-        runner.eval()
-        acc = _Accumulator()
-        capture = runner.injected_layers if spec.refs else []
-        bar = tqdm(cases, desc=f"{spec.name:>28}", unit="id", disable=not progress, leave=True)
-        with torch.inference_mode():
-            for i, case in enumerate(bar):
-                refs = _row_inputs(case, spec)
-                out = runner(image_tensor(case.lq).to(runner.device), references=None if refs is None else refs.to(runner.device),
-                             capture=capture, adain=spec.adain, attention_mode=spec.attention_mode)
+        else:
+            active.append(spec)
+            models[spec.model].eval()
+    accs = {spec.name: _Accumulator() for spec in active}
+    with torch.inference_mode():
+        for i, case in enumerate(tqdm(cases, desc="bench synth", unit="identity", disable=not progress)):
+            lq = image_tensor(case.lq)
+            encoded = {}  # (model, refs, wrong) -> ReferenceCache: rows that differ only in toggles share it
+            for spec in active:
+                runner = models[spec.model]
+                refs = None
+                if spec.refs:
+                    key = (spec.model, spec.refs, spec.wrong)
+                    if key not in encoded:
+                        encoded[key] = runner.encode_references(_row_inputs(case, spec).to(runner.device))
+                    refs = encoded[key]
+                out = runner(lq.to(runner.device), references=refs, capture=runner.injected_layers if spec.refs else [],
+                             adain=spec.adain, attention_mode=spec.attention_mode)
                 image = to_uint8(out.image)
+                acc = accs[spec.name]
                 acc.add_image(image, case, embed(out.image.float().cpu()), gt_emb[i:i + 1], other_emb[i:i + 1])
                 mass, chance = attention_mass(out.attention, case, spec.refs, spec.wrong, attention_radius)
                 acc.mass.append(mass)
@@ -213,8 +223,11 @@ def evaluate_synth(model: InstantRestore, eval_network: nn.Module, model_no_las:
                 if i < grid_identities and spec.name in GRID_ROWS:
                     grid[i][spec.name] = image
                 del out
-        ms = _time_row(runner, cases, spec, timing_images, warmup)
-        results.append(acc.result(spec.name, "setting", ms))
+    for spec in active:
+        if progress and timing_images > 0:
+            print(f"bench: timing '{spec.name}' on {min(timing_images, len(cases))} image(s)", flush=True)
+        ms = _time_row(models[spec.model], cases, spec, timing_images, warmup)
+        results.append(accs[spec.name].result(spec.name, "setting", ms))
     results.append(sanity["clean reference photo"].result("clean reference photo", "sanity"))
     results.append(sanity["ground truth"].result("ground truth", "sanity"))
 
