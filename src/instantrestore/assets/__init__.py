@@ -18,7 +18,7 @@ from torch import nn
 ASSETS_DIR = Path(__file__).resolve().parent
 MODEL_NAME = "tiny-synth"
 EVAL_NETWORK_NAME = "idnet-eval"
-HOW_TO_GET = ("train them with `instantrestore bench synth --train --out runs/synth --ship-to {assets}` "
+HOW_TO_GET = ("Train them with `instantrestore bench synth --train --out runs/synth --ship-to {assets}` "
               "(about an hour on a 2-core CPU), or pass your own weights with --checkpoint DIR --eval-network DIR")
 
 
