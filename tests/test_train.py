@@ -134,7 +134,7 @@ def test_cli_train_runs_and_resumes(tmp_path, capsys):
     assert main(["train", "--config", str(path), "--out", str(out), "--no-progress", "--set", "seed=3"]) == 0
     assert (out / "final" / "adapters.safetensors").is_file()
     assert TrainConfig.from_yaml(out / "config.yaml").seed == 3
-    assert main(["train", "--config", str(path), "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert main(["train", "--out", str(out), "--no-progress", "--resume"]) == 0  # reads OUT/config.yaml
     assert main(["train", "--config", str(path), "--set", "loss.lpip=1"]) == 2
     assert "did you mean loss.lpips" in capsys.readouterr().err
 
@@ -142,3 +142,23 @@ def test_cli_train_runs_and_resumes(tmp_path, capsys):
 def test_missing_identity_network_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="needs identity_network"):
         train(tiny_config(tmp_path, identity_network=None), progress=False)
+
+
+def test_metrics_logger_tensorboard_is_optional_and_resume_trims(tmp_path, caplog):
+    import importlib.util
+    import logging
+
+    from instantrestore.train.logging import MetricsLogger
+
+    with caplog.at_level(logging.INFO):
+        logger = MetricsLogger(tmp_path, tensorboard=True)
+        logger.log(1, {"loss": 1.0})
+        logger.log(2, {"loss": torch.tensor(0.5)})
+        logger.close()
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "pip install tensorboard" in caplog.text
+    else:
+        assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]
+    MetricsLogger(tmp_path, resume_step=1, tensorboard=False).close()  # a run resumed at step 1
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1]

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 EPILOG = """examples:
   # tiny recipe on the synthetic world (2-core CPU): stage 1 prior, then stage 2 InstantRestore
-  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --set identity_network=runs/idnet-a
-  instantrestore train --config configs/tiny.yaml --out runs/tiny --set init_from=runs/prior/final \\
-      --set identity_network=runs/idnet-a
-  # continue a killed run exactly where its newest checkpoint left it
-  instantrestore train --config configs/tiny.yaml --out runs/tiny --resume
+  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --identity-network runs/idnet-a
+  instantrestore train --config configs/tiny.yaml --out runs/tiny --init-from runs/prior/final \\
+      --identity-network runs/idnet-a
+  # continue a killed run exactly where its newest checkpoint left it (reads runs/tiny/config.yaml)
+  instantrestore train --out runs/tiny --resume
   # the paper's recipe on 8 GPUs (batch 2 per GPU = effective 16)
   accelerate launch --num_processes 8 -m instantrestore train --config configs/sd-turbo.yaml \\
-      --data /data/celebref --set identity_network=/weights/arcface_r100.safetensors --set identity_arch=r100
-  # two CPU processes (gloo), e.g. to check the multi-process path
-  accelerate launch --num_processes 2 --cpu -m instantrestore train --config configs/tiny.yaml --steps 3
+      --data /data/celebref --batch-size 2 --identity-network /weights/arcface_r100.safetensors \\
+      --set identity_arch=r100
+  # two CPU processes in a gloo group (plain --cpu starts one process unless MPI is set up)
+  accelerate launch --multi_gpu --num_processes 2 -m instantrestore train --config configs/tiny.yaml --steps 3
 """
 
 
@@ -26,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "OUT/metrics.jsonl, OUT/tb/, OUT/samples/, OUT/checkpoints/step_XXXXXXX/ and OUT/final/. "
                     "Run under `accelerate launch` for several processes/GPUs. See docs/training.md.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="YAML recipe (e.g. configs/tiny.yaml); defaults when omitted")
+    p.add_argument("--config", metavar="FILE", help="YAML recipe (e.g. configs/tiny.yaml); when omitted: OUT/config.yaml "
+                                                    "with --resume, else the built-in defaults")
     p.add_argument("--stage", choices=["prior", "instantrestore"], help="override the recipe's stage")
     p.add_argument("--backbone", choices=["tiny", "sd-turbo"], help="architecture when starting from random weights")
     p.add_argument("--init-from", metavar="DIR", help="model dir whose base weights to start from (e.g. a stage-1 final/)")
@@ -61,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in FLAG_KEYS if getattr(args, k) is not None}
     overrides.update(parse_set(args.sets))
-    config = TrainConfig.from_yaml(args.config, **overrides)
+    source = args.config
+    if source is None and args.resume and args.out and (Path(args.out) / "config.yaml").is_file():
+        source = Path(args.out) / "config.yaml"  # --resume --out DIR alone continues that run as configured
+    config = TrainConfig.from_yaml(source, **overrides)
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0

@@ -48,6 +48,10 @@ def build_model(config: TrainConfig) -> InstantRestore:
         return InstantRestore(cfg, base.unet, base.vae, base.prompt_embeds)
     if config.base_model is not None:
         return InstantRestore.from_base(config.base_model, trust_pickle=config.trust_pickle, **overrides)
+    if config.stage == "instantrestore":
+        log.warning("no init_from / base_model: stage 2 starts from a RANDOM %s base (fine for tests; a real "
+                    "run needs a prior, e.g. init_from=<stage-1 out>/final or base_model=stabilityai/sd-turbo)",
+                    config.backbone)
     return InstantRestore.from_config(config.backbone, seed=config.model_seed, **overrides)
 
 
