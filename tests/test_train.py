@@ -162,3 +162,23 @@ def test_metrics_logger_tensorboard_is_optional_and_resume_trims(tmp_path, caplo
     assert read_metrics(tmp_path) == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]
     MetricsLogger(tmp_path, resume_step=1, tensorboard=False).close()  # a run resumed at step 1
     assert [r["step"] for r in read_metrics(tmp_path)] == [1]
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_and_bf16_steps(tmp_path):
+    ds = None
+    results = {}
+    for name, changes in (("plain", {}), ("checkpointing", {"gradient_checkpointing": True}),
+                          ("bf16", {"mixed_precision": "bf16"})):
+        config = tiny_config(tmp_path, **changes)
+        run = _setup(config)  # one process may set up runs with different precisions in turn
+        if ds is None:
+            ds, train_idx, _ = build.build_dataset(config)
+            batch = collate([ds[i] for i in train_idx[:2]])
+        terms = train_step(run, [batch], 0)
+        assert all(torch.isfinite(torch.tensor(v)) for v in terms.values()), name
+        results[name] = (terms, run.model.adapter_state_dict())
+    plain, ckpt = results["plain"], results["checkpointing"]
+    assert plain[0]["loss"] == ckpt[0]["loss"]  # recomputation changes nothing
+    assert all(torch.equal(plain[1][k], ckpt[1][k]) for k in plain[1])
+    assert results["bf16"][0]["loss"] == pytest.approx(plain[0]["loss"], rel=1e-2)

@@ -4,11 +4,12 @@ Per optimiser step: ``grad_accum`` micro-batches, each a generator forward/backw
 training timestep and latent noise, paper appendix A), then a discriminator forward/backward
 on the detached restorations; then the generator's AdamW step, then the discriminator's.
 
-Accelerate gives the device, autocast, the fp16 grad scaler and the process group. The model
-is not DDP-wrapped and the data loader not re-sharded: gradients are averaged across
-processes by hand (one all-reduce per step), and every process reads its own slice of a data
-order that is a pure function of (seed, step) (see :mod:`.sampling`). That keeps ``--resume``
-exact and lets the discriminator be frozen during the generator pass without DDP complaints.
+Accelerate gives the device, autocast (generator only; losses run in fp32), the fp16 grad
+scaler and the process group. The model is not DDP-wrapped and the data loader not re-sharded:
+gradients are averaged across processes by hand (one all-reduce per step), and every process
+reads its own slice of a data order that is a pure function of (seed, step) (see
+:mod:`.sampling`). That keeps ``--resume`` exact and lets the discriminator be frozen during the
+generator pass without DDP complaints.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..model import InstantRestore, adapters_disabled
+from ..model import GeneratorOutput, InstantRestore, adapters_disabled
 from . import build, state
 from .config import TrainConfig
 from .logging import MetricsLogger, save_grid, validation_grid
@@ -109,15 +110,17 @@ def train_step(run: _Run, batches: list[dict], step: int) -> dict[str, float]:
     run.model.train()
     for micro, batch in enumerate(batches):
         gen = step_generator(cfg.seed, step, micro)
-        with acc.autocast():  # (RestorationLoss freezes D inside the generator's adversarial term)
+        with acc.autocast():
             out = generator_forward(run, batch, gen)
-            total, parts = run.loss.generator_loss(out, batch)
+        # Losses in fp32 (MS-SSIM, cosines and D's logits are fragile in half precision); the
+        # generator's adversarial term runs D frozen inside RestorationLoss.
+        out = GeneratorOutput(image=out.image.float(), attention=out.attention)
+        total, parts = run.loss.generator_loss(out, batch)
         acc.backward(total)
         for k, v in parts.items():
             terms[k] += float(v) / len(batches)
         if run.discriminator is not None:
-            with acc.autocast():
-                d_total, d_parts = run.loss.discriminator_loss(out.image.detach(), batch["hq"])
+            d_total, d_parts = run.loss.discriminator_loss(out.image.detach(), batch["hq"])
             acc.backward(d_total)
             for k, v in d_parts.items():
                 terms[k] += float(v) / len(batches)
@@ -209,12 +212,16 @@ def load_checkpoint(run: _Run, checkpoint: Path) -> int:
 # ------------------------------------------------------------------ the run
 def _setup(config: TrainConfig) -> _Run:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from ..losses import RestorationLoss
 
     # Several processes but no GPU (torchrun / `accelerate launch --multi_gpu` on a CPU machine):
     # accelerate only forms the gloo process group when told the run is on CPU.
     cpu_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g.
+    # its mixed precision) so train() can be called again in one process. The process group stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
                       log_with=None, cpu=cpu_group or None)
     model = build.build_model(config)
