@@ -14,6 +14,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.data",
     "instantrestore.cli.faces",
     "instantrestore.cli.evaluate",
+    "instantrestore.cli.idnet",
+    "instantrestore.cli.train",
+    "instantrestore.cli.bench",
+    "instantrestore.cli.demo",
 )
 
 

@@ -1,0 +1,2 @@
+"""Benchmarks on the synthetic-identities world: held-out evaluation (``synth``), the
+train-then-evaluate pipeline (``pipeline``) and the written report (``report``)."""

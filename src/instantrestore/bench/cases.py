@@ -1,0 +1,179 @@
+"""Held-out synthetic test cases and the pixel/attention probes the benchmark measures them with.
+
+A case is one person of a world seed that training never used: photo 0 degraded by a fixed
+draw of a preset (``sr8`` by default) is the target, photos 1..4 are the references, and the
+renderer's exact landmarks say where the marks, irises and facial points are. Every case
+depends only on (world seed, identity, size, preset, degradation seed).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..attention import CapturedAttention
+from ..data import probes, synthetic
+from ..data.datasets import to_tensor
+from ..degradations import random_degrade
+
+# docs/data.md: clean marks score > 25, marks after sr8 stay below ~10; a mark counts as present above 20.
+MARK_THRESHOLD = 20.0
+MAX_REFS = 4
+_TAG_DEGRADE = 0xBE  # keeps the benchmark's degradation draws apart from the datasets' streams
+LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)  # iBUG rows of the eye openings (eye_centers order)
+
+
+@dataclass(frozen=True)
+class SynthCase:
+    """One held-out person.
+
+    hq / lq: uint8 (S, S, 3) RGB ground truth (photo 0) and its degraded copy; refs: photos
+    1..4 of the same person; wrong_refs: photos 1..4 of another held-out person, whose photo 0
+    is ``wrong_hq`` (never a reference, used to measure similarity to that person).
+    landmarks: float32 [68 + M, 2] pixels of ``hq`` (marks last, rows ``mark_rows``);
+    ref_landmarks / wrong_ref_landmarks: one such array per reference.
+    """
+
+    identity: int
+    wrong_identity: int
+    hq: np.ndarray
+    lq: np.ndarray
+    refs: tuple[np.ndarray, ...]
+    wrong_refs: tuple[np.ndarray, ...]
+    wrong_hq: np.ndarray
+    landmarks: np.ndarray
+    mark_rows: slice
+    ref_landmarks: tuple[np.ndarray, ...]
+    wrong_ref_landmarks: tuple[np.ndarray, ...]
+    eye_centers: np.ndarray
+    iris_radius: float
+
+    @property
+    def size(self) -> int:
+        return int(self.hq.shape[0])
+
+    @property
+    def marks(self) -> np.ndarray:
+        """float32 [M, 2] pixel centres of this person's marks in ``hq``."""
+        return self.landmarks[self.mark_rows]
+
+
+def make_case(world_seed: int, identity: int, wrong_identity: int, size: int = 128, preset: str = "sr8",
+              degrade_seed: int = 0) -> SynthCase:
+    """Render held-out person ``identity`` of ``world_seed`` (and the wrong person ``wrong_identity``)."""
+    if identity == wrong_identity:
+        raise ValueError(f"the wrong-identity person must differ from the target, both are {identity}")
+    person = synthetic.sample_identity(world_seed, identity)
+    other = synthetic.sample_identity(world_seed, wrong_identity)
+    target = synthetic.render(person, 0, size)
+    refs = [synthetic.render(person, j, size) for j in range(1, MAX_REFS + 1)]
+    wrong = [synthetic.render(other, j, size) for j in range(0, MAX_REFS + 1)]
+    rng = np.random.default_rng([_TAG_DEGRADE, int(world_seed), int(identity), int(degrade_seed)])
+    return SynthCase(
+        identity=int(identity), wrong_identity=int(wrong_identity), hq=target.image,
+        lq=random_degrade(target.image, preset, rng), refs=tuple(r.image for r in refs),
+        wrong_refs=tuple(w.image for w in wrong[1:]), wrong_hq=wrong[0].image, landmarks=target.landmarks,
+        mark_rows=target.mark_slice, ref_landmarks=tuple(r.landmarks for r in refs),
+        wrong_ref_landmarks=tuple(w.landmarks for w in wrong[1:]), eye_centers=target.eye_centers,
+        iris_radius=float(target.iris_radius))
+
+
+def make_cases(world_seed: int, identities: int, size: int = 128, preset: str = "sr8",
+               degrade_seed: int = 0) -> list[SynthCase]:
+    """Cases for identities 0..N-1; person i's wrong references come from identity N + i (also held out)."""
+    if identities < 1:
+        raise ValueError(f"need at least one identity, got {identities}")
+    return [make_case(world_seed, i, identities + i, size, preset, degrade_seed) for i in range(identities)]
+
+
+def image_tensor(images: np.ndarray | tuple[np.ndarray, ...]) -> torch.Tensor:
+    """uint8 (S, S, 3) or a sequence of them -> float32 [B, 3, S, S] in [-1, 1]."""
+    if isinstance(images, np.ndarray):
+        images = (images,)
+    return torch.stack([to_tensor(img) for img in images])
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[3, S, S] or [1, 3, S, S] in [-1, 1] -> uint8 (S, S, 3) RGB."""
+    image = image.reshape(-1, *image.shape[-3:])[0]
+    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+# ------------------------------------------------------------------ pixel probes
+
+def marks_present(image: np.ndarray, marks: np.ndarray, threshold: float = MARK_THRESHOLD) -> tuple[int, int]:
+    """(marks whose ``probes.mark_contrast`` exceeds ``threshold``, marks probed) in a uint8 image."""
+    scale = image.shape[0] / 128
+    found = sum(probes.mark_contrast(image, xy, scale) > threshold for xy in marks)
+    return int(found), int(len(marks))
+
+
+def eye_color_error(image: np.ndarray, case: SynthCase) -> float:
+    """Mean RGB distance (0-441) between the iris colours of ``image`` and of the ground truth,
+    measured at the known eye centres and radius; NaN when neither eye has iris pixels."""
+    errors = []
+    for k, rows in enumerate((LEFT_EYE, RIGHT_EYE)):
+        polygon = case.landmarks[rows]
+        try:
+            ours = probes.iris_color(image, case.eye_centers[k], case.iris_radius, polygon)
+            truth = probes.iris_color(case.hq, case.eye_centers[k], case.iris_radius, polygon)
+        except ValueError:  # a nearly closed eye leaves no iris annulus inside the opening
+            continue
+        errors.append(float(np.linalg.norm(ours - truth)))
+    return float(np.mean(errors)) if errors else math.nan
+
+
+# ------------------------------------------------------------------ attention
+
+def _token_coords(xy: np.ndarray, size: int, hw: tuple[int, int]) -> np.ndarray:
+    """Pixel (x, y) (pixel centres at integers) -> continuous token-grid coordinates (col, row)."""
+    h, w = hw
+    return np.stack([(xy[..., 0] + 0.5) * w / size - 0.5, (xy[..., 1] + 0.5) * h / size - 0.5], -1)
+
+
+def correct_region_mass(attention: CapturedAttention, target_xy: np.ndarray, ref_xy: np.ndarray, size: int,
+                        radius: float = 1.5) -> tuple[float, float]:
+    """Attention mass that queries at target landmarks put on the same landmark in the references.
+
+    attention: one layer, batch 1 (probs [1, heads, Lq, N, Lk]); target_xy: [P, 2] pixels of the
+    target's landmarks; ref_xy: [N, P, 2] the same landmarks in each reference (NaN = unknown).
+    For each finite landmark inside the image, the query is the token containing it; its mass
+    (mean over heads) on reference tokens whose centres lie within ``radius`` tokens of the
+    landmark in that reference is summed over references. Returns (mean mass over landmarks,
+    the mass uniform attention would give) - NaN, NaN when no landmark qualifies.
+    """
+    probs = attention.probs[0].float().mean(0)  # [Lq, N, Lk]
+    (qh, qw), (kh, kw) = attention.query_hw, attention.key_hw
+    n_refs = probs.shape[1]
+    if n_refs == 0 or len(ref_xy) != n_refs:
+        return math.nan, math.nan
+    inside = np.isfinite(target_xy).all(1) & (target_xy >= -0.5).all(1) & (target_xy < size - 0.5).all(1)
+    points = np.flatnonzero(inside)
+    if points.size == 0:
+        return math.nan, math.nan
+    q = np.clip(np.floor((target_xy[points] + 0.5) * [qw / size, qh / size]).astype(int), 0, [qw - 1, qh - 1])
+    rows = probs[torch.from_numpy(q[:, 1] * qw + q[:, 0])]  # [P', N, Lk]
+    centres = _token_coords(ref_xy[:, points], size, (kh, kw))  # [N, P', 2] (NaN stays NaN)
+    grid_y, grid_x = np.mgrid[0:kh, 0:kw]
+    dist = np.hypot(grid_x.reshape(1, 1, -1) - centres[..., :1], grid_y.reshape(1, 1, -1) - centres[..., 1:])
+    region = torch.from_numpy(np.nan_to_num(dist, nan=np.inf) <= radius).permute(1, 0, 2)  # [P', N, Lk]
+    mass = (rows * region).sum(dim=(1, 2))
+    chance = region.sum(dim=(1, 2)).float() / (n_refs * kh * kw)
+    return float(mass.mean()), float(chance.mean())
+
+
+def attention_mass(captured: dict[str, CapturedAttention], case: SynthCase, refs: int, wrong: bool = False,
+                   radius: float = 1.5) -> tuple[float, float]:
+    """``correct_region_mass`` averaged over every captured layer (see docs/benchmark.md)."""
+    if refs == 0 or not captured:
+        return math.nan, math.nan
+    # Another person has other marks, so only the 68 facial points correspond across people.
+    points = synthetic.NUM_IBUG if wrong else len(case.landmarks)
+    ref_lm = np.stack([lm[:points] for lm in (case.wrong_ref_landmarks if wrong else case.ref_landmarks)[:refs]])
+    target = case.landmarks[:points]
+    values = [correct_region_mass(att, target, ref_lm, case.size, radius) for att in captured.values()]
+    masses = [m for m, _ in values if math.isfinite(m)]
+    chances = [c for _, c in values if math.isfinite(c)]
+    return (float(np.mean(masses)) if masses else math.nan, float(np.mean(chances)) if chances else math.nan)

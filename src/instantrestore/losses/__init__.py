@@ -1,0 +1,17 @@
+"""Training losses of InstantRestore (paper eq. 1-3, 7-8) and two options from related work:
+seed 003's hard-example identity loss and seed 004's masked face alignment."""
+from .adversarial import (Discriminator, discriminator_adversarial_loss, frozen,
+                          generator_adversarial_loss)
+from .combined import LandmarkAttentionConfig, LossWeights, RestorationLoss, resolve_layers
+from .face_alignment import FaceAlignmentConfig, MaskedFaceAlignmentLoss, landmark_heatmap_mask
+from .identity import IdentityLoss, crop_and_resize, identity_distance
+from .landmark_attention import ideal_attention, landmark_attention_loss, landmark_targets
+from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss, ms_ssim_settings
+
+__all__ = [
+    "Discriminator", "FaceAlignmentConfig", "IdentityLoss", "LandmarkAttentionConfig", "LossUnavailable",
+    "LossWeights", "LPIPSLoss", "MaskedFaceAlignmentLoss", "MSSSIMLoss", "RestorationLoss", "crop_and_resize",
+    "discriminator_adversarial_loss", "frozen", "generator_adversarial_loss", "ideal_attention",
+    "identity_distance", "l1_loss", "l2_loss", "landmark_attention_loss", "landmark_heatmap_mask",
+    "landmark_targets", "ms_ssim_settings", "resolve_layers",
+]

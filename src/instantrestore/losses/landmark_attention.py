@@ -1,0 +1,151 @@
+"""Landmark attention supervision (LAS, paper sec. 3.4, eq. 7): L_LAS = || A_ideal - A_rest ||_2^2.
+
+Coordinates. Landmarks are pixel (x, y) with pixel centres at integers (this repo's convention:
+pixel i covers [i - 0.5, i + 0.5]); NaN marks a missing point. A layer grid of h x w tokens over an
+H x W image gives s = H / h pixels per token, and token (row i, col j) is centred on pixel
+(j * s + (s - 1) / 2, i * s + (s - 1) / 2); in token units a landmark sits at
+((x + 0.5) / s - 0.5, (y + 0.5) / s - 0.5). All distances below are in tokens of the grid at hand.
+
+Ideal map. A query token is *supervised* when its centre lies within ``radius`` of an eligible
+target landmark p (finite and inside the target image, in the chosen subset, and present in at
+least one real reference); it takes the *nearest* such landmark (ties: the lowest index), so its
+target is one unambiguous facial location. Its ideal row puts a 2D Gaussian (std ``sigma``)
+around landmark p in every real reference where p is finite and inside the image: each such
+Gaussian is normalised over that reference's key tokens and weighted 1 / (number of such
+references), so the row sums to 1 over all N x Lk reference tokens and the references share the
+mass equally. Padded references (ref_mask False) and references missing p get none.
+
+Loss. Captured probabilities [B, heads, Lq, N, Lk] are averaged over heads; on the supervised
+queries only, the squared error is averaged over (supervised query, N, Lk) elements - PyTorch's
+``mse_loss`` restricted to those rows - and then over layers. Unsupervised queries contribute
+nothing. Per element the values are tiny (a row spreads 1 over N * Lk tokens), which is why the
+paper's weight is as large as 5000.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..attention import CapturedAttention
+
+
+def _token_coords(landmarks: torch.Tensor, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Pixel (x, y) [..., 2] -> token (col, row) [..., 2] on a grid over an image of image_hw."""
+    scale = landmarks.new_tensor([grid_hw[1] / image_hw[1], grid_hw[0] / image_hw[0]])
+    return (landmarks + 0.5) * scale - 0.5
+
+
+def _inside(landmarks: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """[..., 2] pixel (x, y) -> [...] bool: finite and within the image's pixel area."""
+    x, y = landmarks[..., 0], landmarks[..., 1]
+    return (torch.isfinite(landmarks).all(dim=-1) & (x >= -0.5) & (x <= image_hw[1] - 0.5)
+            & (y >= -0.5) & (y <= image_hw[0] - 0.5))
+
+
+def _grid_centres(grid_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Token centres (col, row) of a grid, row-major -> [h * w, 2] float32."""
+    rows, cols = torch.meshgrid(torch.arange(grid_hw[0], device=device, dtype=torch.float32),
+                                torch.arange(grid_hw[1], device=device, dtype=torch.float32), indexing="ij")
+    return torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=-1)
+
+
+def _point_subset(num_points: int, points: Sequence[int] | None, device: torch.device) -> torch.Tensor:
+    """[P] bool: which landmark rows may be used."""
+    if points is None:
+        return torch.ones(num_points, dtype=torch.bool, device=device)
+    chosen = torch.zeros(num_points, dtype=torch.bool, device=device)
+    index = torch.as_tensor(list(points), dtype=torch.long, device=device)
+    if index.numel() and (index.min() < 0 or index.max() >= num_points):
+        raise ValueError(f"landmark subset {tuple(points)} is out of range for {num_points} points")
+    chosen[index] = True
+    return chosen
+
+
+def landmark_targets(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor, ref_mask: torch.Tensor | None,
+                     image_hw: tuple[int, int], ref_image_hw: tuple[int, int], query_hw: tuple[int, int],
+                     key_hw: tuple[int, int], sigma: float, radius: float,
+                     points: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ideal attention in compact form: one row per landmark, and each query's landmark.
+
+    target_landmarks: [B, P, 2] pixels of the target (image_hw); ref_landmarks: [B, N, P, 2] pixels
+    of the references (ref_image_hw); ref_mask: [B, N] bool (None = all real).
+    Returns (rows [B, P, N, Lk] float32, each (b, p) summing to 1 or all zero; assign [B, Lq] long,
+    the landmark a query is supervised towards, -1 = not supervised). Rows are built only per
+    landmark, so memory is O(B * P * N * Lk + B * Lq * P), never per query.
+    """
+    if sigma <= 0 or radius < 0:
+        raise ValueError(f"sigma must be > 0 and radius >= 0, got sigma={sigma}, radius={radius}")
+    batch, num_points = target_landmarks.shape[:2]
+    if ref_landmarks.ndim != 4 or ref_landmarks.shape[0] != batch or ref_landmarks.shape[2] != num_points:
+        raise ValueError(f"reference landmarks must be [B, N, {num_points}, 2], got {tuple(ref_landmarks.shape)}")
+    device = target_landmarks.device
+    target = target_landmarks.float()
+    refs = ref_landmarks.float().to(device)
+    n_refs = refs.shape[1]
+    real = (torch.ones(batch, n_refs, dtype=torch.bool, device=device) if ref_mask is None
+            else ref_mask.to(device=device, dtype=torch.bool))
+
+    ref_ok = _inside(refs, ref_image_hw) & real[:, :, None]                     # [B, N, P]
+    eligible = (_inside(target, image_hw) & ref_ok.any(dim=1)
+                & _point_subset(num_points, points, device)[None])              # [B, P]
+
+    # Each query's nearest eligible target landmark, if within the radius.
+    queries = _grid_centres(query_hw, device)                                   # [Lq, 2]
+    target_tok = torch.nan_to_num(_token_coords(target, image_hw, query_hw))    # [B, P, 2]
+    dist = torch.cdist(queries[None].expand(batch, -1, -1), target_tok,
+                       compute_mode="donot_use_mm_for_euclid_dist")            # [B, Lq, P], exact
+    dist = dist.masked_fill(~eligible[:, None, :], float("inf"))
+    nearest, assign = dist.min(dim=-1)
+    assign = torch.where(nearest <= radius, assign, torch.full_like(assign, -1))
+
+    # One normalised Gaussian per (sample, landmark, reference), in log space so landmarks near
+    # the border never underflow; then an equal share per usable reference.
+    keys = _grid_centres(key_hw, device)                                        # [Lk, 2]
+    ref_tok = torch.nan_to_num(_token_coords(refs, ref_image_hw, key_hw))       # [B, N, P, 2]
+    sq = ((keys[None, None, None] - ref_tok[..., None, :]) ** 2).sum(-1)        # [B, N, P, Lk]
+    gauss = torch.softmax(-sq / (2.0 * sigma**2), dim=-1)
+    share = ref_ok.float() / ref_ok.sum(dim=1, keepdim=True).clamp(min=1)       # [B, N, P]
+    rows = (gauss * share[..., None]).permute(0, 2, 1, 3)                       # [B, P, N, Lk]
+    rows = rows * eligible[:, :, None, None]
+    return rows.contiguous(), assign
+
+
+def ideal_attention(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor, ref_mask: torch.Tensor | None,
+                    image_hw: tuple[int, int], ref_image_hw: tuple[int, int], query_hw: tuple[int, int],
+                    key_hw: tuple[int, int], sigma: float, radius: float,
+                    points: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full ideal map A_ideal [B, Lq, N, Lk] (zero rows where unsupervised) and the
+    supervised-query mask [B, Lq] bool. For inspection and tests; the loss uses the compact form."""
+    rows, assign = landmark_targets(target_landmarks, ref_landmarks, ref_mask, image_hw, ref_image_hw,
+                                    query_hw, key_hw, sigma, radius, points)
+    supervised = assign >= 0
+    index = assign.clamp(min=0)
+    full = rows[torch.arange(rows.shape[0], device=rows.device)[:, None], index]  # [B, Lq, N, Lk]
+    return full * supervised[..., None, None], supervised
+
+
+def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch.Tensor,
+                            ref_landmarks: torch.Tensor, ref_mask: torch.Tensor | None,
+                            image_hw: tuple[int, int], ref_image_hw: tuple[int, int], sigma: float,
+                            radius: float, points: Sequence[int] | None = None) -> torch.Tensor:
+    """Eq. 7 for one layer: mean squared error between the head-averaged attention and the ideal
+    map over the supervised queries (see the module docstring) -> scalar, 0 when none is supervised."""
+    probs = captured.probs
+    if probs.ndim != 5 or probs.shape[3] == 0:
+        raise ValueError("landmark attention needs reference attention [B, heads, Lq, N, Lk]; "
+                         "the model was run without references")
+    batch, _, lq, n_refs, lk = probs.shape
+    if lq != captured.query_hw[0] * captured.query_hw[1] or lk != captured.key_hw[0] * captured.key_hw[1]:
+        raise ValueError(f"attention of shape {tuple(probs.shape)} does not match grids "
+                         f"{captured.query_hw} / {captured.key_hw}")
+    if ref_landmarks.shape[1] != n_refs:
+        raise ValueError(f"{ref_landmarks.shape[1]} reference landmark sets for {n_refs} attended references")
+    rows, assign = landmark_targets(target_landmarks.to(probs.device), ref_landmarks.to(probs.device), ref_mask,
+                                    image_hw, ref_image_hw, captured.query_hw, captured.key_hw, sigma, radius, points)
+    sample, query = (assign >= 0).nonzero(as_tuple=True)
+    if sample.numel() == 0:
+        return probs.sum() * 0.0  # keeps the graph; nothing to supervise in this batch
+    attention = probs.mean(dim=1)[sample, query].float()                      # [M, N, Lk]
+    ideal = rows[sample, assign[sample, query]]                                # [M, N, Lk]
+    return ((attention - ideal) ** 2).mean()

@@ -1,0 +1,161 @@
+"""What a run is made of, built from a :class:`TrainConfig`: generator, trainable set, loss
+networks, datasets and the fixed validation batch."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..checkpoint import BASE_NAME, load_tensors, read_config
+from ..config import ModelConfig
+from ..model import InstantRestore
+from .config import TrainConfig
+from .sampling import collate
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ generator
+def model_overrides(config: TrainConfig) -> dict:
+    """ModelConfig fields the training config sets (None = keep the model's own)."""
+    pairs = {"unet_lora_rank": config.unet_lora_rank, "vae_lora_rank": config.vae_lora_rank,
+             "train_timesteps": config.train_timesteps, "adain": config.adain}
+    out = {k: v for k, v in pairs.items() if v is not None}
+    out["image_size"] = config.image_size
+    return out
+
+
+def build_model(config: TrainConfig) -> InstantRestore:
+    """The generator to train. ``init_from`` gives base weights (adapters always start fresh from
+    ``model_seed``); ``base_model`` a diffusers base; otherwise random ``backbone`` weights."""
+    overrides = model_overrides(config)
+    if config.init_from is not None:
+        path = Path(config.init_from)
+        saved = read_config(path) if path.is_dir() else None
+        if saved is None:  # a diffusers base model dir or hub id
+            return InstantRestore.from_base(str(path), trust_pickle=config.trust_pickle, **overrides)
+        cfg = ModelConfig.from_dict(saved).replace(**overrides)
+        if (path / BASE_NAME).is_file():
+            model = InstantRestore.from_config(cfg, seed=config.model_seed)
+            model.load_base_state(load_tensors(path / BASE_NAME))
+            return model
+        if cfg.base_model is None:
+            raise FileNotFoundError(f"{path}: no {BASE_NAME} and no base_model in its config")
+        base = InstantRestore.from_base(cfg.base_model, vae=cfg.base_vae, trust_pickle=config.trust_pickle)
+        return InstantRestore(cfg, base.unet, base.vae, base.prompt_embeds)
+    if config.base_model is not None:
+        return InstantRestore.from_base(config.base_model, trust_pickle=config.trust_pickle, **overrides)
+    if config.stage == "instantrestore":
+        log.warning("no init_from / base_model: stage 2 starts from a RANDOM %s base (fine for tests; a real "
+                    "run needs a prior, e.g. init_from=<stage-1 out>/final or base_model=stabilityai/sd-turbo)",
+                    config.backbone)
+    return InstantRestore.from_config(config.backbone, seed=config.model_seed, **overrides)
+
+
+def base_parameters(model: InstantRestore) -> list[nn.Parameter]:
+    """The base UNet/VAE weights (what stage 1 trains), without adapters or the prompt buffer."""
+    return [t for t in model.base_state_dict(keep_vars=True).values() if isinstance(t, nn.Parameter)]
+
+
+def set_trainable(model: InstantRestore, stage: str) -> list[nn.Parameter]:
+    """Switch gradients on for exactly the stage's parameters and return them.
+
+    prior: every base weight, adapters frozen (they are switched off in that stage anyway);
+    instantrestore: LoRA + VAE conv_in copy (``model.trainable_parameters()``), base frozen.
+    """
+    adapters = [t for t in model.adapter_state_dict().values() if isinstance(t, nn.Parameter)]
+    base = base_parameters(model)
+    for p in base:
+        p.requires_grad_(stage == "prior")
+    for p in adapters:
+        p.requires_grad_(stage != "prior")
+    params = base if stage == "prior" else model.trainable_parameters()
+    if not params:
+        raise ValueError(f"stage {stage!r}: no trainable parameters")
+    return params
+
+
+def sync_adapter_init(model: InstantRestore) -> None:
+    """After stage 1: make the VAE conv_in copy equal the trained base conv_in again, so the saved
+    model's adapters are 'fresh' (as ``from_pretrained`` of the prior would initialise them)."""
+    with torch.no_grad():
+        model.load_base_state({k: v.detach().clone() for k, v in model.base_state_dict().items()})
+
+
+# ------------------------------------------------------------------ loss networks
+def build_identity_network(config: TrainConfig) -> nn.Module | None:
+    """R of the identity loss, frozen; None when the identity weight is 0."""
+    if config.loss.identity == 0:
+        return None
+    if config.identity_network is None:
+        raise ValueError("loss.identity > 0 needs identity_network: an `instantrestore train-id` output dir "
+                         "(synthetic world) or ArcFace weights (real faces); or set loss.identity=0")
+    path = Path(config.identity_network)
+    if path.is_dir():
+        from ..idnet import load_identity_network
+
+        net = load_identity_network(path, trust_pickle=config.trust_pickle)
+    elif path.is_file():
+        from ..idnet import load_arcface
+
+        net = load_arcface(path, arch=config.identity_arch, trust_pickle=config.trust_pickle)
+    else:
+        raise FileNotFoundError(f"identity_network {path}: no such directory or file")
+    return net.eval().requires_grad_(False)
+
+
+def build_discriminator(config: TrainConfig) -> nn.Module | None:
+    """D of the adversarial loss (trained with its own optimiser); None when its weight is 0."""
+    if config.loss.adversarial == 0:
+        return None
+    from ..losses.adversarial import Discriminator
+
+    if config.discriminator == "tiny":
+        return Discriminator.tiny(seed=config.discriminator_seed)
+    return Discriminator.from_pretrained(config.discriminator, trust_pickle=config.trust_pickle,
+                                         seed=config.discriminator_seed)
+
+
+# ------------------------------------------------------------------ data
+def build_dataset(config: TrainConfig) -> tuple[Dataset, list[int], list[int]]:
+    """(dataset, training indices, validation indices). Validation items come from identities
+    never trained on: the synthetic world gets ``val_identities`` extra identities, a folder
+    holds out its last ``val_identities`` identities (sorted by name)."""
+    from ..data.datasets import IdentityFolderDataset, SyntheticIdentityDataset
+
+    common = dict(size=config.image_size, refs_max=config.refs_max, refs_min=config.refs_min, preset=config.preset)
+    if config.is_synthetic:
+        m = config.images_per_identity
+        ds = SyntheticIdentityDataset(seed=config.world_seed, num_identities=config.identities + config.val_identities,
+                                      images_per_identity=m, **common)
+        train = list(range(config.identities * m))
+        held = range(config.identities, config.identities + config.val_identities)
+        val = [i * m + j for j in range(m) for i in held]  # photo j of every held-out identity, then j+1
+        return ds, train, val[: config.val_batch]
+    root = Path(config.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data {root}: not a directory (give an identity-folder root or 'synthetic')")
+    ds = IdentityFolderDataset(root, seed=config.world_seed, landmarks=config.landmarks, **common)
+    counts = [len(rec.images) for rec in ds.identities]
+    n_train = len(counts) - config.val_identities
+    if n_train < 1:
+        raise ValueError(f"data {root}: {len(counts)} identities, val_identities={config.val_identities} leaves none "
+                         "to train on")
+    starts = [sum(counts[:i]) for i in range(len(counts) + 1)]
+    train = list(range(starts[n_train]))
+    val = [starts[i] + j for j in range(max(counts, default=0)) for i in range(n_train, len(counts)) if j < counts[i]]
+    log.info("data %s: %d identities for training (%d images), %d held out", root, n_train, len(train),
+             config.val_identities)
+    return ds, train, val[: config.val_batch]
+
+
+def validation_batch(dataset: Dataset, indices: list[int]) -> dict | None:
+    """The fixed validation batch (epoch 0 draw), or None when nothing is held out."""
+    if not indices:
+        return None
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    return collate([dataset[i] for i in indices])

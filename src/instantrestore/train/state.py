@@ -1,0 +1,151 @@
+"""Training checkpoints: atomic, pickle-free, and exact to resume.
+
+``OUT/checkpoints/step_XXXXXXX/`` holds a model dir (``InstantRestore.from_pretrained`` loads it)
+plus ``training_state/``: optimiser states as safetensors + JSON (no pickle), the discriminator's
+weights, ``trainer.json`` (step, data position, grad-scaler state) and one RNG file per process.
+A checkpoint is written into ``.tmp-step_XXXXXXX`` and renamed into place once complete, so a
+killed run never leaves a half checkpoint; only the newest ``keep`` are kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..files import atomic_write_text
+
+log = logging.getLogger(__name__)
+STATE_DIR = "training_state"
+TRAINER_JSON = "trainer.json"
+STEP_DIR = re.compile(r"^step_(\d{7,})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+# ------------------------------------------------------------------ optimiser <-> safetensors
+def optimizer_to_files(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
+    """Write ``name.safetensors`` (per-parameter tensors) and ``name.json`` (groups, scalars)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    save_file(tensors, str(directory / f"{name}.safetensors"))
+    meta = {"param_groups": state["param_groups"], "scalars": scalars, "indices": sorted(state["state"])}
+    (directory / f"{name}.json").write_text(json.dumps(meta, indent=1))
+
+
+def optimizer_from_files(optimizer: torch.optim.Optimizer, directory: Path, name: str) -> None:
+    """Load what :func:`optimizer_to_files` wrote into ``optimizer`` (same parameter layout)."""
+    meta = json.loads((directory / f"{name}.json").read_text())
+    tensors = load_file(str(directory / f"{name}.safetensors"))
+    state: dict[int, dict[str, Any]] = {int(i): dict(meta["scalars"].get(str(i), {})) for i in meta["indices"]}
+    for key, value in tensors.items():
+        index, _, field = key.partition(".")
+        state[int(index)][field] = value
+    groups = meta["param_groups"]
+    for group in groups:
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+    ours = optimizer.state_dict()["param_groups"]
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in ours]:
+        raise ValueError(f"{directory}/{name}: optimiser state has groups of {[len(g['params']) for g in groups]} "
+                         f"parameters, this model has {[len(g['params']) for g in ours]}; the config changed")
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ------------------------------------------------------------------ RNG states
+def rng_to_file(path: Path) -> None:
+    """Python, NumPy and torch (CPU + CUDA) RNG states of this process."""
+    version, internal, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    tensors = {"torch_cpu": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_keys.astype(np.int64))}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    meta = {"python": json.dumps([version, list(internal), gauss]),
+            "numpy": json.dumps([np_name, int(np_pos), int(np_has_gauss), float(np_gauss)])}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def rng_from_file(path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    version, internal, gauss = json.loads(meta["python"])
+    random.setstate((version, tuple(internal), gauss))
+    np_name, np_pos, np_has_gauss, np_gauss = json.loads(meta["numpy"])
+    np.random.set_state((np_name, tensors["numpy_keys"].numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ------------------------------------------------------------------ checkpoint folders
+def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as (step, dir), oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        m = STEP_DIR.match(d.name)
+        if m and (d / STATE_DIR / TRAINER_JSON).is_file():
+            found.append((int(m.group(1)), d))
+    return sorted(found)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def temp_dir(root: Path, step: int) -> Path:
+    """The staging folder of a checkpoint; every process writes into the same one."""
+    return root / f".tmp-{step_dir_name(step)}"
+
+
+def begin_checkpoint(root: Path, step: int) -> Path:
+    """Main process: a fresh, empty staging folder with ``training_state/`` inside."""
+    tmp = temp_dir(root, step)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / STATE_DIR).mkdir(parents=True)
+    return tmp
+
+
+def finish_checkpoint(root: Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
+    """Main process: write ``trainer.json`` last, rename the staging folder into place, prune old ones."""
+    tmp = temp_dir(root, step)
+    atomic_write_text(tmp / STATE_DIR / TRAINER_JSON, json.dumps(trainer_state, indent=1))
+    final = root / step_dir_name(step)
+    if final.exists():  # re-saving a step (after a resume): move the old one away first
+        trash = root / f".old-{step_dir_name(step)}"
+        shutil.rmtree(trash, ignore_errors=True)
+        final.rename(trash)
+        shutil.rmtree(trash)
+    tmp.rename(final)
+    for _, old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / STATE_DIR / TRAINER_JSON).read_text())

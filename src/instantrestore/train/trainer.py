@@ -1,0 +1,331 @@
+"""The training loop on Hugging Face Accelerate: one process or many (``accelerate launch``).
+
+Per optimiser step: ``grad_accum`` micro-batches, each a generator forward/backward (per-sample
+training timestep and latent noise, paper appendix A), then a discriminator forward/backward
+on the detached restorations; then the generator's AdamW step, then the discriminator's.
+
+Accelerate gives the device, autocast (generator only; losses run in fp32), the fp16 grad
+scaler and the process group. The model is not DDP-wrapped and the data loader not re-sharded:
+gradients are averaged across processes by hand (one all-reduce per step), and every process
+reads its own slice of a data order that is a pure function of (seed, step) (see
+:mod:`.sampling`). That keeps ``--resume`` exact and lets the discriminator be frozen during the
+generator pass without DDP complaints.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..model import GeneratorOutput, InstantRestore, adapters_disabled
+from . import build, state
+from .config import TrainConfig
+from .logging import MetricsLogger, save_grid, validation_grid
+from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
+
+log = logging.getLogger(__name__)
+TRAIN_STATE_FORMAT = "instantrestore-train/1"
+
+
+@dataclass
+class _Run:
+    """The live objects of one run (built once, passed down)."""
+
+    config: TrainConfig
+    accelerator: object
+    model: InstantRestore
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    loss: nn.Module
+    discriminator: nn.Module | None
+    disc_optimizer: torch.optim.Optimizer | None
+    capture: list[str]
+
+
+def _noise_and_timesteps(model: InstantRestore, lq: torch.Tensor, gen: torch.Generator, world_size: int, rank: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample timestep from ``config.train_timesteps`` and latent noise for this process's slice.
+
+    Drawn for the whole global micro-batch and sliced, so N processes x batch B see the same
+    draws as 1 process x batch N*B (the run does not depend on how it is split).
+    """
+    b, _, h, w = lq.shape
+    choices = torch.tensor(model.config.train_timesteps, dtype=torch.long)
+    t = choices[torch.randint(len(choices), (world_size * b,), generator=gen)]
+    s = model.config.vae_scale
+    noise = torch.randn(world_size * b, model.latent_channels, h // s, w // s, generator=gen)
+    part = slice(rank * b, (rank + 1) * b)
+    return t[part].to(lq.device), noise[part].to(lq.device, model.dtype)
+
+
+def generator_forward(run: _Run, batch: dict, gen: torch.Generator):
+    """One generator pass in the run's stage -> GeneratorOutput."""
+    model, lq, acc = run.model, batch["lq"], run.accelerator
+    t, noise = _noise_and_timesteps(model, lq, gen, acc.num_processes, acc.process_index)
+    if run.config.stage == "prior":
+        with adapters_disabled(model.unet, model.vae):
+            return model(lq, references=None, timesteps=t, noise=noise)
+    return model(lq, references=batch["refs"], ref_mask=batch["ref_mask"], timesteps=t, noise=noise,
+                 capture=run.capture)
+
+
+def _average_gradients(accelerator, params: list[nn.Parameter]) -> None:
+    """Mean of the gradients over processes, in one flat all-reduce."""
+    if accelerator.num_processes == 1:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = accelerator.reduce(torch.cat([p.grad.reshape(-1) for p in params]), reduction="mean")
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p))
+        offset += n
+
+
+def _optimizer_step(run: _Run, optimizer, params: list[nn.Parameter]) -> float:
+    _average_gradients(run.accelerator, params)
+    norm = float("nan")
+    if run.config.max_grad_norm is not None:
+        norm = float(run.accelerator.clip_grad_norm_(params, run.config.max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm
+
+
+def train_step(run: _Run, batches: list[dict], step: int) -> dict[str, float]:
+    """One optimiser step over ``grad_accum`` micro-batches -> mean loss terms."""
+    acc, cfg = run.accelerator, run.config
+    terms: dict[str, float] = defaultdict(float)
+    run.model.train()
+    for micro, batch in enumerate(batches):
+        gen = step_generator(cfg.seed, step, micro)
+        with acc.autocast():
+            out = generator_forward(run, batch, gen)
+        # Losses in fp32 (MS-SSIM, cosines and D's logits are fragile in half precision); the
+        # generator's adversarial term runs D frozen inside RestorationLoss.
+        out = GeneratorOutput(image=out.image.float(), attention=out.attention)
+        total, parts = run.loss.generator_loss(out, batch)
+        acc.backward(total)
+        for k, v in parts.items():
+            terms[k] += float(v) / len(batches)
+        if run.discriminator is not None:
+            d_total, d_parts = run.loss.discriminator_loss(out.image.detach(), batch["hq"])
+            acc.backward(d_total)
+            for k, v in d_parts.items():
+                terms[k] += float(v) / len(batches)
+    terms["grad_norm"] = _optimizer_step(run, run.optimizer, run.params)
+    if run.disc_optimizer is not None:
+        terms["disc_grad_norm"] = _optimizer_step(run, run.disc_optimizer, list(run.discriminator.parameters()))
+    return dict(terms)
+
+
+@torch.no_grad()
+def sample(run: _Run, batch: dict) -> torch.Tensor:
+    """Restorations of the validation batch at the inference setting (fixed timestep, no noise)."""
+    model = run.model
+    model.eval()
+    with run.accelerator.autocast():
+        if run.config.stage == "prior":
+            with adapters_disabled(model.unet, model.vae):
+                return model(batch["lq"]).image.float()
+        return model(batch["lq"], references=batch["refs"], ref_mask=batch["ref_mask"]).image.float()
+
+
+# ------------------------------------------------------------------ checkpoints
+def _save_model(run: _Run, directory: Path) -> None:
+    if run.config.stage == "prior":
+        build.sync_adapter_init(run.model)
+    # stage 1 trains the base, so it is always bundled; stage 2 bundles it only when it cannot be re-fetched
+    include = True if run.config.stage == "prior" else None
+    run.model.save_pretrained(directory, include_base=include)
+
+
+def save_checkpoint(run: _Run, step: int, samples_per_step: int) -> Path | None:
+    """Every process calls this; the main one writes model + optimisers, each its RNG state."""
+    acc, root = run.accelerator, run.config.out_dir / "checkpoints"
+    if acc.is_main_process:
+        tmp = state.begin_checkpoint(root, step)
+        _save_model(run, tmp)
+        target = tmp / state.STATE_DIR
+        state.optimizer_to_files(run.optimizer, target, "optimizer")
+        if run.discriminator is not None:
+            from ..checkpoint import save_tensors
+
+            save_tensors(run.discriminator.state_dict(), target / "discriminator.safetensors")
+            state.optimizer_to_files(run.disc_optimizer, target, "disc_optimizer")
+    acc.wait_for_everyone()
+    state.rng_to_file(state.temp_dir(root, step) / state.STATE_DIR / f"rng_rank{acc.process_index}.safetensors")
+    acc.wait_for_everyone()
+    final = None
+    if acc.is_main_process:
+        scaler = getattr(acc, "scaler", None)
+        info = {"format": TRAIN_STATE_FORMAT, "step": step, "samples_seen": step * samples_per_step,
+                "world_size": acc.num_processes, "batch_size": run.config.batch_size,
+                "grad_accum": run.config.grad_accum, "seed": run.config.seed,
+                "scaler": scaler.state_dict() if scaler is not None else None}
+        final = state.finish_checkpoint(root, step, info, keep=run.config.keep_checkpoints)
+    acc.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(run: _Run, checkpoint: Path) -> int:
+    """Restore model, optimisers, discriminator, scaler and RNG states; returns the step."""
+    from ..checkpoint import ADAPTERS_NAME, BASE_NAME, load_tensors
+
+    acc, cfg = run.accelerator, run.config
+    info = state.read_trainer_state(checkpoint)
+    same = {k: (info.get(k), v) for k, v in (("world_size", acc.num_processes), ("batch_size", cfg.batch_size),
+                                             ("grad_accum", cfg.grad_accum), ("seed", cfg.seed))}
+    changed = {k: pair for k, pair in same.items() if pair[0] != pair[1]}
+    if changed:
+        log.warning("resuming %s with %s changed (saved, now): the data order will differ from an "
+                    "uninterrupted run", checkpoint, changed)
+    device = acc.device
+    if (checkpoint / BASE_NAME).is_file():
+        run.model.load_base_state({k: v.to(device) for k, v in load_tensors(checkpoint / BASE_NAME).items()})
+    run.model.load_adapter_state({k: v.to(device) for k, v in load_tensors(checkpoint / ADAPTERS_NAME).items()})
+    target = checkpoint / state.STATE_DIR
+    state.optimizer_from_files(run.optimizer, target, "optimizer")
+    if run.discriminator is not None:
+        run.discriminator.load_state_dict(load_tensors(target / "discriminator.safetensors", device=str(device)))
+        state.optimizer_from_files(run.disc_optimizer, target, "disc_optimizer")
+    scaler = getattr(acc, "scaler", None)
+    if scaler is not None and info.get("scaler"):
+        scaler.load_state_dict(info["scaler"])
+    rng = target / f"rng_rank{acc.process_index}.safetensors"
+    if rng.is_file():
+        state.rng_from_file(rng)
+    return int(info["step"])
+
+
+# ------------------------------------------------------------------ the run
+def _setup(config: TrainConfig) -> _Run:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from ..losses import RestorationLoss
+
+    # Several processes but no GPU (torchrun / `accelerate launch --multi_gpu` on a CPU machine):
+    # accelerate only forms the gloo process group when told the run is on CPU.
+    cpu_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g.
+    # its mixed precision) so train() can be called again in one process. The process group stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+                      log_with=None, cpu=cpu_group or None)
+    model = build.build_model(config)
+    params = build.set_trainable(model, config.stage)
+    if config.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+        model.vae.enable_gradient_checkpointing()
+    model.to(acc.device)
+    disc = build.build_discriminator(config)
+    loss = RestorationLoss(config.loss, identity_network=build.build_identity_network(config), discriminator=disc,
+                           landmark_attention=config.landmark_attention).to(acc.device)
+    capture = loss.capture_layers(model.injected_layers) if config.stage == "instantrestore" else []
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    disc_opt = None
+    if disc is not None:
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr or config.lr, weight_decay=config.weight_decay)
+        optimizer, disc_opt = acc.prepare(optimizer, disc_opt)
+    else:
+        optimizer = acc.prepare(optimizer)
+    n_train = sum(p.numel() for p in params)
+    log.info("stage %s: training %d tensors (%.2fM parameters) on %s x%d, mixed precision %s", config.stage,
+             len(params), n_train / 1e6, acc.device, acc.num_processes, config.mixed_precision)
+    return _Run(config, acc, model, params, optimizer, loss, disc, disc_opt, capture)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _write_final(run: _Run, out: Path) -> Path:
+    final, tmp = out / "final", out / ".tmp-final"
+    if run.accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _save_model(run, tmp)
+        run.config.to_yaml(tmp / "train_config.yaml")
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        log.info("final model: %s", final)
+    run.accelerator.wait_for_everyone()
+    return final
+
+
+def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop_at: int | None = None) -> Path:
+    """Train per ``config``; returns ``OUT/final`` (a model dir for ``InstantRestore.from_pretrained``).
+
+    resume: continue from the newest complete checkpoint in ``OUT/checkpoints`` (fresh start when
+    there is none). stop_at: stop after that step without writing ``final/``, as a killed job would
+    (for tests and time-boxed jobs); the run can then be resumed.
+    """
+    from tqdm import tqdm
+
+    run = _setup(config)
+    acc, out = run.accelerator, config.out_dir
+    start = 0
+    if resume:
+        ckpt = state.latest_checkpoint(out / "checkpoints")
+        if ckpt is None:
+            log.info("--resume: no checkpoint in %s, starting from step 0", out / "checkpoints")
+        else:
+            start = load_checkpoint(run, ckpt)
+            log.info("resumed from %s (step %d)", ckpt, start)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(out / "config.yaml")
+    metrics = MetricsLogger(out, resume_step=start) if acc.is_main_process else None
+
+    dataset, train_idx, val_idx = build.build_dataset(config)
+    val = build.validation_batch(dataset, val_idx) if acc.is_main_process else None
+    end = config.steps if stop_at is None else min(config.steps, stop_at)
+    sampler = StepBatchSampler(train_idx, len(dataset), config.batch_size, config.grad_accum, acc.num_processes,
+                               acc.process_index, config.seed, start, end)
+    loader = DataLoader(EpochIndexed(dataset), batch_sampler=sampler, num_workers=config.num_workers,
+                        collate_fn=collate, pin_memory=acc.device.type == "cuda")
+    samples_per_step = config.batch_size * config.grad_accum * acc.num_processes
+    bar = tqdm(total=config.steps, initial=start, desc=f"train {config.stage}", unit="step",
+               disable=not (progress and acc.is_main_process), dynamic_ncols=True)
+    batches_iter, tick, last_log = iter(loader), time.perf_counter(), start
+    for step in range(start + 1, end + 1):
+        batches = [_to_device(next(batches_iter), acc.device) for _ in range(config.grad_accum)]
+        terms = train_step(run, batches, step - 1)
+        if not math.isfinite(terms.get("loss", 0.0)):
+            raise FloatingPointError(f"step {step}: loss is {terms.get('loss')}; lower lr or check the data")
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k in ("loss", "identity", "landmark_attention",
+                                                                            "ms_ssim", "l1", "d_loss")})
+        if step % config.log_every == 0 or step == end:
+            keys = sorted(terms)
+            mean = acc.reduce(torch.tensor([terms[k] for k in keys], device=acc.device), reduction="mean")
+            now = time.perf_counter()
+            row = dict(zip(keys, mean.tolist()), lr=config.lr, sec_per_step=(now - tick) / (step - last_log),
+                       samples=step * samples_per_step, epoch=step * samples_per_step // len(train_idx))
+            tick, last_log = now, step
+            if metrics is not None:
+                metrics.log(step, row)
+        if val is not None and (step % config.sample_every == 0 or step == end):
+            grid = validation_grid(val["lq"], sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
+                                   None if config.stage == "prior" else val["refs"], val["ref_mask"])
+            save_grid(grid, out / "samples" / f"step_{step:07d}.png")
+        if step % config.save_every == 0 or step == config.steps:
+            save_checkpoint(run, step, samples_per_step)
+    bar.close()
+    if metrics is not None:
+        metrics.close()
+    if end < config.steps:  # stopped early, as if killed: the newest checkpoint is what survives
+        return state.latest_checkpoint(out / "checkpoints") or out
+    return _write_final(run, out)

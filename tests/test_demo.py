@@ -1,0 +1,58 @@
+"""`instantrestore demo` on random tiny weights: writes grid.png + metrics.json with the documented keys."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+from instantrestore.cli import main
+from instantrestore.config import TINY_UNET, TINY_VAE
+from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
+from instantrestore.model import InstantRestore
+
+SIZE = 64
+MICRO = dict(image_size=SIZE, unet={**TINY_UNET, "block_out_channels": [16, 32, 32], "attention_head_dim": [1, 2, 2],
+                                    "cross_attention_dim": 16},
+             vae={**TINY_VAE, "block_out_channels": [16, 32, 32]})
+KEYS = ("id_sim_blind", "id_sim_refs", "psnr_blind", "psnr_refs", "marks_present_blind", "marks_present_refs")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo_weights")
+    InstantRestore.from_config("tiny", seed=0, **MICRO).save_pretrained(root / "model")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = IdentityNetwork(build_identity_network("cnn-a", 16, 32), "cnn-a", 32, 16)
+    save_identity_network(net.eval(), root / "eval_net")
+    return root
+
+
+def test_demo_writes_grid_and_metrics(weights, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--checkpoint", str(weights / "model"), "--eval-network",
+                 str(weights / "eval_net"), "--identity", "3", "--refs", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in KEYS:
+        assert math.isfinite(metrics[key]), key
+    assert -1 <= metrics["id_sim_blind"] <= 1 + 1e-5 and -1 <= metrics["id_sim_refs"] <= 1 + 1e-5
+    assert 0 <= metrics["marks_present_refs"] <= 1 and metrics["refs"] == 2 and metrics["identity"] == 3
+    grid = Image.open(out / "grid.png")
+    assert grid.width >= 6 * SIZE and grid.height > SIZE  # 4 columns + 2 references, labelled
+    printed = capsys.readouterr().out
+    assert "identity similarity" in printed and "grid.png" in printed
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+
+
+def test_demo_is_deterministic_and_refuses_bad_arguments(weights, tmp_path):
+    args = ["--checkpoint", str(weights / "model"), "--eval-network", str(weights / "eval_net"), "--refs", "1"]
+    assert main(["demo", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["demo", "--out", str(tmp_path / "b"), *args]) == 0
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["id_sim_refs"] == b["id_sim_refs"] and a["psnr_blind"] == b["psnr_blind"]
+    assert main(["demo", "--out", str(tmp_path / "c"), *args[:4], "--refs", "5"]) == 2
+    assert main(["demo", "--out", str(weights / "model"), *args]) == 2  # never into an input

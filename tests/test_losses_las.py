@@ -1,0 +1,203 @@
+"""Landmark attention supervision (paper eq. 7): ideal map, masking, and a naive reference loop."""
+import math
+
+import pytest
+import torch
+
+from instantrestore.attention import CapturedAttention
+from instantrestore.losses import ideal_attention, landmark_attention_loss, landmark_targets
+
+NAN = float("nan")
+
+
+def _pixel_of_token(col: float, row: float, image: int, grid: int) -> tuple[float, float]:
+    """Pixel (x, y) of a token centre under the module's convention (pixel centres at integers)."""
+    s = image / grid
+    return col * s + (s - 1) / 2, row * s + (s - 1) / 2
+
+
+def test_ideal_map_is_a_normalised_gaussian_split_between_references():
+    image, grid = 64, 8
+    target = torch.tensor([[_pixel_of_token(3, 4, image, grid)]])              # [1, 1, 2]
+    refs = torch.tensor([[[_pixel_of_token(2, 2, image, grid)], [_pixel_of_token(5, 6, image, grid)]]])
+    ideal, supervised = ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid),
+                                        (grid, grid), sigma=1.0, radius=0.5)
+    assert ideal.shape == (1, grid * grid, 2, grid * grid)
+    query = 4 * grid + 3
+    assert supervised[0].nonzero().flatten().tolist() == [query]
+    row = ideal[0, query]                                                       # [N, Lk]
+    assert row.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert row.sum(dim=1).tolist() == pytest.approx([0.5, 0.5], abs=1e-6)
+    assert row[0].argmax().item() == 2 * grid + 2
+    assert row[1].argmax().item() == 6 * grid + 5
+    # Gaussian shape: one token away falls off by exp(-1 / (2 sigma^2)).
+    ratio = row[0, 2 * grid + 3] / row[0, 2 * grid + 2]
+    assert ratio.item() == pytest.approx(math.exp(-0.5), rel=1e-5)
+    assert ideal[0, :query].abs().sum() == 0 and ideal[0, query + 1:].abs().sum() == 0
+
+
+def test_sigma_widens_the_map():
+    image, grid = 64, 8
+    target = torch.tensor([[_pixel_of_token(4, 4, image, grid)]])
+    refs = target[:, None]
+    narrow, _ = ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid), 0.5, 0.5)
+    wide, _ = ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid), 2.0, 0.5)
+    q = 4 * grid + 4
+    assert narrow[0, q, 0].max() > wide[0, q, 0].max()
+
+
+def test_padded_and_missing_references_get_no_mass():
+    image, grid = 32, 4
+    target = torch.tensor([[_pixel_of_token(1, 1, image, grid), _pixel_of_token(3, 2, image, grid)]])
+    refs = torch.tensor([[[_pixel_of_token(1, 1, image, grid), (NAN, NAN)],
+                          [_pixel_of_token(2, 2, image, grid), _pixel_of_token(0, 3, image, grid)],
+                          [_pixel_of_token(0, 0, image, grid), _pixel_of_token(0, 0, image, grid)]]])
+    mask = torch.tensor([[True, True, False]])
+    ideal, supervised = ideal_attention(target, refs, mask, (image, image), (image, image), (grid, grid),
+                                        (grid, grid), sigma=0.8, radius=0.5)
+    assert ideal[0, :, 2].abs().sum() == 0                       # padded slot: nothing, ever
+    q0, q1 = 1 * grid + 1, 2 * grid + 3
+    assert supervised[0, q0] and supervised[0, q1]
+    assert ideal[0, q0].sum(dim=1).tolist() == pytest.approx([0.5, 0.5, 0.0], abs=1e-6)
+    assert ideal[0, q1].sum(dim=1).tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)  # ref 0 lacks point 1
+    assert ideal[0, q1, 1].argmax().item() == 3 * grid + 0
+
+
+def test_landmark_absent_from_all_references_supervises_nothing():
+    target = torch.tensor([[[12.0, 12.0]]])
+    refs = torch.tensor([[[[NAN, NAN]], [[12.0, 12.0]]]])
+    mask = torch.tensor([[True, False]])  # the only finite one is padding
+    _, supervised = ideal_attention(target, refs, mask, (32, 32), (32, 32), (4, 4), (4, 4), 1.0, 3.0)
+    assert not supervised.any()
+
+
+def test_query_takes_the_nearest_landmark_and_radius_limits_supervision():
+    image, grid = 80, 10
+    target = torch.tensor([[_pixel_of_token(2, 5, image, grid), _pixel_of_token(6, 5, image, grid)]])
+    refs = torch.tensor([[[_pixel_of_token(1, 1, image, grid), _pixel_of_token(8, 8, image, grid)]]])
+    rows, assign = landmark_targets(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid),
+                                    sigma=1.0, radius=1.5)
+    assert assign[0, 5 * grid + 3].item() == 0   # 1 token from point 0, 3 from point 1
+    assert assign[0, 5 * grid + 5].item() == 1
+    assert assign[0, 0].item() == -1             # far from both
+    assert assign[0, 7 * grid + 2].item() == -1  # 2 tokens away > radius
+    # a landmark subset removes point 1 entirely
+    _, only0 = landmark_targets(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid),
+                                1.0, 1.5, points=(0,))
+    assert not (only0 == 1).any() and only0[0, 5 * grid + 3].item() == 0
+
+
+def _captured(probs: torch.Tensor, qhw, khw) -> CapturedAttention:
+    return CapturedAttention(probs, qhw, khw)
+
+
+def _random_probs(gen, batch, heads, lq, n, lk, mask=None) -> torch.Tensor:
+    logits = torch.randn(batch, heads, lq, n, lk, generator=gen)
+    if mask is not None:
+        logits = logits.masked_fill(~mask[:, None, None, :, None], float("-inf"))
+    return logits.flatten(3).softmax(-1).view(batch, heads, lq, n, lk)
+
+
+def test_masked_out_queries_contribute_nothing():
+    gen = torch.Generator().manual_seed(0)
+    image, grid = 64, 8
+    target = torch.tensor([[_pixel_of_token(2, 2, image, grid), _pixel_of_token(5, 5, image, grid)]])
+    refs = target[:, None].repeat(1, 2, 1, 1) + 3.0
+    mask = torch.tensor([[True, True]])
+    probs = _random_probs(gen, 1, 2, grid * grid, 2, grid * grid)
+    _, supervised = ideal_attention(target, refs, mask, (image, image), (image, image), (grid, grid), (grid, grid), 1.0, 1.0)
+    assert 0 < supervised.sum() < grid * grid
+    base = landmark_attention_loss(_captured(probs, (grid, grid), (grid, grid)), target, refs, mask,
+                                   (image, image), (image, image), 1.0, 1.0)
+    changed = probs.clone()
+    changed[:, :, ~supervised[0]] = _random_probs(gen, 1, 2, grid * grid, 2, grid * grid)[:, :, ~supervised[0]]
+    same = landmark_attention_loss(_captured(changed, (grid, grid), (grid, grid)), target, refs, mask,
+                                   (image, image), (image, image), 1.0, 1.0)
+    assert same.item() == pytest.approx(base.item(), rel=1e-6)
+    changed[:, :, supervised[0]] = _random_probs(gen, 1, 2, grid * grid, 2, grid * grid)[:, :, supervised[0]]
+    other = landmark_attention_loss(_captured(changed, (grid, grid), (grid, grid)), target, refs, mask,
+                                    (image, image), (image, image), 1.0, 1.0)
+    assert other.item() != pytest.approx(base.item(), rel=1e-3)
+
+
+def test_loss_is_zero_for_ideal_attention_and_has_gradients():
+    image, grid = 32, 4
+    target = torch.tensor([[_pixel_of_token(1, 1, image, grid)]])
+    refs = torch.tensor([[[_pixel_of_token(2, 1, image, grid)]]])
+    ideal, supervised = ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid), 1.0, 1.0)
+    probs = ideal[:, None].repeat(1, 3, 1, 1, 1).requires_grad_(True)  # every head ideal
+    loss = landmark_attention_loss(_captured(probs, (grid, grid), (grid, grid)), target, refs, None,
+                                   (image, image), (image, image), 1.0, 1.0)
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    uniform = torch.full_like(probs, 1.0 / (grid * grid)).requires_grad_(True)
+    loss = landmark_attention_loss(_captured(uniform, (grid, grid), (grid, grid)), target, refs, None,
+                                   (image, image), (image, image), 1.0, 1.0)
+    loss.backward()
+    assert loss.item() > 0 and uniform.grad[0, :, ~supervised[0]].abs().sum() == 0
+    assert uniform.grad[0, :, supervised[0]].abs().sum() > 0
+
+
+def _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, sigma, radius, points=None):
+    """Per-query Python loop over the documented definition, for cross-checking."""
+    batch, heads, lq, n, lk = probs.shape
+    attention = probs.mean(dim=1)
+    total, count = 0.0, 0
+    for b in range(batch):
+        def inside(pt, hw):
+            return bool(torch.isfinite(pt).all()) and -0.5 <= pt[0] <= hw[1] - 0.5 and -0.5 <= pt[1] <= hw[0] - 0.5
+        num_points = target.shape[1]
+        allowed = range(num_points) if points is None else points
+        eligible = [p for p in allowed if inside(target[b, p], image_hw)
+                    and any(mask[b, r] and inside(refs[b, r, p], ref_hw) for r in range(n))]
+        for q in range(lq):
+            qr, qc = divmod(q, qhw[1])
+            best, best_d = None, None
+            for p in eligible:
+                tx = (target[b, p, 0] + 0.5) * qhw[1] / image_hw[1] - 0.5
+                ty = (target[b, p, 1] + 0.5) * qhw[0] / image_hw[0] - 0.5
+                d = math.hypot(qc - tx, qr - ty)
+                if d <= radius and (best_d is None or d < best_d):
+                    best, best_d = p, d
+            if best is None:
+                continue
+            usable = [r for r in range(n) if mask[b, r] and inside(refs[b, r, best], ref_hw)]
+            row = torch.zeros(n, lk, dtype=torch.float64)
+            for r in usable:
+                kx = (refs[b, r, best, 0] + 0.5) * khw[1] / ref_hw[1] - 0.5
+                ky = (refs[b, r, best, 1] + 0.5) * khw[0] / ref_hw[0] - 0.5
+                g = torch.zeros(lk, dtype=torch.float64)
+                for k in range(lk):
+                    kr, kc = divmod(k, khw[1])
+                    g[k] = math.exp(-((kc - kx) ** 2 + (kr - ky) ** 2) / (2 * sigma**2))
+                row[r] = g / g.sum() / len(usable)
+            total += float(((attention[b, q].double() - row) ** 2).sum())
+            count += n * lk
+    return total / count if count else 0.0
+
+
+@pytest.mark.parametrize("points", [None, (0, 2, 3)])
+def test_vectorised_loss_matches_a_naive_loop(points):
+    gen = torch.Generator().manual_seed(1)
+    batch, n, num_points = 2, 3, 5
+    image_hw, ref_hw, qhw, khw = (48, 40), (32, 32), (6, 5), (4, 4)
+    target = torch.rand(batch, num_points, 2, generator=gen) * torch.tensor([40.0, 48.0])
+    refs = torch.rand(batch, n, num_points, 2, generator=gen) * 32.0
+    target[0, 1] = NAN
+    refs[1, 0, 2] = NAN
+    refs[0, 2, 4] = torch.tensor([40.0, 5.0])  # outside the reference image: not usable
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    probs = _random_probs(gen, batch, 2, qhw[0] * qhw[1], n, khw[0] * khw[1], mask)
+    fast = landmark_attention_loss(_captured(probs, qhw, khw), target, refs, mask, image_hw, ref_hw,
+                                   sigma=0.9, radius=1.2, points=points)
+    slow = _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, 0.9, 1.2, points)
+    assert slow > 0
+    assert fast.item() == pytest.approx(slow, rel=1e-5)
+
+
+def test_no_supervised_query_gives_a_zero_that_keeps_the_graph():
+    probs = _random_probs(torch.Generator().manual_seed(0), 1, 1, 16, 1, 16).requires_grad_(True)
+    target = torch.full((1, 3, 2), NAN)
+    refs = torch.zeros(1, 1, 3, 2)
+    loss = landmark_attention_loss(_captured(probs, (4, 4), (4, 4)), target, refs, None, (32, 32), (32, 32), 1.0, 1.0)
+    loss.backward()
+    assert loss.item() == 0.0 and probs.grad.abs().sum() == 0

@@ -1,0 +1,184 @@
+"""The trainer on the tiny backbone: the trained set, exact resume, logs, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from instantrestore.checkpoint import load_tensors
+from instantrestore.model import InstantRestore
+from instantrestore.train import TrainConfig, read_metrics, train
+from instantrestore.train import build
+from instantrestore.train.trainer import _setup, train_step
+from instantrestore.train.sampling import collate
+
+
+def identity_network_dir(root: Path) -> Path:
+    """A small random identity network saved the way `instantrestore train-id` saves one."""
+    from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = IdentityNetwork(build_identity_network("cnn-a", embedding_dim=16, input_size=16), "cnn-a", 16, 16)
+    out = root / "idnet"
+    save_identity_network(net, out)
+    return out
+
+
+def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
+    """48 px (MS-SSIM needs > 32), batch 2, every loss term the tiny recipe uses (LAS on, tiny ID net and discriminator)."""
+    base = dict(stage="instantrestore", image_size=48, batch_size=2, refs_max=2, identities=3, images_per_identity=3,
+                val_identities=1, val_batch=2, steps=2, save_every=100, log_every=1, sample_every=100,
+                out=str(tmp_path / "run"), identity_network=str(identity_network_dir(tmp_path)),
+                loss=dict(lpips=0.0, l1=1.0, ms_ssim=1.0, identity=1.0, adversarial=0.5, landmark_attention=5000.0))
+    base.update(changes)
+    return TrainConfig.from_dict(base)
+
+
+def _state(model: InstantRestore) -> dict[str, torch.Tensor]:
+    return {**{f"base/{k}": v.detach().clone() for k, v in model.base_state_dict().items()},
+            **{f"adapter/{k}": v.detach().clone() for k, v in model.adapter_state_dict().items()}}
+
+
+def test_stage2_gradients_reach_only_lora_and_conv_in(tmp_path):
+    config = tiny_config(tmp_path)
+    run = _setup(config)
+    ds, train_idx, _ = build.build_dataset(config)
+    before = _state(run.model)
+    idnet_before = [p.detach().clone() for p in run.loss.identity.parameters()] if hasattr(run.loss, "identity") else []
+    terms = train_step(run, [collate([ds[i] for i in train_idx[:2]])], 0)
+    for name in ("loss", "l1", "ms_ssim", "identity", "adversarial", "landmark_attention", "d_loss"):
+        assert name in terms, name
+    trainable = {id(p) for p in run.model.trainable_parameters()}
+    names = [n for n, p in run.model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n or "modules_to_save" in n for n in names)
+    assert all(id(p) in trainable for p in run.params)
+    after = _state(run.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("adapter/") for k in changed)  # the frozen base (= reference branch) is untouched
+    assert any("conv_in" in k for k in changed) and any("lora_B" in k for k in changed)
+    for p0, p1 in zip(idnet_before, run.loss.identity.parameters()):
+        assert torch.equal(p0, p1)
+
+
+def test_prior_stage_trains_the_base_and_saves_a_prior(tmp_path):
+    config = tiny_config(tmp_path, stage="prior", steps=1, **{"loss.landmark_attention": 0.0})
+    start = build.build_model(config)
+    final = train(config, progress=False)
+    prior = InstantRestore.from_pretrained(final)
+    base0, base1 = start.base_state_dict(), prior.base_state_dict()
+    assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
+    assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("vae."))
+    adapters0, adapters1 = start.adapter_state_dict(), prior.adapter_state_dict()
+    lora = [k for k in adapters0 if "lora_" in k]
+    assert lora and all(torch.equal(adapters0[k], adapters1[k]) for k in lora)  # adapters stay fresh
+    copy = [k for k in adapters1 if "modules_to_save" in k and k.endswith("weight")][0]
+    assert torch.equal(adapters1[copy], base1["vae.encoder.conv_in.weight"])  # conv_in copy starts from the prior
+    # stage 2 from that prior keeps its base weights
+    stage2 = build.build_model(tiny_config(tmp_path, init_from=str(final)))
+    assert all(torch.equal(v, stage2.base_state_dict()[k]) for k, v in base1.items())
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    full = tiny_config(tmp_path, steps=3, save_every=1, out=str(tmp_path / "full"))
+    train(full, progress=False)
+    killed = full.replace(out=str(tmp_path / "killed"), save_every=2)
+    survived = train(killed, progress=False, stop_at=2)  # killed after step 2's checkpoint
+    assert survived.name == "step_0000002" and not (tmp_path / "killed" / "final").exists()
+    train(killed, progress=False, resume=True)
+    a = load_tensors(tmp_path / "full" / "final" / "adapters.safetensors")
+    b = load_tensors(tmp_path / "killed" / "final" / "adapters.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state = "checkpoints/step_0000003/training_state"
+    for name in ("discriminator.safetensors", "optimizer.safetensors"):
+        da, db = load_tensors(tmp_path / "full" / state / name), load_tensors(tmp_path / "killed" / state / name)
+        assert all(torch.equal(da[k], db[k]) for k in da), name
+    rows_a, rows_b = read_metrics(tmp_path / "full"), read_metrics(tmp_path / "killed")
+    assert [r["step"] for r in rows_b] == [1, 2, 3]
+    for ra, rb in zip(rows_a, rows_b):
+        assert ra["loss"] == rb["loss"]
+
+
+def test_run_folder_and_metrics_have_every_term(tmp_path):
+    config = tiny_config(tmp_path, steps=2, save_every=1, keep_checkpoints=1, sample_every=2)
+    final = train(config, progress=False)
+    out = Path(config.out)
+    assert final == out / "final" and (final / "config.json").is_file()
+    assert TrainConfig.from_yaml(out / "config.yaml") == config
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_0000002"]  # keep_checkpoints=1
+    trainer = json.loads((out / "checkpoints/step_0000002/training_state/trainer.json").read_text())
+    assert trainer["step"] == 2 and trainer["samples_seen"] == 4
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("loss", "l1", "ms_ssim", "identity", "adversarial", "landmark_attention", "d_loss", "lr",
+                "sec_per_step", "grad_norm"):
+        assert all(key in r for r in rows), key
+    from PIL import Image
+
+    grid = Image.open(out / "samples" / "step_0000002.png")
+    # rows: input, output, ground truth, 2 reference slots; columns: the 2 validation samples
+    assert grid.size == (2 * 50 + 2, 5 * 50 + 2)
+    InstantRestore.from_pretrained(final)
+
+
+def test_cli_train_runs_and_resumes(tmp_path, capsys):
+    from instantrestore.cli import main
+
+    config = tiny_config(tmp_path, steps=1)
+    path = tmp_path / "c.yaml"
+    config.to_yaml(path)
+    out = tmp_path / "cli-run"
+    assert main(["train", "--config", str(path), "--out", str(out), "--no-progress", "--set", "seed=3"]) == 0
+    assert (out / "final" / "adapters.safetensors").is_file()
+    assert TrainConfig.from_yaml(out / "config.yaml").seed == 3
+    assert main(["train", "--out", str(out), "--no-progress", "--resume"]) == 0  # reads OUT/config.yaml
+    assert main(["train", "--config", str(path), "--set", "loss.lpip=1"]) == 2
+    assert "did you mean loss.lpips" in capsys.readouterr().err
+
+
+def test_missing_identity_network_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="needs identity_network"):
+        train(tiny_config(tmp_path, identity_network=None), progress=False)
+
+
+def test_metrics_logger_tensorboard_is_optional_and_resume_trims(tmp_path, caplog):
+    import importlib.util
+    import logging
+
+    from instantrestore.train.logging import MetricsLogger
+
+    with caplog.at_level(logging.INFO):
+        logger = MetricsLogger(tmp_path, tensorboard=True)
+        logger.log(1, {"loss": 1.0})
+        logger.log(2, {"loss": torch.tensor(0.5)})
+        logger.close()
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "pip install tensorboard" in caplog.text
+    else:
+        assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert read_metrics(tmp_path) == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]
+    MetricsLogger(tmp_path, resume_step=1, tensorboard=False).close()  # a run resumed at step 1
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1]
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_and_bf16_steps(tmp_path):
+    ds = None
+    results = {}
+    for name, changes in (("plain", {}), ("checkpointing", {"gradient_checkpointing": True}),
+                          ("bf16", {"mixed_precision": "bf16"})):
+        config = tiny_config(tmp_path, **changes)
+        run = _setup(config)  # one process may set up runs with different precisions in turn
+        if ds is None:
+            ds, train_idx, _ = build.build_dataset(config)
+            batch = collate([ds[i] for i in train_idx[:2]])
+        terms = train_step(run, [batch], 0)
+        assert all(torch.isfinite(torch.tensor(v)) for v in terms.values()), name
+        results[name] = (terms, run.model.adapter_state_dict())
+    plain, ckpt = results["plain"], results["checkpointing"]
+    assert plain[0]["loss"] == ckpt[0]["loss"]  # recomputation changes nothing
+    assert all(torch.equal(plain[1][k], ckpt[1][k]) for k in plain[1])
+    assert results["bf16"][0]["loss"] == pytest.approx(plain[0]["loss"], rel=1e-2)
