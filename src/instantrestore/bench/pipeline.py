@@ -29,6 +29,9 @@ PARTS = ("idnet-train", "idnet-eval", "prior", "instantrestore", "instantrestore
 ID_TRAIN_ARCH, ID_EVAL_ARCH = "cnn-a", "resnet-b"
 PRIOR_CONFIG, STAGE2_CONFIG = "tiny-prior.yaml", "tiny.yaml"
 FINAL = "final"
+# The pipeline's identity networks train for fewer steps than `train-id`'s default, to keep the
+# whole --train run within an hour on a 2-core CPU (the shipped model was made with these).
+PIPELINE_IDNET: dict[str, Any] = {"steps": 300}
 
 
 def find_config(name: str) -> Path:
@@ -90,7 +93,7 @@ def _train_idnet(arch: str, seed: int, overrides: dict[str, Any], heldout_seed: 
     def work(folder: Path) -> None:
         from ..idnet import IdentityTrainConfig, train_identity_network
 
-        config = dataclasses.replace(IdentityTrainConfig(arch=arch, seed=seed), **overrides)
+        config = dataclasses.replace(IdentityTrainConfig(arch=arch, seed=seed), **{**PIPELINE_IDNET, **overrides})
         _check_heldout(heldout_seed, config.world_seed, f"identity network {arch}")
         train_identity_network(config, folder, progress=progress)
         # The idnet trainer writes the network into `folder`; `final/` marks the part finished.
