@@ -16,3 +16,31 @@ def realfaces_dir() -> Path:
     if not root.is_dir():
         pytest.skip(f"real face photos not found at {root} (set INSTANTRESTORE_REALFACES)")
     return root
+
+
+MICRO_SIZE = 64  # the tiny backbone at 64 px keeps tests fast; benchmarks run the model's own size
+
+
+@pytest.fixture(scope="session")
+def micro_weights(tmp_path_factory) -> Path:
+    """Random micro generators (the tiny architecture at half width, 64 px) and random evaluation
+    identity networks, saved as the CLIs read them: ``model``, ``model_no_las``, ``eval_net``
+    (resnet-b) and ``eval_net_cnn`` (cnn-a)."""
+    import torch
+
+    from instantrestore.config import TINY_UNET, TINY_VAE
+    from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
+    from instantrestore.model import InstantRestore
+
+    micro = dict(image_size=MICRO_SIZE, vae={**TINY_VAE, "block_out_channels": [16, 32, 32]},
+                 unet={**TINY_UNET, "block_out_channels": [16, 32, 32], "attention_head_dim": [1, 2, 2],
+                       "cross_attention_dim": 16})
+    root = tmp_path_factory.mktemp("micro_weights")
+    InstantRestore.from_config("tiny", seed=0, **micro).save_pretrained(root / "model")
+    InstantRestore.from_config("tiny", seed=1, **micro).save_pretrained(root / "model_no_las")
+    for name, arch in (("eval_net", "resnet-b"), ("eval_net_cnn", "cnn-a")):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = IdentityNetwork(build_identity_network(arch, 16, 32), arch, 32, 16)
+        save_identity_network(net.eval(), root / name)
+    return root

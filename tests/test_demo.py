@@ -5,36 +5,23 @@ import json
 import math
 
 import pytest
-import torch
 from PIL import Image
 
 from instantrestore.cli import main
-from instantrestore.config import TINY_UNET, TINY_VAE
-from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
-from instantrestore.model import InstantRestore
 
-SIZE = 64
-MICRO = dict(image_size=SIZE, unet={**TINY_UNET, "block_out_channels": [16, 32, 32], "attention_head_dim": [1, 2, 2],
-                                    "cross_attention_dim": 16},
-             vae={**TINY_VAE, "block_out_channels": [16, 32, 32]})
+SIZE = 64  # conftest.MICRO_SIZE: the micro weights' image size
 KEYS = ("id_sim_blind", "id_sim_refs", "psnr_blind", "psnr_refs", "marks_present_blind", "marks_present_refs")
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo_weights")
-    InstantRestore.from_config("tiny", seed=0, **MICRO).save_pretrained(root / "model")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = IdentityNetwork(build_identity_network("cnn-a", 16, 32), "cnn-a", 32, 16)
-    save_identity_network(net.eval(), root / "eval_net")
-    return root
+def weights(micro_weights):
+    return micro_weights
 
 
 def test_demo_writes_grid_and_metrics(weights, tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--checkpoint", str(weights / "model"), "--eval-network",
-                 str(weights / "eval_net"), "--identity", "3", "--refs", "2"]) == 0
+                 str(weights / "eval_net_cnn"), "--identity", "3", "--refs", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for key in KEYS:
         assert math.isfinite(metrics[key]), key
@@ -48,7 +35,7 @@ def test_demo_writes_grid_and_metrics(weights, tmp_path, capsys):
 
 
 def test_demo_is_deterministic_and_refuses_bad_arguments(weights, tmp_path):
-    args = ["--checkpoint", str(weights / "model"), "--eval-network", str(weights / "eval_net"), "--refs", "1"]
+    args = ["--checkpoint", str(weights / "model"), "--eval-network", str(weights / "eval_net_cnn"), "--refs", "1"]
     assert main(["demo", "--out", str(tmp_path / "a"), *args]) == 0
     assert main(["demo", "--out", str(tmp_path / "b"), *args]) == 0
     a = json.loads((tmp_path / "a" / "metrics.json").read_text())
