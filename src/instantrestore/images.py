@@ -56,12 +56,17 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def tensor_to_pil(tensor: torch.Tensor) -> list[Image.Image]:
-    """Tensor [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> list of PIL RGB images."""
+def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """Tensor [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> uint8 array [B, H, W, 3] RGB (rounded)."""
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)
     array = ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in array]
+    return array.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def tensor_to_pil(tensor: torch.Tensor) -> list[Image.Image]:
+    """Tensor [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> list of PIL RGB images."""
+    return [Image.fromarray(a) for a in tensor_to_uint8(tensor)]
 
 
 def check_image_tensor(tensor: torch.Tensor, name: str = "image") -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 from ..attention import CapturedAttention
 from ..data import probes, synthetic
 from ..data.datasets import to_tensor
+from ..images import tensor_to_uint8
 from ..degradations import random_degrade
 
 # docs/data.md: clean marks score > 25, marks after sr8 stay below ~10; a mark counts as present above 20.
@@ -97,8 +98,7 @@ def image_tensor(images: np.ndarray | tuple[np.ndarray, ...]) -> torch.Tensor:
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """[3, S, S] or [1, 3, S, S] in [-1, 1] -> uint8 (S, S, 3) RGB."""
-    image = image.reshape(-1, *image.shape[-3:])[0]
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return tensor_to_uint8(image.reshape(-1, *image.shape[-3:])[:1])[0]
 
 
 # ------------------------------------------------------------------ pixel probes

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import check_image_tensor
+from ..images import check_image_tensor, tensor_to_uint8
 from .detect import _dlib, _model_file, canonical_box, shape_predictor
 
 # Crop of an FFHQ-aligned face that ArcFace-style recognisers expect, as fractions of the
@@ -53,8 +53,7 @@ def similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    images = check_image_tensor(images, "images")
-    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return tensor_to_uint8(check_image_tensor(images, "images"))
 
 
 def _crop_resize(images: torch.Tensor, crop, size: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from ..files import atomic_write_text
-from ..images import save_image
+from ..images import save_image, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
@@ -71,23 +71,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
-
-
 def validation_grid(lq: torch.Tensor, output: torch.Tensor, hq: torch.Tensor, refs: torch.Tensor | None = None,
                     ref_mask: torch.Tensor | None = None, pad: int = 2) -> Image.Image:
     """One column per sample; rows: input, output, ground truth, then each reference slot.
 
     lq/output/hq: [B, 3, H, W] in [-1, 1]; refs: [B, N, 3, H, W]; padded slots (ref_mask False) are grey.
     """
-    rows = [_to_uint8(lq), _to_uint8(output), _to_uint8(hq)]
+    rows = [tensor_to_uint8(lq), tensor_to_uint8(output), tensor_to_uint8(hq)]
     if refs is not None:
         mask = torch.ones(refs.shape[:2], dtype=torch.bool) if ref_mask is None else ref_mask.cpu().bool()
         for k in range(refs.shape[1]):
-            row = _to_uint8(refs[:, k])
+            row = tensor_to_uint8(refs[:, k])
             row[~mask[:, k].numpy()] = 128
             rows.append(row)
     b, h, w, _ = rows[0].shape
