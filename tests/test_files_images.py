@@ -77,9 +77,15 @@ def test_module_entry_points_print_help():
 
 
 def test_atomic_write_gets_umask_mode_not_0600(tmp_path):
+    import torch
+
+    from instantrestore.checkpoint import save_tensors
+
     old = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "out.txt", "x")
+        save_tensors({"w": torch.zeros(2)}, tmp_path / "w.safetensors")  # safetensors recreates its file
     finally:
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
