@@ -81,6 +81,39 @@ def test_prior_stage_trains_the_base_and_saves_a_prior(tmp_path):
     assert all(torch.equal(v, stage2.base_state_dict()[k]) for k, v in base1.items())
 
 
+def test_autoencoder_stage_trains_only_the_vae_and_fits_a_unit_latent_scale(tmp_path):
+    config = tiny_config(tmp_path, stage="autoencoder", steps=1, **{"loss.landmark_attention": 0.0,
+                                                                    "loss.identity": 0.0, "loss.adversarial": 0.0})
+    start = build.build_model(config)
+    final = train(config, progress=False)
+    model = InstantRestore.from_pretrained(final)
+    base0, base1 = start.base_state_dict(), model.base_state_dict()
+    assert all(torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
+    assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("vae."))
+    scale = model.config.vae["scaling_factor"]
+    assert scale != start.config.vae["scaling_factor"]
+    # the scale was fitted on training photos: their latents come out with unit RMS
+    from instantrestore.train.trainer import _scale_batch
+    images = _scale_batch(config)
+    with torch.no_grad():
+        rms = float(model._encode(images).pow(2).mean().sqrt())
+    assert rms == pytest.approx(1.0, rel=1e-3)
+
+
+def test_prior_with_frozen_vae_trains_only_the_unet(tmp_path):
+    config = tiny_config(tmp_path, stage="prior", steps=1, freeze_vae=True, **{"loss.landmark_attention": 0.0})
+    start = build.build_model(config)
+    prior = InstantRestore.from_pretrained(train(config, progress=False))
+    base0, base1 = start.base_state_dict(), prior.base_state_dict()
+    assert all(torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("vae."))
+    assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
+
+
+def test_freeze_vae_is_a_prior_option():
+    with pytest.raises(ValueError, match="freeze_vae is an option of stage 'prior'"):
+        TrainConfig(stage="instantrestore", freeze_vae=True)
+
+
 @pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     full = tiny_config(tmp_path, steps=3, save_every=1, out=str(tmp_path / "full"))

@@ -54,11 +54,14 @@ def test_invalid_values_fail_clearly():
         TrainConfig(stage="prior", loss=LossWeights(landmark_attention=1.0))
 
 
-@pytest.mark.parametrize("name", ["sd-turbo.yaml", "tiny-prior.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("name", ["sd-turbo.yaml", "tiny-autoencoder.yaml", "tiny-prior.yaml", "tiny.yaml"])
 def test_shipped_recipes_parse(name):
     config = TrainConfig.from_yaml(CONFIGS / name)
-    assert config.lr == 5e-4
+    stage = {"tiny-autoencoder.yaml": "autoencoder", "tiny-prior.yaml": "prior"}.get(name, "instantrestore")
+    assert config.stage == stage
+    assert config.freeze_vae == (stage == "prior")  # the prior restores with stage 0's VAE fixed
     if name == "sd-turbo.yaml":  # the paper's appendix A
+        assert config.lr == 5e-4
         assert (config.unet_lora_rank, config.vae_lora_rank, config.steps) == (32, 32, 50000)
         assert config.train_timesteps == (249, 499, 749) and config.adain
         assert config.batch_size * config.grad_accum * 4 == 16  # on the paper's 4 GPUs
@@ -66,4 +69,3 @@ def test_shipped_recipes_parse(name):
         assert (w.lpips, w.ms_ssim, w.identity, w.adversarial, w.landmark_attention) == (5.0, 1.0, 1.0, 0.5, 5000.0)
     else:
         assert config.loss.lpips == 0.0 and config.image_size == 128 and config.preset == "sr8"
-        assert config.stage == ("prior" if name == "tiny-prior.yaml" else "instantrestore")

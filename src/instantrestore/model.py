@@ -290,6 +290,20 @@ class InstantRestore(nn.Module):
         # The posterior mean: deterministic, as a restoration needs.
         return self.vae.encode(images).latent_dist.mode() * self.config.vae["scaling_factor"]
 
+    def autoencode(self, images: torch.Tensor) -> torch.Tensor:
+        """VAE round trip (encode to the posterior mean, decode), no UNet: what the tiny recipe's
+        autoencoder stage trains, and the ceiling on detail any restoration can reach."""
+        return self.vae.decode(self._encode(images) / self.config.vae["scaling_factor"]).sample
+
+    @torch.no_grad()
+    def set_latent_scale(self, images: torch.Tensor) -> float:
+        """Set ``vae.scaling_factor`` so the latents of ``images`` have unit root-mean-square, as
+        SD's 0.18215 does for its VAE; the UNet's noise schedule assumes latents of that size."""
+        latents = self.vae.encode(images.to(self.device, self.dtype)).latent_dist.mode()
+        scale = float(1.0 / latents.float().pow(2).mean().sqrt().clamp_min(1e-8))
+        self.config = self.config.replace(vae={**self.config.vae, "scaling_factor": scale})
+        return scale
+
     def _unet(self, latents: torch.Tensor, timesteps: torch.Tensor, shared: SharedAttention) -> torch.Tensor:
         prompt = self.prompt_embeds.expand(latents.shape[0], -1, -1)
         return self.unet(latents, timesteps, encoder_hidden_states=prompt,

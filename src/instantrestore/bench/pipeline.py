@@ -6,9 +6,11 @@ so a killed run resumes where it stopped:
 1. ``idnet-train``: identity network R for the identity loss (architecture ``cnn-a``, seed S);
 2. ``idnet-eval``: the evaluation network (architecture ``resnet-b``, seed S + 1), never seen by
    the generator's training;
-3. ``prior``: stage 1, the tiny backbone trained as a blind one-step restorer (SD-Turbo's stand-in);
-4. ``instantrestore``: stage 2 on the frozen prior, LoRA + shared attention, landmark attention loss on;
-5. ``instantrestore-no-las``: the same without the landmark attention loss (the ablation row).
+3. ``autoencoder``: stage 0, the tiny VAE learns to reconstruct clean photos (SD's VAE's stand-in);
+4. ``prior``: stage 1, the tiny UNet trained on that frozen VAE as a blind one-step restorer
+   (SD-Turbo's stand-in);
+5. ``instantrestore``: stage 2 on the frozen prior, LoRA + shared attention, landmark attention loss on;
+6. ``instantrestore-no-las``: the same without the landmark attention loss (the ablation row).
 
 Wall time per part goes to ``OUT/timings.json``; the benchmark writes ``OUT/results.{md,json}``
 and ``OUT/grid.png``. ``ship`` copies the trained model and evaluation network into the
@@ -25,9 +27,9 @@ from typing import Any, Callable
 
 from ..files import atomic_write_text
 
-PARTS = ("idnet-train", "idnet-eval", "prior", "instantrestore", "instantrestore-no-las")
+PARTS = ("idnet-train", "idnet-eval", "autoencoder", "prior", "instantrestore", "instantrestore-no-las")
 ID_TRAIN_ARCH, ID_EVAL_ARCH = "cnn-a", "resnet-b"
-PRIOR_CONFIG, STAGE2_CONFIG = "tiny-prior.yaml", "tiny.yaml"
+AUTOENCODER_CONFIG, PRIOR_CONFIG, STAGE2_CONFIG = "tiny-autoencoder.yaml", "tiny-prior.yaml", "tiny.yaml"
 FINAL = "final"
 # The pipeline's identity networks train for fewer steps than `train-id`'s default, to keep the
 # whole --train run within an hour on a 2-core CPU (the shipped model was made with these).
@@ -135,7 +137,8 @@ def train_all(out: str | Path, seed: int = 0, ablation: bool = True, heldout_see
     """Train (or resume) every part of the tiny recipe into ``out`` (see module docs).
 
     seed: S (identity networks S and S + 1; generator stages seeded S, world seed from the recipe);
-    overrides: per part (``idnet``, ``prior``, ``instantrestore``), e.g. fewer steps for a smoke run.
+    overrides: per part (``idnet``, ``autoencoder``, ``prior``, ``instantrestore``), e.g. fewer steps
+        for a smoke run.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +147,10 @@ def train_all(out: str | Path, seed: int = 0, ablation: bool = True, heldout_see
     h = heldout_seed
     train_net = _run_part(out, "idnet-train", _train_idnet(ID_TRAIN_ARCH, seed, idnet, h, progress), progress)
     eval_net = _run_part(out, "idnet-eval", _train_idnet(ID_EVAL_ARCH, seed + 1, idnet, h, progress), progress)
-    prior_over = {"seed": seed, "identity_network": str(train_net), **overrides.get("prior", {})}
+    ae_over = {"seed": seed, **overrides.get("autoencoder", {})}
+    autoencoder = _run_part(out, "autoencoder", _train_generator(AUTOENCODER_CONFIG, ae_over, h, progress), progress)
+    prior_over = {"seed": seed, "init_from": str(autoencoder), "identity_network": str(train_net),
+                  **overrides.get("prior", {})}
     prior = _run_part(out, "prior", _train_generator(PRIOR_CONFIG, prior_over, h, progress), progress)
     stage2 = {"seed": seed, "init_from": str(prior), "identity_network": str(train_net),
               **overrides.get("instantrestore", {})}
@@ -169,7 +175,7 @@ def ship(run: TrainedRun, out: Path, assets_dir: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("training_state", "*.tmp"))
         if name == MODEL_NAME:
-            for part in ("prior", "instantrestore"):
+            for part in ("autoencoder", "prior", "instantrestore"):
                 config = out / part / "config.yaml"
                 if config.is_file():
                     import yaml

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
         description="Evaluate on synthetic people of a world seed never used in training: PSNR, SSIM, identity "
                     "similarity by the evaluation network, mark recovery, eye-colour error, correct-region attention "
                     "mass and time per image, for each setting. Writes OUT/results.md, OUT/results.json, OUT/grid.png. "
-                    "--train first trains the two identity networks and the two-stage tiny model (plus the model "
+                    "--train first trains the two identity networks and the tiny model (autoencoder, prior, stage 2; plus the model "
                     "without the landmark attention loss) into OUT/<part>/, resuming finished parts. Without --train "
                     "or --checkpoint the shipped model is evaluated. See docs/benchmark.md.")
     p.add_argument("--out", type=Path, required=True, help="output folder (runs and results)")
@@ -40,13 +40,16 @@ def register(subparsers) -> None:
     p.add_argument("--grid", type=int, default=4, help="identities shown in grid.png")
     p.add_argument("--no-ablation", action="store_true", help="with --train: skip the model without the LAS loss")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PART.KEY=VALUE",
-                   help="with --train: override a recipe value of part idnet, prior or instantrestore "
-                        "(e.g. prior.steps=20, idnet.epochs=1); repeatable")
+                   help="with --train: override a recipe value of part idnet, autoencoder, prior or "
+                        "instantrestore (e.g. prior.steps=20, idnet.epochs=1); repeatable")
     p.add_argument("--ship-to", type=Path, help="after --train and evaluation: copy the model and evaluation "
                                                 "network there (e.g. src/instantrestore/assets)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ... (evaluation)")
     p.set_defaults(func=run_bench_synth)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
+
+
+OVERRIDE_PARTS = ("idnet", "autoencoder", "prior", "instantrestore")
 
 
 def parse_part_overrides(items: list[str]) -> dict[str, dict]:
@@ -57,8 +60,8 @@ def parse_part_overrides(items: list[str]) -> dict[str, dict]:
     for item in items:
         key, eq, value = item.partition("=")
         part, dot, name = key.strip().partition(".")
-        if not eq or not dot or part not in ("idnet", "prior", "instantrestore"):
-            raise ValueError(f"--set {item!r}: expected PART.KEY=VALUE with PART idnet, prior or instantrestore")
+        if not eq or not dot or part not in OVERRIDE_PARTS:
+            raise ValueError(f"--set {item!r}: expected PART.KEY=VALUE with PART one of {', '.join(OVERRIDE_PARTS)}")
         out.setdefault(part, {})[name] = yaml.safe_load(value)
     return out
 

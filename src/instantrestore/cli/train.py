@@ -5,9 +5,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..train.config import STAGES
+
 EPILOG = """examples:
-  # tiny recipe on the synthetic world (2-core CPU): stage 1 prior, then stage 2 InstantRestore
-  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --identity-network runs/idnet-a
+  # tiny recipe on the synthetic world (2-core CPU): stage 0 autoencoder, stage 1 prior, stage 2 InstantRestore
+  instantrestore train --config configs/tiny-autoencoder.yaml --out runs/autoencoder
+  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --init-from runs/autoencoder/final \
+      --identity-network runs/idnet-a
   instantrestore train --config configs/tiny.yaml --out runs/tiny --init-from runs/prior/final \\
       --identity-network runs/idnet-a
   # continue a killed run exactly where its newest checkpoint left it (reads runs/tiny/config.yaml)
@@ -23,14 +27,14 @@ EPILOG = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train InstantRestore (stage 1 prior or stage 2) from a YAML recipe",
+        "train", help="train InstantRestore (tiny stages 0-1 or the paper's stage) from a YAML recipe",
         description="Train from a YAML recipe (configs/*.yaml); flags override its keys. Writes OUT/config.yaml, "
                     "OUT/metrics.jsonl, OUT/tb/, OUT/samples/, OUT/checkpoints/step_XXXXXXX/ and OUT/final/. "
                     "Run under `accelerate launch` for several processes/GPUs. See docs/training.md.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="YAML recipe (e.g. configs/tiny.yaml); when omitted: OUT/config.yaml "
                                                     "with --resume, else the built-in defaults")
-    p.add_argument("--stage", choices=["prior", "instantrestore"], help="override the recipe's stage")
+    p.add_argument("--stage", choices=list(STAGES), help="override the recipe's stage")
     p.add_argument("--backbone", choices=["tiny", "sd-turbo"], help="architecture when starting from random weights")
     p.add_argument("--init-from", metavar="DIR", help="model dir whose base weights to start from (e.g. a stage-1 final/)")
     p.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="diffusers base model, e.g. stabilityai/sd-turbo")

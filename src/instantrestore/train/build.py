@@ -60,19 +60,25 @@ def base_parameters(model: InstantRestore) -> list[nn.Parameter]:
     return [t for t in model.base_state_dict(keep_vars=True).values() if isinstance(t, nn.Parameter)]
 
 
-def set_trainable(model: InstantRestore, stage: str) -> list[nn.Parameter]:
+def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -> list[nn.Parameter]:
     """Switch gradients on for exactly the stage's parameters and return them.
 
-    prior: every base weight, adapters frozen (they are switched off in that stage anyway);
-    instantrestore: LoRA + VAE conv_in copy (``model.trainable_parameters()``), base frozen.
+    autoencoder: the base VAE; prior: the base UNet, and the base VAE unless ``freeze_vae``
+    (adapters frozen - they are switched off in these stages anyway); instantrestore: LoRA + VAE
+    conv_in copy (``model.trainable_parameters()``), base frozen.
     """
     adapters = [t for t in model.adapter_state_dict().values() if isinstance(t, nn.Parameter)]
-    base = base_parameters(model)
+    vae = {id(p) for p in model.vae.parameters()}
+    train_base = {"autoencoder": lambda p: id(p) in vae,
+                  "prior": lambda p: not (freeze_vae and id(p) in vae)}.get(stage, lambda p: False)
+    base = [p for p in base_parameters(model) if train_base(p)]
+    for p in base_parameters(model):
+        p.requires_grad_(False)
     for p in base:
-        p.requires_grad_(stage == "prior")
+        p.requires_grad_(True)
     for p in adapters:
-        p.requires_grad_(stage != "prior")
-    params = base if stage == "prior" else model.trainable_parameters()
+        p.requires_grad_(stage == "instantrestore")
+    params = model.trainable_parameters() if stage == "instantrestore" else base
     if not params:
         raise ValueError(f"stage {stage!r}: no trainable parameters")
     return params

@@ -17,7 +17,7 @@ import yaml
 
 from ..losses import LandmarkAttentionConfig, LossWeights
 
-STAGES = ("prior", "instantrestore")
+STAGES = ("autoencoder", "prior", "instantrestore")
 BACKBONES = ("tiny", "sd-turbo")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NESTED = {"loss": LossWeights, "landmark_attention": LandmarkAttentionConfig}
@@ -27,9 +27,11 @@ NESTED = {"loss": LossWeights, "landmark_attention": LandmarkAttentionConfig}
 class TrainConfig:
     """Everything one training run needs; stored as ``OUT/config.yaml``.
 
-    stage: ``prior`` = stage 1 of the tiny recipe (blind one-step restorer, base UNet+VAE trained
-    in full, adapters off, no references); ``instantrestore`` = the paper's stage (frozen base,
-    LoRA + VAE conv_in trained, shared attention over per-sample references).
+    stage: ``autoencoder`` = stage 0 of the tiny recipe (the base VAE alone learns to reconstruct
+    clean photos, then its latent scale is fitted: SD's pretrained VAE's stand-in); ``prior`` =
+    stage 1 (blind one-step restorer, base UNet trained in full - and the VAE too unless
+    ``freeze_vae`` - adapters off, no references); ``instantrestore`` = the paper's stage (frozen
+    base, LoRA + VAE conv_in trained, shared attention over per-sample references).
     Model source, first match wins: ``init_from`` (an instantrestore model dir, e.g. a stage-1
     ``final/``: its base weights, fresh adapters), ``base_model`` (diffusers dir or hub id, e.g.
     ``stabilityai/sd-turbo``), else random ``backbone`` weights from ``model_seed``.
@@ -51,6 +53,8 @@ class TrainConfig:
     vae_lora_rank: int | None = None
     train_timesteps: tuple[int, ...] | None = None
     adain: bool | None = None
+    # stage prior: keep the base VAE fixed (an autoencoder-stage output), so the UNet must restore
+    freeze_vae: bool = False
     # data
     data: str = "synthetic"
     world_seed: int = 0
@@ -106,9 +110,10 @@ class TrainConfig:
         need(self.images_per_identity >= 2, f"images_per_identity must be >= 2, got {self.images_per_identity}")
         need(self.num_workers >= 0 and self.val_identities >= 0, "num_workers and val_identities must be >= 0")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        if self.stage == "prior":
+        if self.stage in ("autoencoder", "prior"):
             need(self.loss.landmark_attention == 0,
-                 "stage 'prior' is blind (no references), so loss.landmark_attention must be 0")
+                 f"stage {self.stage!r} is blind (no references), so loss.landmark_attention must be 0")
+        need(not self.freeze_vae or self.stage == "prior", "freeze_vae is an option of stage 'prior'")
         if self.train_timesteps is not None:
             object.__setattr__(self, "train_timesteps", tuple(int(t) for t in self.train_timesteps))
 

@@ -71,6 +71,9 @@ def generator_forward(run: _Run, batch: dict, gen: torch.Generator):
     """One generator pass in the run's stage -> GeneratorOutput."""
     model, lq, acc = run.model, batch["lq"], run.accelerator
     t, noise = _noise_and_timesteps(model, lq, gen, acc.num_processes, acc.process_index)
+    if run.config.stage == "autoencoder":  # the clean photo in, the same photo out
+        with adapters_disabled(model.unet, model.vae):
+            return GeneratorOutput(image=model.autoencode(batch["hq"]))
     if run.config.stage == "prior":
         with adapters_disabled(model.unet, model.vae):
             return model(lq, references=None, timesteps=t, noise=noise)
@@ -136,6 +139,9 @@ def sample(run: _Run, batch: dict) -> torch.Tensor:
     model = run.model
     model.eval()
     with run.accelerator.autocast():
+        if run.config.stage == "autoencoder":
+            with adapters_disabled(model.unet, model.vae):
+                return model.autoencode(batch["hq"]).clamp(-1, 1).float()
         if run.config.stage == "prior":
             with adapters_disabled(model.unet, model.vae):
                 return model(batch["lq"]).image.float()
@@ -144,10 +150,11 @@ def sample(run: _Run, batch: dict) -> torch.Tensor:
 
 # ------------------------------------------------------------------ checkpoints
 def _save_model(run: _Run, directory: Path) -> None:
-    if run.config.stage == "prior":
+    base_stage = run.config.stage in ("autoencoder", "prior")
+    if base_stage:
         build.sync_adapter_init(run.model)
-    # stage 1 trains the base, so it is always bundled; stage 2 bundles it only when it cannot be re-fetched
-    include = True if run.config.stage == "prior" else None
+    # stages 0-1 train the base, so it is always bundled; stage 2 bundles it only when it cannot be re-fetched
+    include = True if base_stage else None
     run.model.save_pretrained(directory, include_base=include)
 
 
@@ -225,7 +232,7 @@ def _setup(config: TrainConfig) -> _Run:
     acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
                       log_with=None, cpu=cpu_group or None)
     model = build.build_model(config)
-    params = build.set_trainable(model, config.stage)
+    params = build.set_trainable(model, config.stage, freeze_vae=config.freeze_vae)
     if config.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
         model.vae.enable_gradient_checkpointing()
@@ -251,9 +258,21 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def _scale_batch(config: TrainConfig, images: int = 64) -> torch.Tensor:
+    """Clean training photos (``images`` of them, spread over the identities) that fit the latent scale."""
+    dataset, train_idx, _ = build.build_dataset(config)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(0)
+    spread = train_idx[:: max(1, len(train_idx) // images)][:images]  # many identities, not the first few
+    return collate([dataset[i] for i in spread])["hq"]
+
+
 def _write_final(run: _Run, out: Path) -> Path:
     final, tmp = out / "final", out / ".tmp-final"
     if run.accelerator.is_main_process:
+        if run.config.stage == "autoencoder":
+            scale = run.model.set_latent_scale(_scale_batch(run.config))
+            log.info("latent scaling factor %.5g (unit-RMS latents for the prior)", scale)
         shutil.rmtree(tmp, ignore_errors=True)
         _save_model(run, tmp)
         run.config.to_yaml(tmp / "train_config.yaml")
@@ -319,7 +338,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
                 metrics.log(step, row)
         if val is not None and (step % config.sample_every == 0 or step == end):
             grid = validation_grid(val["lq"], sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
-                                   None if config.stage == "prior" else val["refs"], val["ref_mask"])
+                                   None if config.stage != "instantrestore" else val["refs"], val["ref_mask"])
             save_grid(grid, out / "samples" / f"step_{step:07d}.png")
         if step % config.save_every == 0 or step == config.steps:
             save_checkpoint(run, step, samples_per_step)

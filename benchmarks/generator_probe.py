@@ -1,0 +1,78 @@
+"""Where a trained tiny generator's output comes from: the VAE, the UNet step, the references.
+
+Probes a model dir (default: the shipped model) on held-out synthetic people:
+
+- latent RMS of the degraded input through the stage-2 VAE encoder (adapters on) and through the
+  base encoder (adapters off; unit RMS after the autoencoder stage fitted its scale);
+- the UNet step's share: mean |restoration - VAE round trip| (the round trip is the restoration
+  with the UNet's noise prediction set to zero);
+- the references' share: |eps(4 refs) - eps(blind)| / |eps(blind)| and mean |pixels(4 refs) -
+  pixels(blind)|;
+- the detail ceiling: the base VAE's round trip of the CLEAN photo - PSNR, marks present and
+  iris-colour error, the best any restoration decoded by this VAE can do.
+
+    python benchmarks/generator_probe.py                       # the shipped model, 16 people
+    python benchmarks/generator_probe.py --model runs/synth/instantrestore/final --identities 48
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+
+@torch.inference_mode()
+def probe(model, identities: int, world_seed: int) -> dict[str, float]:
+    from instantrestore.bench.cases import eye_color_error, image_tensor, make_cases, marks_present, to_uint8
+    from instantrestore.metrics.image import psnr
+    from instantrestore.model import adapters_disabled
+
+    cases = make_cases(world_seed, identities, model.config.image_size)
+    eps: list[torch.Tensor] = []
+    hook = model.unet.register_forward_hook(lambda module, args, out: eps.append(out.sample))
+    rms, rms_base, unet_share, eps_change, pixel_change = [], [], [], [], []
+    psnrs, found, total, eye = [], 0, 0, []
+    for case in cases:
+        lq, refs = image_tensor(case.lq), image_tensor(case.refs)
+        eps.clear()
+        blind = model(lq).image
+        with_refs = model(lq, references=refs).image  # eps[-1] is the generator pass, after the reference branch
+        eps_blind, eps_refs = eps[0], eps[-1]
+        rms.append(float(model._encode(lq).pow(2).mean().sqrt()))
+        unet_share.append(float((blind - model.autoencode(lq).clamp(-1, 1)).abs().mean()))
+        eps_change.append(float((eps_refs - eps_blind).norm() / eps_blind.norm()))
+        pixel_change.append(float((with_refs - blind).abs().mean()))
+        with adapters_disabled(model.unet, model.vae):
+            rms_base.append(float(model._encode(lq).pow(2).mean().sqrt()))
+            clean = to_uint8(model.autoencode(image_tensor(case.hq)).clamp(-1, 1))
+        psnrs.append(float(psnr(clean, case.hq)[0]))
+        f, t = marks_present(clean, case.marks)
+        found, total = found + f, total + t
+        eye.append(eye_color_error(clean, case))
+    hook.remove()
+    return {"identities": identities, "latent_rms": float(np.mean(rms)), "latent_rms_base_encoder": float(np.mean(rms_base)),
+            "unet_step_mean_abs_pixels": float(np.mean(unet_share)),
+            "refs_relative_eps_change": float(np.mean(eps_change)),
+            "refs_mean_abs_pixels": float(np.mean(pixel_change)),
+            "vae_ceiling_psnr": float(np.mean(psnrs)), "vae_ceiling_marks_present": found / max(total, 1),
+            "vae_ceiling_eye_color_error": float(np.nanmean(eye))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="model dir (default: the shipped tiny model)")
+    parser.add_argument("--identities", type=int, default=16, help="held-out people probed")
+    parser.add_argument("--world-seed", type=int, default=1000, help="world of the held-out people")
+    args = parser.parse_args()
+    from instantrestore.assets import load_shipped_model
+    from instantrestore.model import InstantRestore
+
+    model = (InstantRestore.from_pretrained(args.model) if args.model else load_shipped_model()).eval()
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                      for k, v in probe(model, args.identities, args.world_seed).items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
