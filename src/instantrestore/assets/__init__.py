@@ -1,6 +1,6 @@
 """Weights shipped with the package (package data, no download).
 
-- ``tiny-synth/``: the tiny two-stage model trained on synthetic identities by
+- ``tiny-synth/``: the tiny model (autoencoder, prior, InstantRestore stage) trained on synthetic identities by
   ``instantrestore bench synth --train`` (config.json + adapters/base safetensors), with the
   training configs, timings and the benchmark numbers it gives.
 - ``idnet-eval/``: the *evaluation* identity network of that run (config.json +
