@@ -109,9 +109,15 @@ def test_prior_with_frozen_vae_trains_only_the_unet(tmp_path):
     assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
 
 
-def test_freeze_vae_is_a_prior_option():
-    with pytest.raises(ValueError, match="freeze_vae is an option of stage 'prior'"):
-        TrainConfig(stage="instantrestore", freeze_vae=True)
+def test_freeze_vae_in_stage2_trains_only_the_unet_lora(tmp_path):
+    model = build.build_model(tiny_config(tmp_path))
+    params = build.set_trainable(model, "instantrestore", freeze_vae=True)
+    vae = {id(p) for p in model.vae.parameters()}
+    assert params and not any(id(p) in vae for p in params)
+    names = [n for n, p in model.unet.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+    with pytest.raises(ValueError, match="trains only the VAE"):
+        TrainConfig.from_dict({"stage": "autoencoder", "freeze_vae": True, "loss.landmark_attention": 0})
 
 
 @pytest.mark.slow

@@ -65,7 +65,7 @@ def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -
 
     autoencoder: the base VAE; prior: the base UNet, and the base VAE unless ``freeze_vae``
     (adapters frozen - they are switched off in these stages anyway); instantrestore: LoRA + VAE
-    conv_in copy (``model.trainable_parameters()``), base frozen.
+    conv_in copy (``model.trainable_parameters()``), base frozen; with ``freeze_vae`` the UNet's LoRA only.
     """
     adapters = [t for t in model.adapter_state_dict().values() if isinstance(t, nn.Parameter)]
     vae = {id(p) for p in model.vae.parameters()}
@@ -77,7 +77,7 @@ def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -
     for p in base:
         p.requires_grad_(True)
     for p in adapters:
-        p.requires_grad_(stage == "instantrestore")
+        p.requires_grad_(stage == "instantrestore" and not (freeze_vae and id(p) in vae))
     params = model.trainable_parameters() if stage == "instantrestore" else base
     if not params:
         raise ValueError(f"stage {stage!r}: no trainable parameters")

@@ -53,7 +53,8 @@ class TrainConfig:
     vae_lora_rank: int | None = None
     train_timesteps: tuple[int, ...] | None = None
     adain: bool | None = None
-    # stage prior: keep the base VAE fixed (an autoencoder-stage output), so the UNet must restore
+    # keep the VAE fixed: in stage prior its base weights (an autoencoder-stage output, so the UNet
+    # must restore); in stage instantrestore its LoRA and conv_in copy (the latent scale stays put)
     freeze_vae: bool = False
     # data
     data: str = "synthetic"
@@ -113,7 +114,7 @@ class TrainConfig:
         if self.stage in ("autoencoder", "prior"):
             need(self.loss.landmark_attention == 0,
                  f"stage {self.stage!r} is blind (no references), so loss.landmark_attention must be 0")
-        need(not self.freeze_vae or self.stage == "prior", "freeze_vae is an option of stage 'prior'")
+        need(not self.freeze_vae or self.stage != "autoencoder", "freeze_vae: stage 'autoencoder' trains only the VAE")
         if self.train_timesteps is not None:
             object.__setattr__(self, "train_timesteps", tuple(int(t) for t in self.train_timesteps))
 
