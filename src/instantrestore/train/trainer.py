@@ -337,7 +337,8 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
             if metrics is not None:
                 metrics.log(step, row)
         if val is not None and (step % config.sample_every == 0 or step == end):
-            grid = validation_grid(val["lq"], sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
+            shown_input = val["hq"] if config.stage == "autoencoder" else val["lq"]  # what the stage was given
+            grid = validation_grid(shown_input, sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
                                    None if config.stage != "instantrestore" else val["refs"], val["ref_mask"])
             save_grid(grid, out / "samples" / f"step_{step:07d}.png")
         if step % config.save_every == 0 or step == config.steps:
