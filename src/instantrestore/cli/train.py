@@ -10,7 +10,7 @@ from ..train.config import STAGES
 EPILOG = """examples:
   # tiny recipe on the synthetic world (2-core CPU): stage 0 autoencoder, stage 1 prior, stage 2 InstantRestore
   instantrestore train --config configs/tiny-autoencoder.yaml --out runs/autoencoder
-  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --init-from runs/autoencoder/final \
+  instantrestore train --config configs/tiny-prior.yaml --out runs/prior --init-from runs/autoencoder/final \\
       --identity-network runs/idnet-a
   instantrestore train --config configs/tiny.yaml --out runs/tiny --init-from runs/prior/final \\
       --identity-network runs/idnet-a
