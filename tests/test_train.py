@@ -94,7 +94,7 @@ def test_autoencoder_stage_trains_only_the_vae_and_fits_a_unit_latent_scale(tmp_
     assert scale != start.config.vae["scaling_factor"]
     # the scale was fitted on training photos: their latents come out with unit RMS
     from instantrestore.train.trainer import _scale_batch
-    images = _scale_batch(config)
+    images = _scale_batch(*build.build_dataset(config)[:2])
     with torch.no_grad():
         rms = float(model._encode(images).pow(2).mean().sqrt())
     assert rms == pytest.approx(1.0, rel=1e-3)

@@ -299,7 +299,7 @@ class InstantRestore(nn.Module):
     def set_latent_scale(self, images: torch.Tensor) -> float:
         """Set ``vae.scaling_factor`` so the latents of ``images`` have unit root-mean-square, as
         SD's 0.18215 does for its VAE; the UNet's noise schedule assumes latents of that size."""
-        latents = self.vae.encode(images.to(self.device, self.dtype)).latent_dist.mode()
+        latents = self._encode(images.to(self.device, self.dtype)) / self.config.vae["scaling_factor"]
         scale = float(1.0 / latents.float().pow(2).mean().sqrt().clamp_min(1e-8))
         self.config = self.config.replace(vae={**self.config.vae, "scaling_factor": scale})
         return scale

@@ -49,12 +49,11 @@ def register(subparsers) -> None:
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
 
-OVERRIDE_PARTS = ("idnet", "autoencoder", "prior", "instantrestore")
-
-
 def parse_part_overrides(items: list[str]) -> dict[str, dict]:
     """``["prior.steps=20"]`` -> ``{"prior": {"steps": 20}}`` (values parsed as YAML)."""
     import yaml
+
+    from ..bench.pipeline import OVERRIDE_PARTS
 
     out: dict[str, dict] = {}
     for item in items:

@@ -67,18 +67,22 @@ def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -
     (adapters frozen - they are switched off in these stages anyway); instantrestore: LoRA + VAE
     conv_in copy (``model.trainable_parameters()``), base frozen; with ``freeze_vae`` the UNet's LoRA only.
     """
-    adapters = [t for t in model.adapter_state_dict().values() if isinstance(t, nn.Parameter)]
     vae = {id(p) for p in model.vae.parameters()}
-    train_base = {"autoencoder": lambda p: id(p) in vae,
-                  "prior": lambda p: not (freeze_vae and id(p) in vae)}.get(stage, lambda p: False)
-    base = [p for p in base_parameters(model) if train_base(p)]
-    for p in base_parameters(model):
-        p.requires_grad_(False)
+
+    def trains(p: nn.Parameter, adapter: bool) -> bool:
+        if stage == "autoencoder":
+            return id(p) in vae and not adapter
+        if freeze_vae and id(p) in vae:
+            return False
+        return adapter == (stage == "instantrestore")  # stage 2 trains the adapters, stages 0-1 the base
+
+    base = base_parameters(model)
     for p in base:
-        p.requires_grad_(True)
-    for p in adapters:
-        p.requires_grad_(stage == "instantrestore" and not (freeze_vae and id(p) in vae))
-    params = model.trainable_parameters() if stage == "instantrestore" else base
+        p.requires_grad_(trains(p, adapter=False))
+    for p in model.adapter_state_dict().values():
+        if isinstance(p, nn.Parameter):
+            p.requires_grad_(trains(p, adapter=True))
+    params = model.trainable_parameters() if stage == "instantrestore" else [p for p in base if p.requires_grad]
     if not params:
         raise ValueError(f"stage {stage!r}: no trainable parameters")
     return params

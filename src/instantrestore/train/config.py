@@ -18,6 +18,7 @@ import yaml
 from ..losses import LandmarkAttentionConfig, LossWeights
 
 STAGES = ("autoencoder", "prior", "instantrestore")
+BASE_STAGES = ("autoencoder", "prior")  # the tiny recipe's stages 0-1: base weights train, adapters off, no references
 BACKBONES = ("tiny", "sd-turbo")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NESTED = {"loss": LossWeights, "landmark_attention": LandmarkAttentionConfig}
@@ -111,7 +112,7 @@ class TrainConfig:
         need(self.images_per_identity >= 2, f"images_per_identity must be >= 2, got {self.images_per_identity}")
         need(self.num_workers >= 0 and self.val_identities >= 0, "num_workers and val_identities must be >= 0")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        if self.stage in ("autoencoder", "prior"):
+        if self.stage in BASE_STAGES:
             need(self.loss.landmark_attention == 0,
                  f"stage {self.stage!r} is blind (no references), so loss.landmark_attention must be 0")
         need(not self.freeze_vae or self.stage != "autoencoder", "freeze_vae: stage 'autoencoder' trains only the VAE")

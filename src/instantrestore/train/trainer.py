@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from ..model import GeneratorOutput, InstantRestore, adapters_disabled
 from . import build, state
-from .config import TrainConfig
+from .config import BASE_STAGES, TrainConfig
 from .logging import MetricsLogger, save_grid, validation_grid
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
 
@@ -150,7 +150,7 @@ def sample(run: _Run, batch: dict) -> torch.Tensor:
 
 # ------------------------------------------------------------------ checkpoints
 def _save_model(run: _Run, directory: Path) -> None:
-    base_stage = run.config.stage in ("autoencoder", "prior")
+    base_stage = run.config.stage in BASE_STAGES
     if base_stage:
         build.sync_adapter_init(run.model)
     # stages 0-1 train the base, so it is always bundled; stage 2 bundles it only when it cannot be re-fetched
@@ -258,20 +258,19 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _scale_batch(config: TrainConfig, images: int = 64) -> torch.Tensor:
+def _scale_batch(dataset, train_idx: list[int], images: int = 64) -> torch.Tensor:
     """Clean training photos (``images`` of them, spread over the identities) that fit the latent scale."""
-    dataset, train_idx, _ = build.build_dataset(config)
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(0)
     spread = train_idx[:: max(1, len(train_idx) // images)][:images]  # many identities, not the first few
     return collate([dataset[i] for i in spread])["hq"]
 
 
-def _write_final(run: _Run, out: Path) -> Path:
+def _write_final(run: _Run, out: Path, dataset, train_idx: list[int]) -> Path:
     final, tmp = out / "final", out / ".tmp-final"
     if run.accelerator.is_main_process:
         if run.config.stage == "autoencoder":
-            scale = run.model.set_latent_scale(_scale_batch(run.config))
+            scale = run.model.set_latent_scale(_scale_batch(dataset, train_idx))
             log.info("latent scaling factor %.5g (unit-RMS latents for the prior)", scale)
         shutil.rmtree(tmp, ignore_errors=True)
         _save_model(run, tmp)
@@ -339,7 +338,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         if val is not None and (step % config.sample_every == 0 or step == end):
             shown_input = val["hq"] if config.stage == "autoencoder" else val["lq"]  # what the stage was given
             grid = validation_grid(shown_input, sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
-                                   None if config.stage != "instantrestore" else val["refs"], val["ref_mask"])
+                                   None if config.stage in BASE_STAGES else val["refs"], val["ref_mask"])
             save_grid(grid, out / "samples" / f"step_{step:07d}.png")
         if step % config.save_every == 0 or step == config.steps:
             save_checkpoint(run, step, samples_per_step)
@@ -348,4 +347,4 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         metrics.close()
     if end < config.steps:  # stopped early, as if killed: the newest checkpoint is what survives
         return state.latest_checkpoint(out / "checkpoints") or out
-    return _write_final(run, out)
+    return _write_final(run, out, dataset, train_idx)
