@@ -137,7 +137,7 @@ def test_loss_is_zero_for_ideal_attention_and_has_gradients():
     assert uniform.grad[0, :, supervised[0]].abs().sum() > 0
 
 
-def _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, sigma, radius, points=None):
+def _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, sigma, radius, points=None, form="mse"):
     """Per-query Python loop over the documented definition, for cross-checking."""
     batch, heads, lq, n, lk = probs.shape
     attention = probs.mean(dim=1)
@@ -170,13 +170,19 @@ def _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, sigma, rad
                     kr, kc = divmod(k, khw[1])
                     g[k] = math.exp(-((kc - kx) ** 2 + (kr - ky) ** 2) / (2 * sigma**2))
                 row[r] = g / g.sum() / len(usable)
-            total += float(((attention[b, q].double() - row) ** 2).sum())
-            count += n * lk
+            if form == "ce":
+                used = row > 0  # 0 * log 0 counts as 0
+                total += float(-(row[used] * attention[b, q].double()[used].log()).sum())
+                count += 1
+            else:
+                total += float(((attention[b, q].double() - row) ** 2).sum())
+                count += n * lk
     return total / count if count else 0.0
 
 
+@pytest.mark.parametrize("form", ["mse", "ce"])
 @pytest.mark.parametrize("points", [None, (0, 2, 3)])
-def test_vectorised_loss_matches_a_naive_loop(points):
+def test_vectorised_loss_matches_a_naive_loop(points, form):
     gen = torch.Generator().manual_seed(1)
     batch, n, num_points = 2, 3, 5
     image_hw, ref_hw, qhw, khw = (48, 40), (32, 32), (6, 5), (4, 4)
@@ -188,8 +194,8 @@ def test_vectorised_loss_matches_a_naive_loop(points):
     mask = torch.tensor([[True, True, True], [True, True, False]])
     probs = _random_probs(gen, batch, 2, qhw[0] * qhw[1], n, khw[0] * khw[1], mask)
     fast = landmark_attention_loss(_captured(probs, qhw, khw), target, refs, mask, image_hw, ref_hw,
-                                   sigma=0.9, radius=1.2, points=points)
-    slow = _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, 0.9, 1.2, points)
+                                   sigma=0.9, radius=1.2, points=points, form=form)
+    slow = _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, 0.9, 1.2, points, form)
     assert slow > 0
     assert fast.item() == pytest.approx(slow, rel=1e-5)
 
@@ -201,3 +207,34 @@ def test_no_supervised_query_gives_a_zero_that_keeps_the_graph():
     loss = landmark_attention_loss(_captured(probs, (4, 4), (4, 4)), target, refs, None, (32, 32), (32, 32), 1.0, 1.0)
     loss.backward()
     assert loss.item() == 0.0 and probs.grad.abs().sum() == 0
+
+
+def test_cross_entropy_form_is_smallest_at_the_ideal_and_pulls_harder_when_flat():
+    image, grid = 32, 4
+    target = torch.tensor([[_pixel_of_token(1, 1, image, grid)]])
+    refs = torch.tensor([[[_pixel_of_token(2, 1, image, grid)]]])
+    ideal, supervised = ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid), 1.0, 1.0)
+    ideal_logits = ideal.clamp_min(1e-30).log()[:, None]                 # [1, 1, Lq, 1, Lk]
+    flat_logits = torch.zeros_like(ideal_logits)
+
+    def loss_and_grad(logits, form):
+        logits = logits.clone().requires_grad_(True)
+        probs = logits.softmax(-1)
+        loss = landmark_attention_loss(_captured(probs, (grid, grid), (grid, grid)), target, refs, None,
+                                       (image, image), (image, image), 1.0, 1.0, form=form)
+        loss.backward()
+        return loss.item(), logits.grad[0, 0, supervised[0]].abs().max().item()
+
+    at_ideal, grad_at_ideal = loss_and_grad(ideal_logits, "ce")
+    flat, grad_flat = loss_and_grad(flat_logits, "ce")
+    entropy = float(-(ideal[0, supervised[0]] * ideal[0, supervised[0]].clamp_min(1e-30).log()).sum(-1).sum(-1).mean())
+    assert at_ideal == pytest.approx(entropy, rel=1e-4) and flat > at_ideal + 0.1
+    assert grad_at_ideal < 1e-5
+    _, mse_grad_flat = loss_and_grad(flat_logits, "mse")
+    assert grad_flat > 100 * mse_grad_flat  # why the option exists
+
+
+def test_unknown_form_is_refused():
+    with pytest.raises(ValueError, match="form must be one of mse, ce"):
+        landmark_attention_loss(_captured(torch.full((1, 1, 16, 1, 16), 1 / 16), (4, 4), (4, 4)),
+                                torch.zeros(1, 1, 2), torch.zeros(1, 1, 1, 2), None, (32, 32), (32, 32), 1.0, 1.0, form="kl")

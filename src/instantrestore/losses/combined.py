@@ -16,7 +16,7 @@ import torch.nn as nn
 from .adversarial import Discriminator, discriminator_adversarial_loss, frozen, generator_adversarial_loss
 from .face_alignment import FaceAlignmentConfig, MaskedFaceAlignmentLoss
 from .identity import IdentityLoss
-from .landmark_attention import landmark_attention_loss
+from .landmark_attention import LAS_FORMS, landmark_attention_loss
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss
 
 if TYPE_CHECKING:
@@ -50,12 +50,19 @@ class LandmarkAttentionConfig:
     radius: a query is supervised when it lies within this many tokens of a target landmark;
         1.5 covers the face along the landmark contours without claiming background or hair.
     points: landmark rows used; None = every finite row (68 iBUG + the synthetic marks).
+    form: "mse" = the paper's eq. 7; "ce" = cross-entropy of the attention rows against the ideal
+        rows (an option, not the paper's: its gradient does not vanish while attention is flat).
     """
 
     layers: tuple[str, ...] | None = None
     sigma: float = 1.0
     radius: float = 1.5
     points: tuple[int, ...] | None = None
+    form: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.form not in LAS_FORMS:
+            raise ValueError(f"landmark_attention.form must be one of {', '.join(LAS_FORMS)}, got {self.form!r}")
 
 
 def resolve_layers(requested: Sequence[str] | None, injected: Sequence[str]) -> list[str]:
@@ -146,7 +153,7 @@ class RestorationLoss(nn.Module):
         c = self.landmark_config
         ref_hw = tuple(batch["refs"].shape[-2:])
         terms = [landmark_attention_loss(captured, batch["landmarks_hq"], batch["landmarks_refs"],
-                                         batch.get("ref_mask"), image_hw, ref_hw, c.sigma, c.radius, c.points)
+                                         batch.get("ref_mask"), image_hw, ref_hw, c.sigma, c.radius, c.points, form=c.form)
                  for captured in output.attention.values()]
         return torch.stack(terms).mean()  # averaged over layers: the weight does not depend on their count
 

@@ -20,6 +20,11 @@ queries only, the squared error is averaged over (supervised query, N, Lk) eleme
 ``mse_loss`` restricted to those rows - and then over layers. Unsupervised queries contribute
 nothing. Per element the values are tiny (a row spreads 1 over N * Lk tokens), which is why the
 paper's weight is as large as 5000.
+
+Option ``form="ce"`` (not the paper's): the cross-entropy -sum(ideal * log attention) per supervised
+row, averaged over rows. Near flat attention the squared error's gradient on a logit is of the size
+of that logit's probability (1 / (N * Lk)); the cross-entropy's is (attention - ideal), so it keeps
+pulling until the mass sits on the landmark.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from collections.abc import Sequence
 import torch
 
 from ..attention import CapturedAttention
+
+LAS_FORMS = ("mse", "ce")
 
 
 def _token_coords(landmarks: torch.Tensor, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> torch.Tensor:
@@ -128,9 +135,12 @@ def ideal_attention(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor,
 def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch.Tensor,
                             ref_landmarks: torch.Tensor, ref_mask: torch.Tensor | None,
                             image_hw: tuple[int, int], ref_image_hw: tuple[int, int], sigma: float,
-                            radius: float, points: Sequence[int] | None = None) -> torch.Tensor:
+                            radius: float, points: Sequence[int] | None = None, form: str = "mse") -> torch.Tensor:
     """Eq. 7 for one layer: mean squared error between the head-averaged attention and the ideal
-    map over the supervised queries (see the module docstring) -> scalar, 0 when none is supervised."""
+    map over the supervised queries (see the module docstring) -> scalar, 0 when none is supervised.
+    ``form="ce"``: the cross-entropy against the ideal rows instead."""
+    if form not in LAS_FORMS:
+        raise ValueError(f"form must be one of {', '.join(LAS_FORMS)}, got {form!r}")
     probs = captured.probs
     if probs.ndim != 5 or probs.shape[3] == 0:
         raise ValueError("landmark attention needs reference attention [B, heads, Lq, N, Lk]; "
@@ -148,4 +158,7 @@ def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch
         return probs.sum() * 0.0  # keeps the graph; nothing to supervise in this batch
     attention = probs.mean(dim=1)[sample, query].float()                      # [M, N, Lk]
     ideal = rows[sample, assign[sample, query]]                                # [M, N, Lk]
+    if form == "ce":
+        # log of the head-averaged probabilities; the floor only guards exact zeros.
+        return -(ideal * attention.clamp_min(1e-12).log()).flatten(1).sum(-1).mean()
     return ((attention - ideal) ** 2).mean()
