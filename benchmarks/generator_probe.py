@@ -9,7 +9,14 @@ Probes a model dir (default: the shipped model) on held-out synthetic people:
 - the references' share: |eps(4 refs) - eps(blind)| / |eps(blind)| and mean |pixels(4 refs) -
   pixels(blind)|;
 - the detail ceiling: the base VAE's round trip of the CLEAN photo - PSNR, marks present and
-  iris-colour error, the best any restoration decoded by this VAE can do.
+  iris-colour error, the best any restoration decoded by this VAE can do;
+- whether the frozen reference branch's keys can find a face's parts (per injected layer): for
+  each of the 68 landmarks in one clean photo, the key there is matched to the keys of another
+  clean photo of the same person; ``nn_hit`` = how often the most similar key (cosine) lies within
+  1.5 tokens of the same landmark (``chance``: the share of tokens that do), and ``self_query_mass``
+  = the attention mass that key, used as the query at the layer's own temperature, puts there.
+  High ``nn_hit`` with low ``self_query_mass`` means the keys hold the correspondence but plain
+  dot-product attention does not pick it out until the queries learn to.
 
     python benchmarks/generator_probe.py                       # the shipped model, 16 people
     python benchmarks/generator_probe.py --model runs/synth/instantrestore/final --identities 48
@@ -60,6 +67,39 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
             "vae_ceiling_eye_color_error": float(np.nanmean(eye))}
 
 
+@torch.inference_mode()
+def key_correspondence(model, identities: int, world_seed: int, radius: float = 1.5) -> dict[str, dict[str, float]]:
+    """Per injected layer: nn_hit, chance and self_query_mass (see the module docstring)."""
+    from instantrestore.bench.cases import image_tensor, make_cases
+
+    size = model.config.image_size
+    sums: dict[str, np.ndarray] = {}
+    for case in make_cases(world_seed, identities, size):
+        pair = image_tensor(case.refs[:2])
+        keys_values, _ = model._reference_keys_values(pair, model._timesteps(None, 2))
+        for name, (keys, _) in keys_values.items():
+            tokens, channels = keys.shape[1:]
+            side = int(round(tokens ** 0.5))
+            heads = model.unet.get_submodule(name).heads
+            rows, cols = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+            centres = np.stack([cols.ravel(), rows.ravel()], axis=-1)
+            src, dst = ((lm[:68] + 0.5) * side / size - 0.5 for lm in case.ref_landmarks[:2])
+            unit = torch.nn.functional.normalize(keys.float(), dim=-1)
+            per_head = keys.float().view(2, tokens, heads, channels // heads).transpose(1, 2)  # [2, heads, L, d]
+            for p in range(68):
+                if not all(np.isfinite(pt).all() and (pt >= -0.5).all() and (pt <= side - 0.5).all()
+                           for pt in (src[p], dst[p])):
+                    continue
+                query = int(np.clip(np.rint(src[p][1]), 0, side - 1)) * side + int(np.clip(np.rint(src[p][0]), 0, side - 1))
+                near = np.linalg.norm(centres - dst[p], axis=1) <= radius
+                best = int((unit[1] @ unit[0, query]).argmax())
+                logits = torch.einsum("hd,hld->hl", per_head[0, :, query], per_head[1]) / (channels // heads) ** 0.5
+                mass = float(logits.softmax(-1).mean(0)[torch.from_numpy(near)].sum())
+                sums[name] = sums.get(name, np.zeros(4)) + np.array([near[best], near.mean(), mass, 1.0])
+    return {name: {"nn_hit": float(v[0] / v[3]), "chance": float(v[1] / v[3]), "self_query_mass": float(v[2] / v[3])}
+            for name, v in sums.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="model dir (default: the shipped tiny model)")
@@ -70,8 +110,10 @@ def main() -> None:
     from instantrestore.model import InstantRestore
 
     model = (InstantRestore.from_pretrained(args.model) if args.model else load_shipped_model()).eval()
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                      for k, v in probe(model, args.identities, args.world_seed).items()}, indent=2))
+    result = probe(model, args.identities, args.world_seed)
+    result["reference_keys"] = {name: {k: round(v, 4) for k, v in layer.items()}
+                                for name, layer in key_correspondence(model, args.identities, args.world_seed).items()}
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
 
 
 if __name__ == "__main__":
