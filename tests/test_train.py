@@ -141,6 +141,20 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
         assert ra["loss"] == rb["loss"]
 
 
+def test_resume_with_a_new_learning_rate_uses_it(tmp_path, caplog):
+    """The optimiser state holds the old lr; a resumed run must train at the one it is given."""
+    import json
+
+    config = tiny_config(tmp_path, steps=2, save_every=1, out=str(tmp_path / "run"), lr=1e-3)
+    train(config, progress=False, stop_at=1)
+    with caplog.at_level("WARNING", logger="instantrestore.train.trainer"):
+        train(config.replace(lr=2.5e-4), progress=False, resume=True)
+    assert "optimizer lr changed (saved [0.001], now 0.00025)" in caplog.text
+    groups = json.loads((tmp_path / "run" / "checkpoints" / "step_0000002" / "training_state" / "optimizer.json")
+                        .read_text())["param_groups"]
+    assert {g["lr"] for g in groups} == {2.5e-4}
+
+
 def test_run_folder_and_metrics_have_every_term(tmp_path):
     config = tiny_config(tmp_path, steps=2, save_every=1, keep_checkpoints=1, sample_every=2)
     final = train(config, progress=False)

@@ -186,6 +186,22 @@ def save_checkpoint(run: _Run, step: int, samples_per_step: int) -> Path | None:
     return final
 
 
+def _apply_configured_rates(run: _Run) -> None:
+    """The optimiser state restores the saved learning rate and weight decay; the config is what
+    the user asked for now (e.g. a lower lr to finish a run), so it wins, with a warning."""
+    cfg = run.config
+    wanted = [(run.optimizer, "optimizer", cfg.lr)]
+    if run.disc_optimizer is not None:
+        wanted.append((run.disc_optimizer, "disc_optimizer", cfg.disc_lr or cfg.lr))
+    for optimizer, name, lr in wanted:
+        for key, value in (("lr", lr), ("weight_decay", cfg.weight_decay)):
+            saved = sorted({group[key] for group in optimizer.param_groups})
+            if saved != [value]:
+                log.warning("resuming with %s %s changed (saved %s, now %s)", name, key, saved, value)
+                for group in optimizer.param_groups:
+                    group[key] = value
+
+
 def load_checkpoint(run: _Run, checkpoint: Path) -> int:
     """Restore model, optimisers, discriminator, scaler and RNG states; returns the step."""
     from ..checkpoint import ADAPTERS_NAME, BASE_NAME, load_tensors
@@ -207,6 +223,7 @@ def load_checkpoint(run: _Run, checkpoint: Path) -> int:
     if run.discriminator is not None:
         run.discriminator.load_state_dict(load_tensors(target / "discriminator.safetensors", device=str(device)))
         state.optimizer_from_files(run.disc_optimizer, target, "disc_optimizer")
+    _apply_configured_rates(run)
     scaler = getattr(acc, "scaler", None)
     if scaler is not None and info.get("scaler"):
         scaler.load_state_dict(info["scaler"])
