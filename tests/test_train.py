@@ -155,6 +155,15 @@ def test_resume_with_a_new_learning_rate_uses_it(tmp_path, caplog):
     assert {g["lr"] for g in groups} == {2.5e-4}
 
 
+def test_lr_schedule_is_applied_logged_and_resumed_without_warning(tmp_path, caplog):
+    config = tiny_config(tmp_path, steps=3, save_every=1, lr=1e-3, lr_schedule="linear", lr_final_ratio=0.5)
+    train(config, progress=False, stop_at=1)
+    with caplog.at_level("WARNING", logger="instantrestore.train.trainer"):
+        train(config, progress=False, resume=True)
+    assert "changed" not in caplog.text  # the restored rate is the schedule's, not a change
+    assert [row["lr"] for row in read_metrics(tmp_path / "run")] == pytest.approx([1e-3, 7.5e-4, 5e-4])
+
+
 def test_run_folder_and_metrics_have_every_term(tmp_path):
     config = tiny_config(tmp_path, steps=2, save_every=1, keep_checkpoints=1, sample_every=2)
     final = train(config, progress=False)

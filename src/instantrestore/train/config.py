@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..losses import LandmarkAttentionConfig, LossWeights
+from .schedule import LR_SCHEDULES
 
 STAGES = ("autoencoder", "prior", "instantrestore")
 BASE_STAGES = ("autoencoder", "prior")  # the tiny recipe's stages 0-1: base weights train, adapters off, no references
@@ -75,6 +76,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 5e-4
     disc_lr: float | None = None  # None: same as lr
+    lr_schedule: str = "constant"  # or "cosine" / "linear" decay to lr_final_ratio * lr (train/schedule.py)
+    lr_warmup_steps: int = 0
+    lr_final_ratio: float = 0.0
     weight_decay: float = 1e-2
     max_grad_norm: float | None = 1.0
     mixed_precision: str = "no"
@@ -112,6 +116,9 @@ class TrainConfig:
         need(self.images_per_identity >= 2, f"images_per_identity must be >= 2, got {self.images_per_identity}")
         need(self.num_workers >= 0 and self.val_identities >= 0, "num_workers and val_identities must be >= 0")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        need(0 <= self.lr_warmup_steps < self.steps, f"lr_warmup_steps must be in [0, steps), got {self.lr_warmup_steps}")
+        need(0.0 <= self.lr_final_ratio <= 1.0, f"lr_final_ratio must be in [0, 1], got {self.lr_final_ratio}")
         if self.stage in BASE_STAGES:
             need(self.loss.landmark_attention == 0,
                  f"stage {self.stage!r} is blind (no references), so loss.landmark_attention must be 0")

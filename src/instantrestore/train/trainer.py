@@ -31,6 +31,7 @@ from . import build, state
 from .config import BASE_STAGES, TrainConfig
 from .logging import MetricsLogger, save_grid, validation_grid
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
+from .schedule import lr_factor
 
 log = logging.getLogger(__name__)
 TRAIN_STATE_FORMAT = "instantrestore-train/1"
@@ -186,20 +187,27 @@ def save_checkpoint(run: _Run, step: int, samples_per_step: int) -> Path | None:
     return final
 
 
-def _apply_configured_rates(run: _Run) -> None:
-    """The optimiser state restores the saved learning rate and weight decay; the config is what
-    the user asked for now (e.g. a lower lr to finish a run), so it wins, with a warning."""
-    cfg = run.config
-    wanted = [(run.optimizer, "optimizer", cfg.lr)]
+def _rates(config: TrainConfig, step_index: int) -> tuple[float, float]:
+    """(generator lr, discriminator lr) for 0-based optimiser step ``step_index``."""
+    factor = lr_factor(config.lr_schedule, step_index, config.steps, config.lr_warmup_steps, config.lr_final_ratio)
+    return config.lr * factor, (config.disc_lr or config.lr) * factor
+
+
+def _set_rates(run: _Run, step_index: int, warn: bool = False) -> None:
+    """Put the configured rates (and weight decay) into the optimisers. On resume (``warn``) the
+    restored optimiser state holds the saved ones; the config is what the user asks for now (e.g.
+    a lower lr to finish a run), so it wins, with a warning when they differ."""
+    lr, disc_lr = _rates(run.config, step_index)
+    wanted = [(run.optimizer, "optimizer", lr)]
     if run.disc_optimizer is not None:
-        wanted.append((run.disc_optimizer, "disc_optimizer", cfg.disc_lr or cfg.lr))
-    for optimizer, name, lr in wanted:
-        for key, value in (("lr", lr), ("weight_decay", cfg.weight_decay)):
+        wanted.append((run.disc_optimizer, "disc_optimizer", disc_lr))
+    for optimizer, name, rate in wanted:
+        for key, value in (("lr", rate), ("weight_decay", run.config.weight_decay)):
             saved = sorted({group[key] for group in optimizer.param_groups})
-            if saved != [value]:
+            if warn and not all(math.isclose(v, value, rel_tol=1e-9) for v in saved):
                 log.warning("resuming with %s %s changed (saved %s, now %s)", name, key, saved, value)
-                for group in optimizer.param_groups:
-                    group[key] = value
+            for group in optimizer.param_groups:
+                group[key] = value
 
 
 def load_checkpoint(run: _Run, checkpoint: Path) -> int:
@@ -223,7 +231,7 @@ def load_checkpoint(run: _Run, checkpoint: Path) -> int:
     if run.discriminator is not None:
         run.discriminator.load_state_dict(load_tensors(target / "discriminator.safetensors", device=str(device)))
         state.optimizer_from_files(run.disc_optimizer, target, "disc_optimizer")
-    _apply_configured_rates(run)
+    _set_rates(run, int(info["step"]) - 1, warn=True)  # the rate of the last step taken
     scaler = getattr(acc, "scaler", None)
     if scaler is not None and info.get("scaler"):
         scaler.load_state_dict(info["scaler"])
@@ -337,6 +345,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     batches_iter, tick, last_log = iter(loader), time.perf_counter(), start
     for step in range(start + 1, end + 1):
         batches = [_to_device(next(batches_iter), acc.device) for _ in range(config.grad_accum)]
+        _set_rates(run, step - 1)
         terms = train_step(run, batches, step - 1)
         if not math.isfinite(terms.get("loss", 0.0)):
             raise FloatingPointError(f"step {step}: loss is {terms.get('loss')}; lower lr or check the data")
@@ -347,7 +356,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
             keys = sorted(terms)
             mean = acc.reduce(torch.tensor([terms[k] for k in keys], device=acc.device), reduction="mean")
             now = time.perf_counter()
-            row = dict(zip(keys, mean.tolist()), lr=config.lr, sec_per_step=(now - tick) / (step - last_log),
+            row = dict(zip(keys, mean.tolist()), lr=run.optimizer.param_groups[0]["lr"], sec_per_step=(now - tick) / (step - last_log),
                        samples=step * samples_per_step, epoch=step * samples_per_step // len(train_idx))
             tick, last_log = now, step
             if metrics is not None:
