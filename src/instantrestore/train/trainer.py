@@ -357,7 +357,8 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
             mean = acc.reduce(torch.tensor([terms[k] for k in keys], device=acc.device), reduction="mean")
             now = time.perf_counter()
             row = dict(zip(keys, mean.tolist()), lr=run.optimizer.param_groups[0]["lr"],
-                       sec_per_step=(now - tick) / (step - last_log), samples=step * samples_per_step, epoch=step * samples_per_step // len(train_idx))
+                       sec_per_step=(now - tick) / (step - last_log), samples=step * samples_per_step,
+                       epoch=step * samples_per_step // len(train_idx))
             tick, last_log = now, step
             if metrics is not None:
                 metrics.log(step, row)
