@@ -70,32 +70,28 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
 @torch.inference_mode()
 def key_correspondence(model, identities: int, world_seed: int, radius: float = 1.5) -> dict[str, dict[str, float]]:
     """Per injected layer: nn_hit, chance and self_query_mass (see the module docstring)."""
-    from instantrestore.bench.cases import image_tensor, make_cases
+    from instantrestore.bench.cases import containing_tokens, image_tensor, inside_image, make_cases, tokens_near
+    from instantrestore.data.synthetic import NUM_IBUG
 
     size = model.config.image_size
     sums: dict[str, np.ndarray] = {}
     for case in make_cases(world_seed, identities, size):
-        pair = image_tensor(case.refs[:2])
-        keys_values, _ = model._reference_keys_values(pair, model._timesteps(None, 2))
+        src, dst = (lm[:NUM_IBUG] for lm in case.ref_landmarks[:2])
+        usable = np.flatnonzero(inside_image(src, size) & inside_image(dst, size))
+        keys_values, _ = model._reference_keys_values(image_tensor(case.refs[:2]), model._timesteps(None, 2))
         for name, (keys, _) in keys_values.items():
             tokens, channels = keys.shape[1:]
-            side = int(round(tokens ** 0.5))
+            grid = (int(round(tokens ** 0.5)),) * 2
             heads = model.unet.get_submodule(name).heads
-            rows, cols = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-            centres = np.stack([cols.ravel(), rows.ravel()], axis=-1)
-            src, dst = ((lm[:68] + 0.5) * side / size - 0.5 for lm in case.ref_landmarks[:2])
+            queries = torch.from_numpy(containing_tokens(src[usable], size, grid))
+            near = tokens_near(dst[usable], size, grid, radius)  # [P, L]
             unit = torch.nn.functional.normalize(keys.float(), dim=-1)
+            best = (unit[0, queries] @ unit[1].T).argmax(-1).numpy()
             per_head = keys.float().view(2, tokens, heads, channels // heads).transpose(1, 2)  # [2, heads, L, d]
-            for p in range(68):
-                if not all(np.isfinite(pt).all() and (pt >= -0.5).all() and (pt <= side - 0.5).all()
-                           for pt in (src[p], dst[p])):
-                    continue
-                query = int(np.clip(np.rint(src[p][1]), 0, side - 1)) * side + int(np.clip(np.rint(src[p][0]), 0, side - 1))
-                near = np.linalg.norm(centres - dst[p], axis=1) <= radius
-                best = int((unit[1] @ unit[0, query]).argmax())
-                logits = torch.einsum("hd,hld->hl", per_head[0, :, query], per_head[1]) / (channels // heads) ** 0.5
-                mass = float(logits.softmax(-1).mean(0)[torch.from_numpy(near)].sum())
-                sums[name] = sums.get(name, np.zeros(4)) + np.array([near[best], near.mean(), mass, 1.0])
+            logits = torch.einsum("hpd,hld->phl", per_head[0][:, queries], per_head[1]) / (channels // heads) ** 0.5
+            mass = (logits.softmax(-1).mean(1) * torch.from_numpy(near)).sum(-1)
+            row = [near[np.arange(len(usable)), best].sum(), near.mean(-1).sum(), float(mass.sum()), len(usable)]
+            sums[name] = sums.get(name, np.zeros(4)) + np.array(row, dtype=float)
     return {name: {"nn_hit": float(v[0] / v[3]), "chance": float(v[1] / v[3]), "self_query_mass": float(v[2] / v[3])}
             for name, v in sums.items()}
 

@@ -133,6 +133,27 @@ def _token_coords(xy: np.ndarray, size: int, hw: tuple[int, int]) -> np.ndarray:
     return np.stack([(xy[..., 0] + 0.5) * w / size - 0.5, (xy[..., 1] + 0.5) * h / size - 0.5], -1)
 
 
+def inside_image(xy: np.ndarray, size: int) -> np.ndarray:
+    """[..., 2] pixel points -> [...] bool: finite and within the image's pixel area."""
+    return np.isfinite(xy).all(-1) & (xy >= -0.5).all(-1) & (xy < size - 0.5).all(-1)
+
+
+def containing_tokens(xy: np.ndarray, size: int, hw: tuple[int, int]) -> np.ndarray:
+    """[P, 2] pixel points inside the image -> [P] row-major index of the token containing each."""
+    h, w = hw
+    q = np.clip(np.floor((xy + 0.5) * [w / size, h / size]).astype(int), 0, [w - 1, h - 1])
+    return q[..., 1] * w + q[..., 0]
+
+
+def tokens_near(xy: np.ndarray, size: int, hw: tuple[int, int], radius: float) -> np.ndarray:
+    """[..., 2] pixel points -> [..., h * w] bool: token centres within ``radius`` tokens (NaN: none)."""
+    h, w = hw
+    centres = _token_coords(xy, size, hw)
+    grid_y, grid_x = np.mgrid[0:h, 0:w]
+    dist = np.hypot(grid_x.reshape(-1) - centres[..., :1], grid_y.reshape(-1) - centres[..., 1:])
+    return np.nan_to_num(dist, nan=np.inf) <= radius
+
+
 def correct_region_mass(attention: CapturedAttention, target_xy: np.ndarray, ref_xy: np.ndarray, size: int,
                         radius: float = 1.5) -> tuple[float, float]:
     """Attention mass that queries at target landmarks put on the same landmark in the references.
@@ -145,20 +166,15 @@ def correct_region_mass(attention: CapturedAttention, target_xy: np.ndarray, ref
     the mass uniform attention would give) - NaN, NaN when no landmark qualifies.
     """
     probs = attention.probs[0].float().mean(0)  # [Lq, N, Lk]
-    (qh, qw), (kh, kw) = attention.query_hw, attention.key_hw
+    (kh, kw) = attention.key_hw
     n_refs = probs.shape[1]
     if n_refs == 0 or len(ref_xy) != n_refs:
         return math.nan, math.nan
-    inside = np.isfinite(target_xy).all(1) & (target_xy >= -0.5).all(1) & (target_xy < size - 0.5).all(1)
-    points = np.flatnonzero(inside)
+    points = np.flatnonzero(inside_image(target_xy, size))
     if points.size == 0:
         return math.nan, math.nan
-    q = np.clip(np.floor((target_xy[points] + 0.5) * [qw / size, qh / size]).astype(int), 0, [qw - 1, qh - 1])
-    rows = probs[torch.from_numpy(q[:, 1] * qw + q[:, 0])]  # [P', N, Lk]
-    centres = _token_coords(ref_xy[:, points], size, (kh, kw))  # [N, P', 2] (NaN stays NaN)
-    grid_y, grid_x = np.mgrid[0:kh, 0:kw]
-    dist = np.hypot(grid_x.reshape(1, 1, -1) - centres[..., :1], grid_y.reshape(1, 1, -1) - centres[..., 1:])
-    region = torch.from_numpy(np.nan_to_num(dist, nan=np.inf) <= radius).permute(1, 0, 2)  # [P', N, Lk]
+    rows = probs[torch.from_numpy(containing_tokens(target_xy[points], size, attention.query_hw))]  # [P', N, Lk]
+    region = torch.from_numpy(tokens_near(ref_xy[:, points], size, (kh, kw), radius)).permute(1, 0, 2)  # [P', N, Lk]
     mass = (rows * region).sum(dim=(1, 2))
     chance = region.sum(dim=(1, 2)).float() / (n_refs * kh * kw)
     return float(mass.mean()), float(chance.mean())
