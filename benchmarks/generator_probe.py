@@ -34,7 +34,7 @@ import torch
 def probe(model, identities: int, world_seed: int) -> dict[str, float]:
     from instantrestore.bench.cases import eye_color_error, image_tensor, make_cases, marks_present, to_uint8
     from instantrestore.metrics.image import psnr
-    from instantrestore.model import adapters_disabled
+    from instantrestore.adapters import adapters_disabled
 
     cases = make_cases(world_seed, identities, model.config.image_size)
     eps: list[torch.Tensor] = []
@@ -47,12 +47,12 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
         blind = model(lq).image
         with_refs = model(lq, references=refs).image  # eps[-1] is the generator pass, after the reference branch
         eps_blind, eps_refs = eps[0], eps[-1]
-        rms.append(float(model._encode(lq).pow(2).mean().sqrt()))
+        rms.append(float(model.encode_latents(lq).pow(2).mean().sqrt()))
         unet_share.append(float((blind - model.autoencode(lq).clamp(-1, 1)).abs().mean()))
         eps_change.append(float((eps_refs - eps_blind).norm() / eps_blind.norm()))
         pixel_change.append(float((with_refs - blind).abs().mean()))
         with adapters_disabled(model.unet, model.vae):
-            rms_base.append(float(model._encode(lq).pow(2).mean().sqrt()))
+            rms_base.append(float(model.encode_latents(lq).pow(2).mean().sqrt()))
             clean = to_uint8(model.autoencode(image_tensor(case.hq)).clamp(-1, 1))
         psnrs.append(float(psnr(clean, case.hq)[0]))
         f, t = marks_present(clean, case.marks)
@@ -78,7 +78,7 @@ def key_correspondence(model, identities: int, world_seed: int, radius: float = 
     for case in make_cases(world_seed, identities, size):
         src, dst = (lm[:NUM_IBUG] for lm in case.ref_landmarks[:2])
         usable = np.flatnonzero(inside_image(src, size) & inside_image(dst, size))
-        keys_values, _ = model._reference_keys_values(image_tensor(case.refs[:2]), model._timesteps(None, 2))
+        keys_values, _ = model.reference_keys_values(image_tensor(case.refs[:2]))
         for name, (keys, _) in keys_values.items():
             tokens, channels = keys.shape[1:]
             grid = (int(round(tokens ** 0.5)),) * 2

@@ -29,7 +29,7 @@ def micro_weights(tmp_path_factory) -> Path:
     import torch
 
     from instantrestore.config import TINY_UNET, TINY_VAE
-    from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
+    from instantrestore.idnet.networks import IdentityNetwork, build_identity_network, save_identity_network
     from instantrestore.model import InstantRestore
 
     micro = dict(image_size=MICRO_SIZE, vae={**TINY_VAE, "block_out_channels": [16, 32, 32]},

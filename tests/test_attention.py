@@ -6,7 +6,7 @@ import torch
 from diffusers.models.attention_processor import Attention
 
 from instantrestore.adain import adain, channel_stats
-from instantrestore.attention import SharedAttention, SharedAttnProcessor
+from instantrestore.attention import SharedAttentionCall, SharedAttnProcessor
 
 EPS = 1e-5
 
@@ -64,7 +64,7 @@ def test_processor_matches_naive(mode, use_adain, n_refs, heads):
     ref_x = torch.randn(batch, n_refs, lk, channels, generator=gen) * 2 + 0.5
     with torch.no_grad():
         ref_k, ref_v = attn.to_k(ref_x), attn.to_v(ref_x)
-        shared = SharedAttention(references={"layer": (ref_k, ref_v)}, mode=mode, adain=use_adain, adain_eps=EPS,
+        shared = SharedAttentionCall(references={"layer": (ref_k, ref_v)}, mode=mode, adain=use_adain, adain_eps=EPS,
                                  capture=frozenset({"layer"}), latent_hw=(3, 4), ref_latent_hw=(3, 3))
         out = attn(x, shared=shared)
         expected, probs = naive_shared_attention(attn, x, ref_k, ref_v, mode, use_adain)
@@ -87,11 +87,11 @@ def test_padding_mask_matches_naive_and_ignores_padded_values(use_adain):
     mask = torch.tensor([[True, True, False], [True, False, False]])
     with torch.no_grad():
         ref_k, ref_v = attn.to_k(ref_x), attn.to_v(ref_x)
-        out = attn(x, shared=SharedAttention(references={"layer": (ref_k, ref_v)}, ref_mask=mask, adain=use_adain))
+        out = attn(x, shared=SharedAttentionCall(references={"layer": (ref_k, ref_v)}, ref_mask=mask, adain=use_adain))
         expected, _ = naive_shared_attention(attn, x, ref_k, ref_v, "refs_only", use_adain, mask)
         garbage_k, garbage_v = ref_k.clone(), ref_v.clone()
         garbage_k[~mask], garbage_v[~mask] = 1e3, -1e3
-        out_garbage = attn(x, shared=SharedAttention(references={"layer": (garbage_k, garbage_v)}, ref_mask=mask,
+        out_garbage = attn(x, shared=SharedAttentionCall(references={"layer": (garbage_k, garbage_v)}, ref_mask=mask,
                                                      adain=use_adain))
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out_garbage, out)
@@ -107,11 +107,11 @@ def test_refs_only_ignores_the_image_own_keys_values():
     x = torch.randn(1, 4, channels, generator=gen)
     with torch.no_grad():
         kv = (attn.to_k(ref), attn.to_v(ref))
-        a = attn(x, shared=SharedAttention(references={"layer": kv}, adain=False))
+        a = attn(x, shared=SharedAttentionCall(references={"layer": kv}, adain=False))
         # Append tokens: the first 4 queries are unchanged, their outputs must be too.
         y = torch.cat([x, torch.randn(1, 3, channels, generator=gen) * 5], dim=1)
-        b = attn(y, shared=SharedAttention(references={"layer": kv}, adain=False))[:, :4]
-        c = attn(y, shared=SharedAttention(references={"layer": kv}, adain=False, mode="concat"))[:, :4]
+        b = attn(y, shared=SharedAttentionCall(references={"layer": kv}, adain=False))[:, :4]
+        c = attn(y, shared=SharedAttentionCall(references={"layer": kv}, adain=False, mode="concat"))[:, :4]
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c, atol=1e-4)
 
@@ -121,7 +121,7 @@ def test_no_references_is_plain_self_attention():
     x = torch.randn(2, 6, 8)
     with torch.no_grad():
         plain = attn(x)
-        empty = attn(x, shared=SharedAttention(references={"layer": (torch.zeros(1, 0, 5, 8), torch.zeros(1, 0, 5, 8))}))
+        empty = attn(x, shared=SharedAttentionCall(references={"layer": (torch.zeros(1, 0, 5, 8), torch.zeros(1, 0, 5, 8))}))
         expected, _ = naive_shared_attention(attn, x, attn.to_k(x)[:, None], attn.to_v(x)[:, None], "refs_only", False)
     torch.testing.assert_close(plain, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(empty, plain)
@@ -133,10 +133,10 @@ def test_query_chunking_gives_the_same_result():
     x, ref = torch.randn(1, 10, 8, generator=gen), torch.randn(1, 3, 7, 8, generator=gen)
     with torch.no_grad():
         kv = (attn.to_k(ref), attn.to_v(ref))
-        whole = attn(x, shared=SharedAttention(references={"layer": kv}))
-        chunked = attn(x, shared=SharedAttention(references={"layer": kv}, query_chunk_size=3,
+        whole = attn(x, shared=SharedAttentionCall(references={"layer": kv}))
+        chunked = attn(x, shared=SharedAttentionCall(references={"layer": kv}, query_chunk_size=3,
                                                  ref_mask=torch.tensor([[True, True, False]])))
-        masked_whole = attn(x, shared=SharedAttention(references={"layer": kv},
+        masked_whole = attn(x, shared=SharedAttentionCall(references={"layer": kv},
                                                       ref_mask=torch.tensor([[True, True, False]])))
     assert not torch.allclose(whole, chunked)
     torch.testing.assert_close(chunked, masked_whole, rtol=1e-5, atol=1e-6)

@@ -132,7 +132,7 @@ def test_missing_shipped_assets_error_is_clear(tmp_path, capsys):
 
 
 def test_pipeline_skips_finished_parts_and_ships(weights, tmp_path):
-    from instantrestore.bench.pipeline import TrainedRun, _run_part, read_timings, ship
+    from instantrestore.bench.recipe import TrainedRun, _run_part, read_timings, ship
 
     calls = []
 
@@ -201,8 +201,8 @@ def test_shipped_model_references_raise_identity_similarity():
 def test_train_all_chains_every_part_at_one_step(tmp_path):
     """The whole --train pipeline at a few steps: each part starts from the previous one's final/
     (the prior from the autoencoder, stage 2 from the prior) and the frozen parts stay frozen."""
-    from instantrestore.bench.pipeline import PARTS, read_timings, train_all
-    from instantrestore.checkpoint import BASE_NAME, load_tensors
+    from instantrestore.bench.recipe import PARTS, read_timings, train_all
+    from instantrestore.tensor_io import BASE_NAME, load_tensors
 
     small = {"steps": 1, "image_size": 48, "batch_size": 2, "identities": 3, "images_per_identity": 3,
              "val_identities": 1, "val_batch": 1, "refs_max": 2}

@@ -79,7 +79,7 @@ def test_module_entry_points_print_help():
 def test_atomic_write_gets_umask_mode_not_0600(tmp_path):
     import torch
 
-    from instantrestore.checkpoint import save_tensors
+    from instantrestore.tensor_io import save_tensors
 
     old = os.umask(0o022)
     try:

@@ -7,7 +7,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 
 from instantrestore import InstantRestore, ReferenceCache
-from instantrestore.checkpoint import UntrustedPickleError, load_tensors
+from instantrestore.tensor_io import UntrustedPickleError, load_tensors
 from instantrestore.images import ImageError
 
 
@@ -82,7 +82,7 @@ def test_reference_branch_records_base_unet_keys_values():
         torch.testing.assert_close(cache.values[name], recorded[name + ".v"], rtol=1e-5, atol=1e-5)
     # And the trained generator path really differs from the base weights.
     with torch.no_grad():
-        gen_latents = model._encode(refs)
+        gen_latents = model.encode_latents(refs)
     assert not torch.allclose(gen_latents, latents / model.alphas_cumprod[t].sqrt(), atol=1e-4)
 
 

@@ -10,7 +10,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from instantrestore import InstantRestore
 from instantrestore.attention import PassThroughAttnProcessor, SharedAttnProcessor
-from instantrestore.model import _is_adapter_param
+from instantrestore.adapters import is_adapter_param
 
 DECODER_SELF = re.compile(r"^up_blocks\.[1-3]\.attentions\.[0-2]\.transformer_blocks\.0\.attn1$")
 
@@ -21,7 +21,7 @@ def sd_turbo() -> InstantRestore:
 
 
 def test_parameter_counts_match_sd_turbo(sd_turbo):
-    count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not _is_adapter_param(n))  # noqa: E731
+    count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not is_adapter_param(n))  # noqa: E731
     assert round(count(sd_turbo.unet) / 1e6, 1) == 865.9
     assert round(count(sd_turbo.vae) / 1e6, 1) == 83.7
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from instantrestore.checkpoint import load_tensors
+from instantrestore.tensor_io import load_tensors
 from instantrestore.model import InstantRestore
 from instantrestore.train import TrainConfig, read_metrics, train
 from instantrestore.train import build
@@ -17,7 +17,7 @@ from instantrestore.train.sampling import collate
 
 def identity_network_dir(root: Path) -> Path:
     """A small random identity network saved the way `instantrestore train-id` saves one."""
-    from instantrestore.idnet.synthetic import IdentityNetwork, build_identity_network, save_identity_network
+    from instantrestore.idnet.networks import IdentityNetwork, build_identity_network, save_identity_network
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -96,7 +96,7 @@ def test_autoencoder_stage_trains_only_the_vae_and_fits_a_unit_latent_scale(tmp_
     from instantrestore.train.trainer import _scale_batch
     images = _scale_batch(*build.build_dataset(config)[:2])
     with torch.no_grad():
-        rms = float(model._encode(images).pow(2).mean().sqrt())
+        rms = float(model.encode_latents(images).pow(2).mean().sqrt())
     assert rms == pytest.approx(1.0, rel=1e-3)
 
 
@@ -210,7 +210,7 @@ def test_metrics_logger_tensorboard_is_optional_and_resume_trims(tmp_path, caplo
     import importlib.util
     import logging
 
-    from instantrestore.train.logging import MetricsLogger
+    from instantrestore.train.reporting import MetricsLogger
 
     with caplog.at_level(logging.INFO):
         logger = MetricsLogger(tmp_path, tensorboard=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .cache import ReferenceCache  # noqa: E402
+from .reference_cache import ReferenceCache  # noqa: E402
 from .config import ModelConfig, backbone_config  # noqa: E402
 from .model import GeneratorOutput, InstantRestore  # noqa: E402
 

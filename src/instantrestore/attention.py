@@ -6,7 +6,7 @@ the concatenated keys/values of all references; its own keys/values are dropped
 reference's values take the per-channel statistics of the image's own values. The frozen
 reference branch runs the same layers in *record* mode and hands back its keys/values.
 
-Per-call inputs and outputs travel in a :class:`SharedAttention` object passed as
+Per-call inputs and outputs travel in a :class:`SharedAttentionCall` object passed as
 ``cross_attention_kwargs={"shared": ...}``; processors keep no state of their own.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ class CapturedAttention:
 
 
 @dataclass
-class SharedAttention:
+class SharedAttentionCall:
     """What one UNet call needs from, and gives back to, the shared-attention processors.
 
     references: layer name -> (keys, values), each [B or 1, N, Lk, C], from the reference branch.
@@ -115,7 +115,7 @@ class PassThroughAttnProcessor(AttnProcessor2_0):
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 shared: SharedAttention | None = None, *args, **kwargs) -> torch.Tensor:
+                 shared: SharedAttentionCall | None = None, *args, **kwargs) -> torch.Tensor:
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
@@ -131,7 +131,7 @@ class SharedAttnProcessor:
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 shared: SharedAttention | None = None) -> torch.Tensor:
+                 shared: SharedAttentionCall | None = None) -> torch.Tensor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError(f"{self.name}: shared attention is for self-attention layers without masks")
         if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
@@ -157,7 +157,7 @@ class SharedAttnProcessor:
         return out / attn.rescale_output_factor
 
     def _self_attention(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                        shared: SharedAttention | None) -> torch.Tensor:
+                        shared: SharedAttentionCall | None) -> torch.Tensor:
         heads = attn.heads
         want = shared is not None and self.name in shared.capture
         out, probs = _attend(_split_heads(query, heads), _split_heads(key, heads), _split_heads(value, heads),
@@ -169,7 +169,7 @@ class SharedAttnProcessor:
         return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
 
     def _shared_attention(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                          references: tuple[torch.Tensor, torch.Tensor], shared: SharedAttention) -> torch.Tensor:
+                          references: tuple[torch.Tensor, torch.Tensor], shared: SharedAttentionCall) -> torch.Tensor:
         batch, lq, _ = query.shape
         ref_keys, ref_values = references  # [B|1, N, Lk, C]
         n_refs, lk = ref_keys.shape[1], ref_keys.shape[2]

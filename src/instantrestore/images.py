@@ -69,6 +69,23 @@ def tensor_to_pil(tensor: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in tensor_to_uint8(tensor)]
 
 
+def face_crops_to_tensor(images, size: int, name: str = "image") -> torch.Tensor:
+    """Aligned square face crops (PIL images or paths), resized to ``size`` -> float32 [B, 3, size, size]
+    in [-1, 1]. Raises ValueError for a non-square crop (not an aligned face)."""
+    if isinstance(images, (Image.Image, str, os.PathLike)):
+        images = [images]
+    tensors = []
+    for item in images:
+        image = item if isinstance(item, Image.Image) else load_image(item)
+        if image.width != image.height:
+            raise ValueError(f"{name}: expected an aligned square face crop, got {image.width}x{image.height}; "
+                             "run `instantrestore align` on full photos first")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.LANCZOS)
+        tensors.append(pil_to_tensor(image))
+    return torch.cat(tensors) if tensors else torch.zeros(0, 3, size, size)
+
+
 def check_image_tensor(tensor: torch.Tensor, name: str = "image") -> torch.Tensor:
     """Validate a model-facing image tensor and return it as [B, 3, H, W].
 

@@ -7,26 +7,23 @@ with the LoRA adapters switched off, so no second copy of the weights is held.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from peft import LoraConfig
 from PIL import Image
 from torch import nn
 
-from .attention import CapturedAttention, SharedAttention, install_shared_attention
-from .cache import ReferenceCache
-from .checkpoint import (ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, save_tensors, write_config)
-from .config import ModelConfig, backbone_config
-from .images import check_image_tensor, load_image, pil_to_tensor, tensor_to_pil
+from . import model_io
+from .adapters import adapters_disabled, add_generator_adapters
+from .attention import CapturedAttention, SharedAttentionCall, install_shared_attention
+from .config import ModelConfig
+from .images import check_image_tensor, face_crops_to_tensor, tensor_to_pil
+from .reference_cache import ReferenceCache
 
-ADAPTER = "default"
 SD_TURBO_INJECTED_LAYERS = 9
 ImageLike = Image.Image | torch.Tensor | str | os.PathLike
 
@@ -37,66 +34,6 @@ class GeneratorOutput:
 
     image: torch.Tensor
     attention: dict[str, CapturedAttention] = field(default_factory=dict)
-
-
-def _lora_target_names(module: nn.Module, suffixes: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
-    """Full names of the Linear/Conv2d modules whose name ends with one of ``suffixes``."""
-    return [name for name, sub in module.named_modules()
-            if isinstance(sub, (nn.Linear, nn.Conv2d)) and name not in exclude
-            and any(name == s or name.endswith("." + s) for s in suffixes)]
-
-
-def _is_adapter_param(name: str) -> bool:
-    return "lora_" in name or "modules_to_save" in name
-
-
-def _base_name(name: str) -> str:
-    # peft wraps adapted layers; strip the wrappers to get diffusers' own parameter names.
-    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
-
-
-def _copy_into(targets: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy ``state`` into the model's tensors, refusing missing, unexpected or misshapen entries."""
-    missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
-    if missing or unexpected:
-        raise ValueError(f"{what} checkpoint does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
-                         f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            if targets[name].shape != tensor.shape:
-                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(targets[name].shape)}")
-            targets[name].copy_(tensor)
-
-
-@contextlib.contextmanager
-def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
-    """Run the base weights: switch every peft adapter layer (LoRA and the trainable conv copy) off.
-
-    peft's switch also flips requires_grad on adapter weights; the flags are restored after.
-    """
-    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
-    layers = [sub for m in modules for sub in m.modules() if hasattr(sub, "enable_adapters") and sub is not m]
-    for layer in layers:
-        layer.enable_adapters(False)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.enable_adapters(True)
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def encode_prompt(base_model: str, prompt: str, trust_pickle: bool = False) -> torch.Tensor:
-    """Embed the fixed prompt once with the base model's CLIP text encoder: [1, 77, D]."""
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
-    encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", use_safetensors=not trust_pickle)
-    tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt")
-    with torch.no_grad():
-        return encoder(tokens.input_ids)[0].float()
 
 
 class InstantRestore(nn.Module):
@@ -110,21 +47,10 @@ class InstantRestore(nn.Module):
         self.register_buffer("prompt_embeds", prompt_embeds.detach().clone())
         alphas = DDPMScheduler.from_config(config.schedule).alphas_cumprod
         self.register_buffer("alphas_cumprod", alphas.float(), persistent=False)
-        self._add_adapters()
+        add_generator_adapters(self.unet, self.vae, config)
         expected = SD_TURBO_INJECTED_LAYERS if config.backbone == "sd-turbo" else None
         self.injected_layers: list[str] = install_shared_attention(self.unet, expected=expected)
         self._fingerprint: tuple[tuple, str] | None = None
-
-    # ------------------------------------------------------------------ construction
-    def _add_adapters(self) -> None:
-        cfg = self.config
-        unet_targets = _lora_target_names(self.unet, cfg.unet_lora_targets)
-        # The VAE encoder's first convolution trains in full (as in img2img-turbo), not through LoRA.
-        vae_targets = _lora_target_names(self.vae, cfg.vae_lora_targets, exclude=("encoder.conv_in",))
-        self.unet.add_adapter(LoraConfig(r=cfg.unet_lora_rank, lora_alpha=cfg.unet_lora_rank,
-                                         init_lora_weights="gaussian", target_modules=unet_targets), ADAPTER)
-        self.vae.add_adapter(LoraConfig(r=cfg.vae_lora_rank, lora_alpha=cfg.vae_lora_rank, init_lora_weights="gaussian",
-                                        target_modules=vae_targets, modules_to_save=["encoder.conv_in"]), ADAPTER)
 
     @classmethod
     def from_config(cls, config: str | ModelConfig = "tiny", seed: int = 0, **overrides) -> "InstantRestore":
@@ -132,38 +58,14 @@ class InstantRestore(nn.Module):
 
         The same seed gives the same weights; the caller's global RNG state is left untouched.
         """
-        cfg = backbone_config(config, **overrides) if isinstance(config, str) else config.replace(**overrides)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            unet = UNet2DConditionModel(**cfg.unet)
-            vae = AutoencoderKL(**cfg.vae)
-            prompt = torch.randn(1, cfg.prompt_tokens, cfg.unet["cross_attention_dim"]) * 0.5
-            return cls(cfg, unet, vae, prompt)
+        return model_io.build_random(cls, config, seed, **overrides)
 
     @classmethod
     def from_base(cls, base_model: str, vae: str | None = None, prompt: str | None = None,
                   trust_pickle: bool = False, **overrides) -> "InstantRestore":
         """Fresh adapters over pretrained base weights (a hub id such as ``stabilityai/sd-turbo``
         or a local diffusers directory), optionally with a separate VAE."""
-        safetensors_only = not trust_pickle
-        unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=safetensors_only)
-        if vae is None:
-            vae_model = AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=safetensors_only)
-        else:
-            sub = "vae" if (Path(vae) / "vae").is_dir() else None
-            vae_model = AutoencoderKL.from_pretrained(vae, subfolder=sub, use_safetensors=safetensors_only)
-        clean = lambda c: {k: v for k, v in dict(c).items() if not k.startswith("_")}  # noqa: E731
-        reference = backbone_config("sd-turbo")
-        unet_cfg, vae_cfg = clean(unet.config), clean(vae_model.config)
-        same_arch = all(unet_cfg.get(k) == v or (isinstance(v, list) and list(unet_cfg.get(k) or []) == v)
-                        for k, v in reference.unet.items() if k != "sample_size")
-        cfg = reference.replace(backbone="sd-turbo" if same_arch else "custom", unet=unet_cfg, vae=vae_cfg,
-                                base_model=str(base_model), base_vae=None if vae is None else str(vae))
-        if prompt is not None:
-            cfg = cfg.replace(prompt=prompt)
-        cfg = cfg.replace(**overrides)
-        embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle)
-        return cls(cfg, unet, vae_model, embeds)
+        return model_io.build_from_base(cls, base_model, vae, prompt, trust_pickle, **overrides)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, trust_pickle: bool = False, base_model: str | None = None,
@@ -173,64 +75,31 @@ class InstantRestore(nn.Module):
 
         ``base_model`` overrides where a checkpoint without bundled base weights finds them.
         """
-        path = Path(path)
-        config_dict = read_config(path) if path.is_dir() else None
-        if config_dict is None:
-            if path.is_file():
-                raise ValueError(f"{path}: expected a checkpoint directory (config.json + *.safetensors)")
-            model = cls.from_base(str(path), trust_pickle=trust_pickle)
-        else:
-            cfg = ModelConfig.from_dict(config_dict)
-            if base_model is not None:
-                cfg = cfg.replace(base_model=base_model)
-            if (path / BASE_NAME).is_file():
-                model = cls.from_config(cfg)
-                model.load_base_state(load_tensors(path / BASE_NAME))
-            elif cfg.base_model is not None:
-                base = cls.from_base(cfg.base_model, vae=cfg.base_vae, trust_pickle=trust_pickle)
-                model = cls(cfg, base.unet, base.vae, base.prompt_embeds)
-            else:
-                raise FileNotFoundError(f"{path}: no {BASE_NAME} and no base_model in its config")
-            model.load_adapter_state(load_tensors(path / ADAPTERS_NAME, trust_pickle=trust_pickle))
-        return model.to(device=device, dtype=dtype).eval()
-
-    # ------------------------------------------------------------------ state
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """The trained tensors: LoRA weights, the VAE encoder's first conv, and the prompt embedding."""
-        state = {f"{prefix}.{n}": p for prefix, module in (("unet", self.unet), ("vae", self.vae))
-                 for n, p in module.named_parameters() if _is_adapter_param(n)}
-        state["prompt_embeds"] = self.prompt_embeds
-        return state
-
-    def base_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
-        """Base UNet/VAE weights under diffusers' own names (prefixed ``unet.``/``vae.``)."""
-        state = {f"{prefix}.{_base_name(n)}": t for prefix, module in (("unet", self.unet), ("vae", self.vae))
-                 for n, t in module.state_dict(keep_vars=keep_vars).items() if not _is_adapter_param(n)}
-        state["prompt_embeds"] = self.prompt_embeds
-        return state
-
-    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
-        _copy_into(self.adapter_state_dict(), state, "adapter")
-
-    def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
-        _copy_into(self.base_state_dict(keep_vars=True), state, "base")
-        # The trainable conv copy starts from the base conv, as peft initialises it.
-        with torch.no_grad():
-            for name, param in self.vae.named_parameters():
-                if "modules_to_save" in name:
-                    param.copy_(state["vae." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
+        return model_io.load_pretrained(cls, path, trust_pickle, base_model, device, dtype)
 
     def save_pretrained(self, directory: str | os.PathLike, include_base: bool | None = None) -> None:
         """Write config.json + adapters.safetensors (+ base.safetensors when the base weights
         cannot be fetched from ``config.base_model``, e.g. the tiny backbone)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if include_base is None:
-            include_base = self.config.base_model is None
-        save_tensors(self.adapter_state_dict(), directory / ADAPTERS_NAME, metadata={"format": "instantrestore/1"})
-        if include_base:
-            save_tensors(self.base_state_dict(), directory / BASE_NAME, metadata={"format": "instantrestore/1"})
-        write_config(directory, self.config.to_json())
+        model_io.save_pretrained(self, directory, include_base)
+
+    # ------------------------------------------------------------------ state (see model_io)
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained tensors: LoRA weights, the VAE encoder's first conv, and the prompt embedding."""
+        return model_io.adapter_state_dict(self)
+
+    def base_state_dict(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        """Base UNet/VAE weights under diffusers' own names (prefixed ``unet.``/``vae.``)."""
+        return model_io.base_state_dict(self, keep_vars)
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        model_io.load_adapter_state(self, state)
+
+    def load_base_state(self, state: dict[str, torch.Tensor]) -> None:
+        model_io.load_base_state(self, state)
+
+    def weights_fingerprint(self) -> str:
+        """Fingerprint of the reference branch's weights (base UNet and VAE); see model_io."""
+        return model_io.weights_fingerprint(self)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive gradients: the LoRA adapters and the VAE encoder's first conv."""
@@ -253,23 +122,6 @@ class InstantRestore(nn.Module):
         """Image sides must be multiples of this (VAE and UNet downsampling)."""
         return self.config.vae_scale * 2 ** (len(self.config.unet["down_block_types"]) - 1)
 
-    def weights_fingerprint(self) -> str:
-        """Fingerprint of the weights the reference branch runs (base UNet and VAE, adapters off).
-
-        Adapters never run in the reference branch, so a cache stays valid across LoRA checkpoints
-        that share base weights. Recomputed only when a base tensor was modified in place.
-        """
-        params = [p for module in (self.unet, self.vae) for n, p in module.named_parameters()
-                  if not _is_adapter_param(n)]
-        key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params[:4])
-        if self._fingerprint is None or self._fingerprint[0] != key:
-            digest = hashlib.sha256(self.config.backbone.encode())
-            with torch.no_grad():
-                sums = torch.stack([torch.stack([p.sum(), torch.linalg.vector_norm(p)]) for p in params]).double()
-            digest.update(sums.cpu().numpy().tobytes())
-            self._fingerprint = (key, digest.hexdigest()[:16])
-        return self._fingerprint[1]
-
     # ------------------------------------------------------------------ the method
     def _timesteps(self, timesteps: torch.Tensor | int | None, batch: int) -> torch.Tensor:
         if timesteps is None:
@@ -286,25 +138,26 @@ class InstantRestore(nn.Module):
     def _alpha(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(self.dtype)[timesteps].view(-1, 1, 1, 1)
 
-    def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        # The posterior mean: deterministic, as a restoration needs.
+    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
+        """VAE posterior mean, scaled: [B, 3, H, W] in [-1, 1] -> [B, C, H/8, W/8] (deterministic,
+        as a restoration needs)."""
         return self.vae.encode(images).latent_dist.mode() * self.config.vae["scaling_factor"]
 
     def autoencode(self, images: torch.Tensor) -> torch.Tensor:
         """VAE round trip (encode to the posterior mean, decode), no UNet: what the tiny recipe's
         autoencoder stage trains, and the ceiling on detail any restoration can reach."""
-        return self.vae.decode(self._encode(images) / self.config.vae["scaling_factor"]).sample
+        return self.vae.decode(self.encode_latents(images) / self.config.vae["scaling_factor"]).sample
 
     @torch.no_grad()
     def set_latent_scale(self, images: torch.Tensor) -> float:
         """Set ``vae.scaling_factor`` so the latents of ``images`` have unit root-mean-square, as
         SD's 0.18215 does for its VAE; the UNet's noise schedule assumes latents of that size."""
-        latents = self._encode(images.to(self.device, self.dtype)) / self.config.vae["scaling_factor"]
+        latents = self.encode_latents(images.to(self.device, self.dtype)) / self.config.vae["scaling_factor"]
         scale = float(1.0 / latents.float().pow(2).mean().sqrt().clamp_min(1e-8))
         self.config = self.config.replace(vae={**self.config.vae, "scaling_factor": scale})
         return scale
 
-    def _unet(self, latents: torch.Tensor, timesteps: torch.Tensor, shared: SharedAttention) -> torch.Tensor:
+    def _unet(self, latents: torch.Tensor, timesteps: torch.Tensor, shared: SharedAttentionCall) -> torch.Tensor:
         prompt = self.prompt_embeds.expand(latents.shape[0], -1, -1)
         return self.unet(latents, timesteps, encoder_hidden_states=prompt,
                          cross_attention_kwargs={"shared": shared}).sample
@@ -317,16 +170,21 @@ class InstantRestore(nn.Module):
                              f"backbone's downsampling); resize or pad to e.g. {self.config.image_size}x{self.config.image_size}")
 
     @torch.no_grad()
-    def _reference_keys_values(self, refs: torch.Tensor, timesteps: torch.Tensor
-                               ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[int, int]]:
-        """Run the frozen branch on noise-free reference latents; return layer -> (K, V) [M, L, C]."""
+    def reference_keys_values(self, refs: torch.Tensor, timesteps: torch.Tensor | int | None = None
+                              ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[int, int]]:
+        """The reference branch: the frozen UNet (adapters off) on noise-free reference latents.
+
+        refs: [M, 3, H, W] in [-1, 1]; timesteps: one per reference (default ``config.timestep``).
+        Returns (layer -> (keys, values) each [M, L, C], the references' latent (h, w)).
+        """
+        timesteps = self._timesteps(timesteps, refs.shape[0])
         chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.injected_layers}
         step = max(1, self.config.reference_batch_size)
         with adapters_disabled(self.unet, self.vae):
             for start in range(0, refs.shape[0], step):
                 t = timesteps[start:start + step]
-                latents = self._encode(refs[start:start + step]) * self._alpha(t).sqrt()
-                shared = SharedAttention(record={})
+                latents = self.encode_latents(refs[start:start + step]) * self._alpha(t).sqrt()
+                shared = SharedAttentionCall(record={})
                 self._unet(latents, t, shared)
                 for name in self.injected_layers:
                     chunks[name].append(shared.record[name])
@@ -341,8 +199,7 @@ class InstantRestore(nn.Module):
             raise ValueError("references: the list is empty; give at least one reference image, "
                              "or pass references=None for blind restoration")
         self._check_size(refs, "references")
-        t = self._timesteps(None, refs.shape[0])
-        kv, latent_hw = self._reference_keys_values(refs, t)
+        kv, latent_hw = self.reference_keys_values(refs)
         return ReferenceCache(keys={n: k.detach() for n, (k, _) in kv.items()},
                               values={n: v.detach() for n, (_, v) in kv.items()},
                               backbone=self.config.backbone, weights_fingerprint=self.weights_fingerprint(),
@@ -379,7 +236,7 @@ class InstantRestore(nn.Module):
         if unknown:
             raise ValueError(f"capture: {sorted(unknown)} are not injected layers; choose from {self.injected_layers}")
 
-        shared = SharedAttention(mode=attention_mode or self.config.attention_mode,
+        shared = SharedAttentionCall(mode=attention_mode or self.config.attention_mode,
                                  adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
                                  capture=frozenset(capture), query_chunk_size=self.config.query_chunk_size)
         if isinstance(references, torch.Tensor) and references.ndim == 4:
@@ -398,7 +255,7 @@ class InstantRestore(nn.Module):
         elif references is not None:
             raise TypeError(f"references: expected a ReferenceCache, a tensor or None, got {type(references).__name__}")
 
-        latents = self._encode(lq)
+        latents = self.encode_latents(lq)
         shared.latent_hw = (latents.shape[-2], latents.shape[-1])
         alpha = self._alpha(t)
         if noise is not None:
@@ -424,7 +281,7 @@ class InstantRestore(nn.Module):
         flat = check_image_tensor(refs.reshape(batch * n, *refs.shape[2:]), "references").to(self.device, self.dtype)
         self._check_size(flat, "references")
         valid = mask.reshape(-1)
-        kv, latent_hw = self._reference_keys_values(flat[valid], t.repeat_interleave(n)[valid])
+        kv, latent_hw = self.reference_keys_values(flat[valid], t.repeat_interleave(n)[valid])
         out = {}
         for name, (k, v) in kv.items():
             # Padding slots hold zeros; the mask keeps queries from attending to them.
@@ -436,24 +293,10 @@ class InstantRestore(nn.Module):
 
     # ------------------------------------------------------------------ convenience
     def _as_batch(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, name: str) -> torch.Tensor:
-        """PIL images / paths (resized to the model's square size) or a tensor -> [B, 3, H, W]."""
+        """Aligned face crops (PIL images / paths, resized to the model's size) or a tensor -> [B, 3, H, W]."""
         if isinstance(images, torch.Tensor):
             return check_image_tensor(images, name).to(self.device, self.dtype)
-        if isinstance(images, (Image.Image, str, os.PathLike)):
-            images = [images]
-        tensors = []
-        size = self.config.image_size
-        for item in images:
-            image = item if isinstance(item, Image.Image) else load_image(item)
-            if image.width != image.height:
-                raise ValueError(f"{name}: expected an aligned square face crop, got {image.width}x{image.height}; "
-                                 "run `instantrestore align` on full photos first")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.LANCZOS)
-            tensors.append(pil_to_tensor(image))
-        if not tensors:
-            return torch.zeros(0, 3, size, size, device=self.device, dtype=self.dtype)
-        return torch.cat(tensors).to(self.device, self.dtype)
+        return face_crops_to_tensor(images, self.config.image_size, name).to(self.device, self.dtype)
 
     @torch.inference_mode()
     def restore(self, lq: ImageLike | Sequence[ImageLike] | torch.Tensor,

@@ -53,7 +53,7 @@ def parse_part_overrides(items: list[str]) -> dict[str, dict]:
     """``["prior.steps=20"]`` -> ``{"prior": {"steps": 20}}`` (values parsed as YAML)."""
     import yaml
 
-    from ..bench.pipeline import OVERRIDE_PARTS
+    from ..bench.recipe import OVERRIDE_PARTS
 
     out: dict[str, dict] = {}
     for item in items:
@@ -77,7 +77,7 @@ def _refuse_inputs(out: Path, inputs: list[Path | None]) -> None:
 
 def run_bench_synth(args: argparse.Namespace) -> int:
     from ..assets import load_shipped_eval_network, load_shipped_model
-    from ..bench.pipeline import read_timings, ship, train_all
+    from ..bench.recipe import read_timings, ship, train_all
     from ..bench.report import results_markdown, write_results
     from ..bench.synth import evaluate_synth
     from ..model import InstantRestore

@@ -63,7 +63,7 @@ def run_restore(args: argparse.Namespace) -> int:
     model = load_model(args)
     cache = None
     if args.refs_cache:
-        from ..cache import ReferenceCache
+        from ..reference_cache import ReferenceCache
 
         cache = ReferenceCache.load(args.refs_cache, device=model.device)
     elif references:
@@ -87,10 +87,10 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..model import _is_adapter_param
+    from ..adapters import is_adapter_param
 
     model = load_model(args)
-    count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not _is_adapter_param(n))  # noqa: E731
+    count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not is_adapter_param(n))  # noqa: E731
     cfg = model.config
     print(f"backbone:          {cfg.backbone}" + (f" (base weights: {cfg.base_model})" if cfg.base_model else ""))
     print(f"image size:        {cfg.image_size} px (sides must be multiples of {model.size_multiple})")

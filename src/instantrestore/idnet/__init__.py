@@ -10,7 +10,7 @@ Every network maps [B, 3, S, S] RGB in [-1, 1] to L2-normalised [B, D] embedding
 ``input_size`` (S) and ``crop`` (fractions x0, y0, x1, y1 of the aligned face to cut before resizing, or None).
 """
 from .arcface import ARCFACE_ARCHS, IResNet, build_arcface, load_arcface
-from .synthetic import (ARCHITECTURES, ArcMarginHead, IdentityNetwork, build_identity_network,
+from .networks import (ARCHITECTURES, ArcMarginHead, IdentityNetwork, build_identity_network,
                         load_identity_network, save_identity_network)
 from .train import IdentityTrainConfig, train_identity_network, verification_metrics
 

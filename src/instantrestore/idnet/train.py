@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..data.synthetic import IRIS_PALETTE, Identity, render, sample_identity
 from ..files import atomic_write_text
-from .synthetic import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
+from .networks import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
 
 METRICS_NAME = "metrics.json"
 

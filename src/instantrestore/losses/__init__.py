@@ -2,8 +2,9 @@
 seed 003's hard-example identity loss and seed 004's masked face alignment."""
 from .adversarial import (Discriminator, discriminator_adversarial_loss, frozen,
                           generator_adversarial_loss)
-from .combined import LandmarkAttentionConfig, LossWeights, RestorationLoss, resolve_layers
-from .face_alignment import FaceAlignmentConfig, MaskedFaceAlignmentLoss, landmark_heatmap_mask
+from .config import LandmarkAttentionConfig, LossWeights, resolve_layers
+from .objective import RestorationLoss
+from .masked_face_lpips import FaceAlignmentConfig, MaskedFaceAlignmentLoss, landmark_heatmap_mask
 from .identity import IdentityLoss, crop_and_resize, identity_distance
 from .landmark_attention import ideal_attention, landmark_attention_loss, landmark_targets
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss, ms_ssim_settings

@@ -4,7 +4,7 @@ Run folder: ``OUT/config.yaml``, ``OUT/metrics.jsonl``, ``OUT/tb/``, ``OUT/sampl
 ``OUT/checkpoints/step_XXXXXXX/`` (model dir + ``training_state/``), ``OUT/final/`` (model dir).
 """
 from .config import TrainConfig
-from .logging import read_metrics
+from .reporting import read_metrics
 from .trainer import train
 
 __all__ = ["TrainConfig", "train", "read_metrics"]

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..checkpoint import BASE_NAME, load_tensors, read_config
-from ..config import ModelConfig
+from .. import model_io
 from ..model import InstantRestore
 from .config import TrainConfig
 from .sampling import collate
@@ -33,19 +32,8 @@ def build_model(config: TrainConfig) -> InstantRestore:
     ``model_seed``); ``base_model`` a diffusers base; otherwise random ``backbone`` weights."""
     overrides = model_overrides(config)
     if config.init_from is not None:
-        path = Path(config.init_from)
-        saved = read_config(path) if path.is_dir() else None
-        if saved is None:  # a diffusers base model dir or hub id
-            return InstantRestore.from_base(str(path), trust_pickle=config.trust_pickle, **overrides)
-        cfg = ModelConfig.from_dict(saved).replace(**overrides)
-        if (path / BASE_NAME).is_file():
-            model = InstantRestore.from_config(cfg, seed=config.model_seed)
-            model.load_base_state(load_tensors(path / BASE_NAME))
-            return model
-        if cfg.base_model is None:
-            raise FileNotFoundError(f"{path}: no {BASE_NAME} and no base_model in its config")
-        base = InstantRestore.from_base(cfg.base_model, vae=cfg.base_vae, trust_pickle=config.trust_pickle)
-        return InstantRestore(cfg, base.unet, base.vae, base.prompt_embeds)
+        return model_io.build_with_base_of(InstantRestore, config.init_from, seed=config.model_seed,
+                                           trust_pickle=config.trust_pickle, **overrides)
     if config.base_model is not None:
         return InstantRestore.from_base(config.base_model, trust_pickle=config.trust_pickle, **overrides)
     if config.stage == "instantrestore":
@@ -53,11 +41,6 @@ def build_model(config: TrainConfig) -> InstantRestore:
                     "run needs a prior, e.g. init_from=<stage-1 out>/final or base_model=stabilityai/sd-turbo)",
                     config.backbone)
     return InstantRestore.from_config(config.backbone, seed=config.model_seed, **overrides)
-
-
-def base_parameters(model: InstantRestore) -> list[nn.Parameter]:
-    """The base UNet/VAE weights (what stage 1 trains), without adapters or the prompt buffer."""
-    return [t for t in model.base_state_dict(keep_vars=True).values() if isinstance(t, nn.Parameter)]
 
 
 def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -> list[nn.Parameter]:
@@ -76,7 +59,7 @@ def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -
             return False
         return adapter == (stage == "instantrestore")  # stage 2 trains the adapters, stages 0-1 the base
 
-    base = base_parameters(model)
+    base = model_io.base_parameters(model)
     for p in base:
         p.requires_grad_(trains(p, adapter=False))
     for p in model.adapter_state_dict().values():

@@ -26,10 +26,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..model import GeneratorOutput, InstantRestore, adapters_disabled
+from ..adapters import adapters_disabled
+from ..model import GeneratorOutput, InstantRestore
 from . import build, state
 from .config import BASE_STAGES, TrainConfig
-from .logging import MetricsLogger, save_grid, validation_grid
+from .reporting import MetricsLogger, save_grid, validation_grid
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
 from .schedule import lr_factor
 
@@ -168,7 +169,7 @@ def save_checkpoint(run: _Run, step: int, samples_per_step: int) -> Path | None:
         target = tmp / state.STATE_DIR
         state.optimizer_to_files(run.optimizer, target, "optimizer")
         if run.discriminator is not None:
-            from ..checkpoint import save_tensors
+            from ..tensor_io import save_tensors
 
             save_tensors(run.discriminator.state_dict(), target / "discriminator.safetensors")
             state.optimizer_to_files(run.disc_optimizer, target, "disc_optimizer")
@@ -212,7 +213,7 @@ def _set_rates(run: _Run, step_index: int, warn: bool = False) -> None:
 
 def load_checkpoint(run: _Run, checkpoint: Path) -> int:
     """Restore model, optimisers, discriminator, scaler and RNG states; returns the step."""
-    from ..checkpoint import ADAPTERS_NAME, BASE_NAME, load_tensors
+    from ..tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors
 
     acc, cfg = run.accelerator, run.config
     info = state.read_trainer_state(checkpoint)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import PICKLE_SUFFIXES, load_tensors, save_tensors
+from ..tensor_io import PICKLE_SUFFIXES, load_tensors, save_tensors
 from ..files import atomic_write_text
 
 IDNET_FORMAT = "instantrestore.idnet/1"

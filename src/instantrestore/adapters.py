@@ -1,0 +1,59 @@
+"""The generator's trainable part (paper sec. 3.2, appendix A): LoRA on the UNet and the VAE
+encoder through peft, plus a full trainable copy of the VAE encoder's first convolution (as
+img2img-turbo), and the switch that turns them all off for the frozen reference branch."""
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from peft import LoraConfig
+from torch import nn
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from .config import ModelConfig
+
+ADAPTER = "default"  # peft adapter name of the generator's LoRA and trainable conv copy
+
+
+def is_adapter_param(name: str) -> bool:
+    """True for peft adapter tensors (LoRA weights and the trainable conv copy)."""
+    return "lora_" in name or "modules_to_save" in name
+
+
+def lora_target_names(module: nn.Module, suffixes: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
+    """Full names of the Linear/Conv2d modules whose name ends with one of ``suffixes``."""
+    return [name for name, sub in module.named_modules()
+            if isinstance(sub, (nn.Linear, nn.Conv2d)) and name not in exclude
+            and any(name == s or name.endswith("." + s) for s in suffixes)]
+
+
+def add_generator_adapters(unet: UNet2DConditionModel, vae: AutoencoderKL, config: ModelConfig) -> None:
+    """Attach the generator's adapters (Gaussian-initialised LoRA, scale alpha/r = 1) in place."""
+    unet_targets = lora_target_names(unet, config.unet_lora_targets)
+    # The VAE encoder's first convolution trains in full (as in img2img-turbo), not through LoRA.
+    vae_targets = lora_target_names(vae, config.vae_lora_targets, exclude=("encoder.conv_in",))
+    unet.add_adapter(LoraConfig(r=config.unet_lora_rank, lora_alpha=config.unet_lora_rank,
+                                init_lora_weights="gaussian", target_modules=unet_targets), ADAPTER)
+    vae.add_adapter(LoraConfig(r=config.vae_lora_rank, lora_alpha=config.vae_lora_rank, init_lora_weights="gaussian",
+                               target_modules=vae_targets, modules_to_save=["encoder.conv_in"]), ADAPTER)
+
+
+@contextlib.contextmanager
+def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
+    """Run the base weights: switch every peft adapter layer (LoRA and the trainable conv copy) off.
+
+    peft's switch also flips requires_grad on adapter weights; the flags are restored after.
+    """
+    flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
+    layers = [sub for m in modules for sub in m.modules() if hasattr(sub, "enable_adapters") and sub is not m]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.enable_adapters(True)
+        for p, flag in flags:
+            p.requires_grad_(flag)
