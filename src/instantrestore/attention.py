@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .adain import adain, channel_stats
+from .attention_kernel import attend, split_heads
 
 DECODER_SELF_ATTENTION = re.compile(r"^up_blocks\.\d+\.attentions\.\d+\.transformer_blocks\.\d+\.attn1\.processor$")
-# Above this many attention scores per chunk, queries are processed in chunks to bound memory.
-MAX_SCORES_PER_CHUNK = 2**26
 
 
 @dataclass(frozen=True)
@@ -73,40 +71,6 @@ def token_grid(tokens: int, latent_hw: tuple[int, int] | None) -> tuple[int, int
     h0, w0 = latent_hw
     factor = round((h0 * w0 / tokens) ** 0.5)
     return h0 // factor, w0 // factor
-
-
-def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    # [B, L, C] -> [B, heads, L, C/heads]
-    b, length, channels = x.shape
-    return x.view(b, length, heads, channels // heads).transpose(1, 2)
-
-
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor | None,
-            scale: float, want_probs: bool, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(q k^T * scale) v over heads, with an optional key mask [B, Lk] (True = attend).
-
-    Returns (out [B, heads, Lq, d], probs [B, heads, Lq, Lk] or None). Probabilities are only
-    materialised when asked for; otherwise SDPA's fused kernels are used.
-    """
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    lq, lk = query.shape[2], key.shape[2]
-    if chunk is None:
-        per_query = query.shape[0] * query.shape[1] * lk
-        chunk = max(1, MAX_SCORES_PER_CHUNK // max(per_query, 1)) if mask is not None or want_probs else lq
-    outs, probs = [], []
-    for start in range(0, lq, chunk):
-        q = query[:, :, start:start + chunk]
-        if want_probs:
-            scores = torch.matmul(q, key.transpose(-1, -2)) * scale
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
-            p = scores.softmax(dim=-1)
-            outs.append(torch.matmul(p, value))
-            probs.append(p)
-        else:
-            outs.append(F.scaled_dot_product_attention(q, key, value, attn_mask=mask, scale=scale))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-    return out, (torch.cat(probs, dim=2) if want_probs else None)
 
 
 class PassThroughAttnProcessor(AttnProcessor2_0):
@@ -160,7 +124,7 @@ class SharedAttnProcessor:
                         shared: SharedAttentionCall | None) -> torch.Tensor:
         heads = attn.heads
         want = shared is not None and self.name in shared.capture
-        out, probs = _attend(_split_heads(query, heads), _split_heads(key, heads), _split_heads(value, heads),
+        out, probs = attend(split_heads(query, heads), split_heads(key, heads), split_heads(value, heads),
                              None, attn.scale, want, shared.query_chunk_size if shared else None)
         if want:
             hw = token_grid(query.shape[1], shared.latent_hw)
@@ -192,7 +156,7 @@ class SharedAttnProcessor:
 
         heads = attn.heads
         want = self.name in shared.capture
-        out, probs = _attend(_split_heads(query, heads), _split_heads(ref_keys, heads), _split_heads(ref_values, heads),
+        out, probs = attend(split_heads(query, heads), split_heads(ref_keys, heads), split_heads(ref_values, heads),
                              key_mask, attn.scale, want, shared.query_chunk_size)
         if want:
             self_probs = None
