@@ -1,4 +1,4 @@
-# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+# Two entry points: `make demo` and `make test` (`make test-all` adds the slow tests). All create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test install clean bench
+.PHONY: demo test test-all install clean bench
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/instantrestore demo --out $(DEMO_OUT)
 
+# The fast suite (a few minutes on 2 cores): everything not marked slow.
 test: install
+	$(PY) -m pytest -q -m "not slow"
+
+# Everything, slow tests included (what CI runs).
+test-all: install
 	$(PY) -m pytest -q
 
 bench: install
