@@ -30,14 +30,15 @@ def lora_target_names(module: nn.Module, suffixes: Sequence[str], exclude: Seque
 
 
 def add_generator_adapters(unet: UNet2DConditionModel, vae: AutoencoderKL, config: ModelConfig) -> None:
-    """Attach the generator's adapters (Gaussian-initialised LoRA, scale alpha/r = 1) in place."""
-    unet_targets = lora_target_names(unet, config.unet_lora_targets)
-    # The VAE encoder's first convolution trains in full (as in img2img-turbo), not through LoRA.
-    vae_targets = lora_target_names(vae, config.vae_lora_targets, exclude=("encoder.conv_in",))
-    unet.add_adapter(LoraConfig(r=config.unet_lora_rank, lora_alpha=config.unet_lora_rank,
-                                init_lora_weights="gaussian", target_modules=unet_targets), ADAPTER)
-    vae.add_adapter(LoraConfig(r=config.vae_lora_rank, lora_alpha=config.vae_lora_rank, init_lora_weights="gaussian",
-                               target_modules=vae_targets, modules_to_save=["encoder.conv_in"]), ADAPTER)
+    """Attach the generator's adapters in place: Gaussian-initialised LoRA (scale alpha / r; alpha
+    defaults to r) and full trainable copies of ``*_full_modules`` (peft's modules_to_save)."""
+    for module, targets, full, rank, alpha in (
+            (unet, config.unet_lora_targets, config.unet_full_modules, config.unet_lora_rank, config.unet_lora_alpha),
+            (vae, config.vae_lora_targets, config.vae_full_modules, config.vae_lora_rank, config.vae_lora_alpha)):
+        # A module trained in full (e.g. the VAE encoder's first conv, as in img2img-turbo) gets no LoRA.
+        names = lora_target_names(module, targets, exclude=full)
+        module.add_adapter(LoraConfig(r=rank, lora_alpha=rank if alpha is None else alpha, init_lora_weights="gaussian",
+                                      target_modules=names, modules_to_save=list(full) or None), ADAPTER)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ class SharedAttentionCall:
     mode: Literal["refs_only", "concat"] = "refs_only"
     adain: bool = True
     adain_eps: float = 1e-5
+    adain_std: str = "biased"
     record: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     capture: frozenset[str] = frozenset()
     captured: dict[str, CapturedAttention] = field(default_factory=dict)
@@ -139,8 +140,8 @@ class SharedAttnProcessor:
         n_refs, lk = ref_keys.shape[1], ref_keys.shape[2]
         if shared.adain:
             # eq. 5: each reference's values get the image's own value statistics (over tokens).
-            own_mean, own_std = channel_stats(value, shared.adain_eps)  # [B, 1, C]
-            ref_values = adain(ref_values, own_mean[:, None], own_std[:, None], shared.adain_eps)
+            own_mean, own_std = channel_stats(value, shared.adain_eps, shared.adain_std)  # [B, 1, C]
+            ref_values = adain(ref_values, own_mean[:, None], own_std[:, None], shared.adain_eps, shared.adain_std)
         ref_keys = ref_keys.expand(batch, -1, -1, -1).reshape(batch, n_refs * lk, -1)
         ref_values = ref_values.expand(batch, -1, -1, -1).reshape(batch, n_refs * lk, -1)
         key_mask = None

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AttentionMode = Literal["refs_only", "concat"]
+LatentSampling = Literal["mode", "sample"]
+AdainStd = Literal["biased", "unbiased"]
+MissingReferences = Literal["mask", "zeros"]
+PROFILES = ("instantrestore", "official")
 
 # SD-Turbo = SD 2.1-base architecture. diffusers calls the per-block head count
 # "attention_head_dim" for this model family (5/10/20/20 heads of 64 channels).
@@ -117,17 +121,45 @@ class ModelConfig:
     base_vae: str | None = None  # optional separate VAE (hub id or directory)
     reference_batch_size: int = 4  # references per UNet pass; bounds memory for many references
     query_chunk_size: int | None = None  # split queries in shared attention to bound memory
+    # ---- inference profile: "instantrestore" (this project's, deterministic) or "official" (the
+    # authors' released code, see official_config and docs/model.md "Profiles")
+    profile: str = "instantrestore"
+    unet_lora_alpha: int | None = None  # None = rank (LoRA scale 1); the official code uses rank // 2
+    vae_lora_alpha: int | None = None
+    unet_full_modules: tuple[str, ...] = ()  # trained in full (peft modules_to_save) instead of LoRA
+    vae_full_modules: tuple[str, ...] = ("encoder.conv_in",)
+    latent_sampling: LatentSampling = "mode"  # VAE posterior: its mean, or a sample (official)
+    inference_noise: bool = False  # add noise at ``timestep`` at inference too (official)
+    reference_timestep: int | None = None  # None = the generator's timestep; the official branch runs at 1
+    reference_noise: bool = False  # noise the reference latents at their timestep (official)
+    freeu: dict[str, float] | None = None  # FreeU factors s1, s2, b1, b2 on the UNet (both branches)
+    adain_std: AdainStd = "biased"  # "biased": sqrt(var + eps); "unbiased": torch.std + eps (official)
+    missing_references: MissingReferences = "mask"  # padded reference slots: masked out, or zero K/V (official)
 
     def __post_init__(self) -> None:
         if self.attention_mode not in ("refs_only", "concat"):
             raise ValueError(f"attention_mode must be 'refs_only' or 'concat', got {self.attention_mode!r}")
+        choices = {"profile": (self.profile, PROFILES), "latent_sampling": (self.latent_sampling, ("mode", "sample")),
+                   "adain_std": (self.adain_std, ("biased", "unbiased")),
+                   "missing_references": (self.missing_references, ("mask", "zeros"))}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         n = self.schedule["num_train_timesteps"]
-        for t in (self.timestep, *self.train_timesteps):
+        extra = () if self.reference_timestep is None else (self.reference_timestep,)
+        for t in (self.timestep, *self.train_timesteps, *extra):
             if not 0 <= t < n:
                 raise ValueError(f"timestep {t} outside [0, {n})")
         object.__setattr__(self, "train_timesteps", tuple(self.train_timesteps))
         object.__setattr__(self, "unet_lora_targets", tuple(self.unet_lora_targets))
         object.__setattr__(self, "vae_lora_targets", tuple(self.vae_lora_targets))
+        object.__setattr__(self, "unet_full_modules", tuple(self.unet_full_modules))
+        object.__setattr__(self, "vae_full_modules", tuple(self.vae_full_modules))
+
+    @property
+    def branch_timestep(self) -> int:
+        """The reference branch's timestep."""
+        return self.timestep if self.reference_timestep is None else self.reference_timestep
 
     @property
     def vae_scale(self) -> int:
@@ -160,3 +192,28 @@ def backbone_config(name: str, **overrides: Any) -> ModelConfig:
     else:
         raise ValueError(f"unknown backbone {name!r}; choose 'sd-turbo' or 'tiny'")
     return base.replace(**overrides) if overrides else base
+
+
+# ---------------------------------------------------------------- the authors' released model
+# What snap-research/InstantRestore's code builds and runs (its Pix2Pix_Turbo and Predictor):
+# SD-Turbo's UNet with the sd-vae-ft-mse VAE, LoRA rank 32 at alpha r // 2 on the UNet (its
+# conv_in trained in full) and on the whole VAE (conv_in included), FreeU in both branches,
+# sampled posteriors, the input noised to t=249 and the references to t=1.
+OFFICIAL_BASE_VAE = "stabilityai/sd-vae-ft-mse"
+OFFICIAL_FREEU = {"s1": 0.9, "s2": 0.2, "b1": 1.4, "b2": 1.6}
+OFFICIAL_UNET_LORA_TARGETS = tuple(t for t in UNET_LORA_TARGETS if t != "conv_in")
+OFFICIAL_VAE_LORA_TARGETS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out",
+                             "to_k", "to_q", "to_v", "to_out.0")
+
+
+def official_config(unet_lora_rank: int = 32, vae_lora_rank: int = 32, adain: bool = True,
+                    attention_mode: AttentionMode = "refs_only", **overrides: Any) -> ModelConfig:
+    """The ``official`` profile: the released model's architecture and inference, exactly."""
+    return backbone_config(
+        "sd-turbo", profile="official", vae={**SD_TURBO_VAE, "sample_size": 256}, base_vae=OFFICIAL_BASE_VAE,
+        timestep=249, reference_timestep=1, latent_sampling="sample", inference_noise=True, reference_noise=True,
+        freeu=dict(OFFICIAL_FREEU), adain=adain, adain_std="unbiased", attention_mode=attention_mode,
+        missing_references="zeros", unet_lora_rank=unet_lora_rank, unet_lora_alpha=unet_lora_rank // 2,
+        vae_lora_rank=vae_lora_rank, vae_lora_alpha=vae_lora_rank // 2,
+        unet_lora_targets=OFFICIAL_UNET_LORA_TARGETS, unet_full_modules=("conv_in",),
+        vae_lora_targets=OFFICIAL_VAE_LORA_TARGETS, vae_full_modules=(), **overrides)

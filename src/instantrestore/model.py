@@ -22,6 +22,7 @@ from .adapters import adapters_disabled, add_generator_adapters
 from .attention import CapturedAttention, SharedAttentionCall, install_shared_attention
 from .config import ModelConfig
 from .images import check_image_tensor, face_crops_to_tensor, tensor_to_pil
+from .noise import NoiseDraws
 from .reference_cache import ReferenceCache
 
 SD_TURBO_INJECTED_LAYERS = 9
@@ -48,6 +49,8 @@ class InstantRestore(nn.Module):
         alphas = DDPMScheduler.from_config(config.schedule).alphas_cumprod
         self.register_buffer("alphas_cumprod", alphas.float(), persistent=False)
         add_generator_adapters(self.unet, self.vae, config)
+        if config.freeu:  # the official model runs FreeU in both branches
+            self.unet.enable_freeu(**config.freeu)
         expected = SD_TURBO_INJECTED_LAYERS if config.backbone == "sd-turbo" else None
         self.injected_layers: list[str] = install_shared_attention(self.unet, expected=expected)
         self._fingerprint: tuple[tuple, str] | None = None
@@ -114,6 +117,12 @@ class InstantRestore(nn.Module):
         return self.prompt_embeds.dtype
 
     @property
+    def samples_noise(self) -> bool:
+        """Whether inference draws random numbers (the official profile does; this project's does not)."""
+        cfg = self.config
+        return cfg.latent_sampling == "sample" or cfg.inference_noise or cfg.reference_noise
+
+    @property
     def latent_channels(self) -> int:
         return self.config.vae["latent_channels"]
 
@@ -138,10 +147,27 @@ class InstantRestore(nn.Module):
     def _alpha(self, timesteps: torch.Tensor) -> torch.Tensor:
         return self.alphas_cumprod.to(self.dtype)[timesteps].view(-1, 1, 1, 1)
 
-    def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
-        """VAE posterior mean, scaled: [B, 3, H, W] in [-1, 1] -> [B, C, H/8, W/8] (deterministic,
-        as a restoration needs)."""
-        return self.vae.encode(images).latent_dist.mode() * self.config.vae["scaling_factor"]
+    def encode_latents(self, images: torch.Tensor, draws: NoiseDraws | None = None,
+                       name: str = "input_posterior") -> torch.Tensor:
+        """VAE latents, scaled: [B, 3, H, W] in [-1, 1] -> [B, C, H/8, W/8]. The posterior mean
+        (deterministic, as a restoration needs), or with ``config.latent_sampling == "sample"`` and
+        ``draws`` given, a posterior sample (the official profile) whose noise is ``draws[name]``."""
+        dist = self.vae.encode(images).latent_dist
+        return self._posterior(dist.mean, dist.std, draws, name) * self.config.vae["scaling_factor"]
+
+    def _posterior(self, mean: torch.Tensor, std: torch.Tensor, draws: NoiseDraws | None, name: str) -> torch.Tensor:
+        if self.config.latent_sampling == "sample" and draws is not None:
+            return mean + std * draws.normal(name, mean)  # diffusers' DiagonalGaussianDistribution.sample
+        return mean
+
+    def _noised(self, latents: torch.Tensor, t: torch.Tensor, draws: NoiseDraws | None, name: str) -> torch.Tensor:
+        """The forward process at ``t``: with noise drawn as ``randn_like`` (official profile), else zero noise."""
+        alpha = self._alpha(t)
+        if draws is None:
+            return alpha.sqrt() * latents
+        noise = draws.normal(name, latents, keep_layout=True)
+        draws.discard(latents)  # the scheduler step after this UNet call draws noise it never uses
+        return alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
 
     def autoencode(self, images: torch.Tensor) -> torch.Tensor:
         """VAE round trip (encode to the posterior mean, decode), no UNet: what the tiny recipe's
@@ -170,47 +196,60 @@ class InstantRestore(nn.Module):
                              f"backbone's downsampling); resize or pad to e.g. {self.config.image_size}x{self.config.image_size}")
 
     @torch.no_grad()
-    def reference_keys_values(self, refs: torch.Tensor, timesteps: torch.Tensor | int | None = None
+    def reference_keys_values(self, refs: torch.Tensor, timesteps: torch.Tensor | int | None = None,
+                              draws: NoiseDraws | None = None
                               ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], tuple[int, int]]:
-        """The reference branch: the frozen UNet (adapters off) on noise-free reference latents.
+        """The reference branch: the frozen UNet and VAE (adapters off) on the reference latents,
+        noise-free (or, in the official profile with ``draws``, sampled and noised at t=1).
 
-        refs: [M, 3, H, W] in [-1, 1]; timesteps: one per reference (default ``config.timestep``).
-        Returns (layer -> (keys, values) each [M, L, C], the references' latent (h, w)).
+        refs: [M, 3, H, W] in [-1, 1]; timesteps: one per reference (default
+        ``config.branch_timestep``). Returns (layer -> (keys, values) each [M, L, C], latent (h, w)).
         """
-        timesteps = self._timesteps(timesteps, refs.shape[0])
-        chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.injected_layers}
+        timesteps = self._timesteps(self.config.branch_timestep if timesteps is None else timesteps, refs.shape[0])
         step = max(1, self.config.reference_batch_size)
+        starts = range(0, refs.shape[0], step)
+        chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.injected_layers}
         with adapters_disabled(self.unet, self.vae):
-            for start in range(0, refs.shape[0], step):
-                t = timesteps[start:start + step]
-                latents = self.encode_latents(refs[start:start + step]) * self._alpha(t).sqrt()
+            dists = [self.vae.encode(refs[start:start + step]).latent_dist for start in starts]
+            cat = (lambda xs: xs[0]) if len(dists) == 1 else torch.cat  # one draw for all, in the official order
+            latents = self._posterior(cat([d.mean for d in dists]), cat([d.std for d in dists]), draws,
+                                      "refs_posterior") * self.config.vae["scaling_factor"]
+            latents = self._noised(latents, timesteps, draws if self.config.reference_noise else None, "refs_noise")
+            for start in starts:
                 shared = SharedAttentionCall(record={})
-                self._unet(latents, t, shared)
+                self._unet(latents[start:start + step], timesteps[start:start + step], shared)
                 for name in self.injected_layers:
                     chunks[name].append(shared.record[name])
         kv = {name: (torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])) for name, parts in chunks.items()}
         return kv, (latents.shape[-2], latents.shape[-1])
 
-    def encode_references(self, references: Sequence[ImageLike] | torch.Tensor) -> ReferenceCache:
+    def encode_references(self, references: Sequence[ImageLike] | torch.Tensor,
+                          draws: NoiseDraws | None = None) -> ReferenceCache:
         """Encode a reference set once: PIL images / paths (resized to the model's size) or a
-        tensor [N, 3, H, W] in [-1, 1]. Returns a :class:`ReferenceCache` for :meth:`restore`."""
+        tensor [N, 3, H, W] in [-1, 1]. Returns a :class:`ReferenceCache` for :meth:`restore`.
+        A sampling profile draws from ``draws`` (default: a generator seeded with 0)."""
         refs = self._as_batch(references, "references")
         if refs.shape[0] == 0:
             raise ValueError("references: the list is empty; give at least one reference image, "
                              "or pass references=None for blind restoration")
         self._check_size(refs, "references")
-        kv, latent_hw = self.reference_keys_values(refs)
+        if draws is None and self.samples_noise:
+            draws = NoiseDraws(torch.Generator().manual_seed(0))
+        kv, latent_hw = self.reference_keys_values(refs, draws=draws)
         return ReferenceCache(keys={n: k.detach() for n, (k, _) in kv.items()},
                               values={n: v.detach() for n, (_, v) in kv.items()},
                               backbone=self.config.backbone, weights_fingerprint=self.weights_fingerprint(),
-                              timestep=self.config.timestep, latent_hw=latent_hw, image_hw=tuple(refs.shape[-2:]))
+                              timestep=self.config.branch_timestep, latent_hw=latent_hw, image_hw=tuple(refs.shape[-2:]))
 
     def _check_cache(self, cache: ReferenceCache, timesteps: torch.Tensor) -> None:
         if cache.backbone != self.config.backbone or cache.weights_fingerprint != self.weights_fingerprint():
             raise ValueError(f"reference cache was made by another model ({cache.backbone}, weights "
                              f"{cache.weights_fingerprint}) than this one ({self.config.backbone}, weights "
                              f"{self.weights_fingerprint()}); encode the references again with this model")
-        if bool((timesteps != cache.timestep).any()):
+        if self.config.reference_timestep is not None and cache.timestep != self.config.reference_timestep:
+            raise ValueError(f"reference cache was encoded at timestep {cache.timestep}, but this model's reference "
+                             f"branch runs at {self.config.reference_timestep}; encode the references again")
+        if self.config.reference_timestep is None and bool((timesteps != cache.timestep).any()):
             raise ValueError(f"reference cache was encoded at timestep {cache.timestep}, but the generator runs at "
                              f"{timesteps.unique().tolist()}; the reference branch must use the generator's timestep")
         if sorted(cache.layers) != sorted(self.injected_layers):
@@ -219,14 +258,18 @@ class InstantRestore(nn.Module):
     def forward(self, lq: torch.Tensor, references: ReferenceCache | torch.Tensor | None = None,
                 ref_mask: torch.Tensor | None = None, timesteps: torch.Tensor | int | None = None,
                 noise: torch.Tensor | None = None, capture: Sequence[str] = (),
-                attention_mode: str | None = None, adain: bool | None = None) -> GeneratorOutput:
+                attention_mode: str | None = None, adain: bool | None = None,
+                generator: torch.Generator | None = None, noises: dict[str, torch.Tensor] | None = None
+                ) -> GeneratorOutput:
         """One generator step.
 
         lq: [B, 3, H, W] in [-1, 1]. references: a ReferenceCache or tensor [N, 3, H, W] shared by the
         batch, a per-sample tensor [B, N, 3, H, W] (with ``ref_mask`` [B, N], True = real), or None
         (blind). timesteps: [B] (default ``config.timestep``); noise: latent noise added at those
-        timesteps (training), None for the noise-free inference path. capture: injected layer names
-        whose attention probabilities are returned.
+        timesteps (training), None for the inference path. capture: injected layer names whose
+        attention probabilities are returned. generator / noises: the random draws of a sampling
+        profile (``official``), named as in :data:`~instantrestore.noise.NOISE_NAMES`; drawn from
+        ``generator`` (None = torch's global RNG) in the authors' order unless given by name.
         """
         lq = check_image_tensor(lq, "lq").to(self.device, self.dtype)
         self._check_size(lq, "lq")
@@ -237,13 +280,16 @@ class InstantRestore(nn.Module):
             raise ValueError(f"capture: {sorted(unknown)} are not injected layers; choose from {self.injected_layers}")
 
         shared = SharedAttentionCall(mode=attention_mode or self.config.attention_mode,
-                                 adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
-                                 capture=frozenset(capture), query_chunk_size=self.config.query_chunk_size)
+                                     adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
+                                     adain_std=self.config.adain_std, capture=frozenset(capture),
+                                     query_chunk_size=self.config.query_chunk_size)
+        draws = NoiseDraws(generator, dict(noises or {})) if self.samples_noise and noise is None else None
+        latents = self.encode_latents(lq, draws, "input_posterior")  # first: the authors' order of draws
         if isinstance(references, torch.Tensor) and references.ndim == 4:
             if references.shape[0] == 0:
                 references = None
-            elif bool((t == self.config.timestep).all()):
-                references = self.encode_references(references)
+            elif bool((t == self.config.timestep).all()) or self.config.reference_timestep is not None:
+                references = self.encode_references(references, draws=draws)
             else:  # one set for the whole batch, but at each sample's own timestep
                 references = references[None].expand(batch, *references.shape)
         if isinstance(references, ReferenceCache):
@@ -251,23 +297,24 @@ class InstantRestore(nn.Module):
             references = references.to(self.device, self.dtype)
             shared.references, shared.ref_latent_hw = references.as_batch(), tuple(references.latent_hw)
         elif isinstance(references, torch.Tensor):
-            shared.references, shared.ref_mask, shared.ref_latent_hw = self._per_sample_references(references, ref_mask, t)
+            shared.references, shared.ref_mask, shared.ref_latent_hw = self._per_sample_references(
+                references, ref_mask, t, draws)
         elif references is not None:
             raise TypeError(f"references: expected a ReferenceCache, a tensor or None, got {type(references).__name__}")
 
-        latents = self.encode_latents(lq)
         shared.latent_hw = (latents.shape[-2], latents.shape[-1])
         alpha = self._alpha(t)
-        if noise is not None:
+        if noise is not None:  # training
             latents = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
-        else:
-            latents = alpha.sqrt() * latents  # the forward process with zero noise
+        else:  # inference: zero noise, or (official profile) noise at t drawn as the authors' code does
+            latents = self._noised(latents, t, draws if self.config.inference_noise else None, "input_noise")
         eps = self._unet(latents, t, shared)
         x0 = (latents - (1 - alpha).sqrt() * eps) / alpha.sqrt()
         image = self.vae.decode(x0 / self.config.vae["scaling_factor"]).sample.clamp(-1, 1)
         return GeneratorOutput(image=image, attention=shared.captured)
 
-    def _per_sample_references(self, refs: torch.Tensor, ref_mask: torch.Tensor | None, t: torch.Tensor):
+    def _per_sample_references(self, refs: torch.Tensor, ref_mask: torch.Tensor | None, t: torch.Tensor,
+                               draws: NoiseDraws | None = None):
         if refs.ndim != 5 or refs.shape[2] != 3:
             raise ValueError(f"references: expected [B, N, 3, H, W], got {tuple(refs.shape)}")
         batch, n = refs.shape[:2]
@@ -281,15 +328,17 @@ class InstantRestore(nn.Module):
         flat = check_image_tensor(refs.reshape(batch * n, *refs.shape[2:]), "references").to(self.device, self.dtype)
         self._check_size(flat, "references")
         valid = mask.reshape(-1)
-        kv, latent_hw = self.reference_keys_values(flat[valid], t.repeat_interleave(n)[valid])
+        branch_t = t.repeat_interleave(n)[valid] if self.config.reference_timestep is None else None
+        kv, latent_hw = self.reference_keys_values(flat[valid], branch_t, draws)
         out = {}
         for name, (k, v) in kv.items():
-            # Padding slots hold zeros; the mask keeps queries from attending to them.
+            # Padding slots hold zeros; the mask keeps queries from attending to them (the official
+            # profile attends to them: zero keys take logit 0).
             full_k = k.new_zeros(batch * n, *k.shape[1:])
             full_v = v.new_zeros(batch * n, *v.shape[1:])
             full_k[valid], full_v[valid] = k, v
             out[name] = (full_k.view(batch, n, *k.shape[1:]), full_v.view(batch, n, *v.shape[1:]))
-        return out, mask, latent_hw
+        return out, (None if self.config.missing_references == "zeros" else mask), latent_hw
 
     # ------------------------------------------------------------------ convenience
     def _as_batch(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, name: str) -> torch.Tensor:
@@ -300,22 +349,28 @@ class InstantRestore(nn.Module):
 
     @torch.inference_mode()
     def restore(self, lq: ImageLike | Sequence[ImageLike] | torch.Tensor,
-                references: ReferenceCache | Sequence[ImageLike] | torch.Tensor | None = None
+                references: ReferenceCache | Sequence[ImageLike] | torch.Tensor | None = None,
+                seed: int = 0, noises: dict[str, torch.Tensor] | None = None
                 ) -> torch.Tensor | Image.Image | list[Image.Image]:
         """Restore aligned face crop(s) in one pass. Tensors in -> tensor [B, 3, H, W] out; a PIL
         image / path in -> a PIL image out (lists give lists). ``references``: a cache, reference
-        images, or None for blind restoration (an empty list is an error)."""
+        images, or None for blind restoration (an empty list is an error). ``seed`` / ``noises``:
+        the random draws of a sampling profile (``official``); this project's profile draws none."""
         as_tensor = isinstance(lq, torch.Tensor)
         single = isinstance(lq, (Image.Image, str, os.PathLike))
         batch = self._as_batch(lq, "lq")
         if batch.shape[0] == 0:
             raise ValueError("lq: no image given")
         if references is not None and not isinstance(references, ReferenceCache):
-            references = self.encode_references(references)
+            references = self._as_batch(references, "references")
+            if references.shape[0] == 0:
+                raise ValueError("references: the list is empty; give at least one reference image, "
+                                 "or pass references=None for blind restoration")
+        generator = torch.Generator(self.device).manual_seed(seed) if self.samples_noise else None
         was_training = self.training
         self.eval()
         try:
-            out = self(batch, references=references).image
+            out = self(batch, references=references, generator=generator, noises=noises).image
         finally:
             self.train(was_training)
         if as_tensor:

@@ -69,9 +69,10 @@ def load_base_state(model: InstantRestore, state: dict[str, torch.Tensor]) -> No
     copy_into(base_state_dict(model, keep_vars=True), state, "base")
     # The trainable conv copy starts from the base conv, as peft initialises it.
     with torch.no_grad():
-        for name, param in model.vae.named_parameters():
-            if "modules_to_save" in name:
-                param.copy_(state["vae." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
+        for prefix, module in (("unet", model.unet), ("vae", model.vae)):
+            for name, param in module.named_parameters():
+                if "modules_to_save" in name:
+                    param.copy_(state[f"{prefix}." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
 
 
 def weights_fingerprint(model: InstantRestore) -> str:
