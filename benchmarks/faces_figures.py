@@ -15,8 +15,7 @@ import numpy as np
 
 from instantrestore.faces import (FFHQ_TEMPLATE_5_512, DlibEmbedder, align_face, aligned_landmarks, detect_faces,
                                   paste_face, soft_mask, template_points)
-from instantrestore.faces.select import images_to_tensor
-from instantrestore.images import load_image
+from instantrestore.images import load_image, uint8_to_tensor
 
 ROOT = Path(os.environ.get("INSTANTRESTORE_REALFACES", Path(__file__).resolve().parents[2] / "shared" / "realfaces"))
 
@@ -45,9 +44,9 @@ def identity() -> None:
     emb, raw, lq = {}, {}, {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         refs = [np.asarray(load_image(p)) for p in sorted((folder / "references").glob("*.png"))]
-        raw[folder.name] = embedder.embed_raw(images_to_tensor(refs))
+        raw[folder.name] = embedder.embed_raw(uint8_to_tensor(refs))
         emb[folder.name] = raw[folder.name] / raw[folder.name].norm(dim=1, keepdim=True)
-        lq[folder.name] = embedder.embed(images_to_tensor([np.asarray(load_image(next(folder.glob("degraded_*"))))]))[0]
+        lq[folder.name] = embedder.embed(uint8_to_tensor([np.asarray(load_image(next(folder.glob("degraded_*"))))]))[0]
     same, diff, same_d, diff_d = [], [], [], []
     ids = sorted(emb)
     for a in ids:

@@ -32,7 +32,8 @@ import torch
 
 @torch.inference_mode()
 def probe(model, identities: int, world_seed: int) -> dict[str, float]:
-    from instantrestore.bench.cases import eye_color_error, image_tensor, make_cases, marks_present, to_uint8
+    from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
+    from instantrestore.images import uint8_to_tensor
     from instantrestore.metrics.image import psnr
     from instantrestore.adapters import adapters_disabled
 
@@ -42,7 +43,7 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
     rms, rms_base, unet_share, eps_change, pixel_change = [], [], [], [], []
     psnrs, found, total, eye = [], 0, 0, []
     for case in cases:
-        lq, refs = image_tensor(case.lq), image_tensor(case.refs)
+        lq, refs = uint8_to_tensor(case.lq), uint8_to_tensor(case.refs)
         eps.clear()
         blind = model(lq).image
         with_refs = model(lq, references=refs).image  # eps[-1] is the generator pass, after the reference branch
@@ -53,7 +54,7 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
         pixel_change.append(float((with_refs - blind).abs().mean()))
         with adapters_disabled(model.unet, model.vae):
             rms_base.append(float(model.encode_latents(lq).pow(2).mean().sqrt()))
-            clean = to_uint8(model.autoencode(image_tensor(case.hq)).clamp(-1, 1))
+            clean = to_uint8(model.autoencode(uint8_to_tensor(case.hq)).clamp(-1, 1))
         psnrs.append(float(psnr(clean, case.hq)[0]))
         f, t = marks_present(clean, case.marks)
         found, total = found + f, total + t
@@ -70,20 +71,22 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
 @torch.inference_mode()
 def key_correspondence(model, identities: int, world_seed: int, radius: float = 1.5) -> dict[str, dict[str, float]]:
     """Per injected layer: nn_hit, chance and self_query_mass (see the module docstring)."""
-    from instantrestore.bench.cases import containing_tokens, image_tensor, inside_image, make_cases, tokens_near
+    from instantrestore.bench.cases import make_cases, tokens_near
     from instantrestore.data.synthetic import NUM_IBUG
+    from instantrestore.images import uint8_to_tensor
+    from instantrestore.token_grid import containing_tokens, inside_image
 
     size = model.config.image_size
     sums: dict[str, np.ndarray] = {}
     for case in make_cases(world_seed, identities, size):
         src, dst = (lm[:NUM_IBUG] for lm in case.ref_landmarks[:2])
-        usable = np.flatnonzero(inside_image(src, size) & inside_image(dst, size))
-        keys_values, _ = model.reference_keys_values(image_tensor(case.refs[:2]))
+        usable = np.flatnonzero(inside_image(src, (size, size)) & inside_image(dst, (size, size)))
+        keys_values, _ = model.reference_keys_values(uint8_to_tensor(case.refs[:2]))
         for name, (keys, _) in keys_values.items():
             tokens, channels = keys.shape[1:]
             grid = (int(round(tokens ** 0.5)),) * 2
             heads = model.unet.get_submodule(name).heads
-            queries = torch.from_numpy(containing_tokens(src[usable], size, grid))
+            queries = torch.from_numpy(containing_tokens(src[usable], (size, size), grid))
             near = tokens_near(dst[usable], size, grid, radius)  # [P, L]
             unit = torch.nn.functional.normalize(keys.float(), dim=-1)
             best = (unit[0, queries] @ unit[1].T).argmax(-1).numpy()

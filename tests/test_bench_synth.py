@@ -12,10 +12,10 @@ import torch
 from instantrestore.assets import (ShippedAssetsMissing, load_shipped_eval_network, load_shipped_model,
                                    shipped_assets_present, shipped_model_path)
 from instantrestore.attention import CapturedAttention
-from instantrestore.bench.cases import (correct_region_mass, eye_color_error, image_tensor, make_case, make_cases,
-                                        marks_present)
+from instantrestore.bench.cases import correct_region_mass, eye_color_error, make_case, make_cases, marks_present
 from instantrestore.bench.synth import COLUMNS, DEFAULT_ROWS, SANITY_ROWS, evaluate_synth
 from instantrestore.cli import main
+from instantrestore.images import uint8_to_tensor
 from instantrestore.model import InstantRestore
 
 SIZE = 64  # conftest.MICRO_SIZE: the micro weights' image size
@@ -166,7 +166,7 @@ SHIPPED = pytest.mark.skipif(not shipped_assets_present(), reason="the trained t
 def test_shipped_model_loads_and_restores():
     model = load_shipped_model()
     case = make_case(1000, 0, 6, model.config.image_size)
-    lq = image_tensor(case.lq)
+    lq = uint8_to_tensor(case.lq)
     restored = model.restore(lq)
     assert restored.shape == (1, 3, model.config.image_size, model.config.image_size)
     assert torch.isfinite(restored).all() and (restored - lq).abs().mean() > 0.01  # it changed the input
@@ -180,7 +180,7 @@ def test_shipped_model_restores_through_the_unet():
     UNet's step out (eps = 0, i.e. a plain VAE round trip) must change the restoration clearly."""
     model = load_shipped_model()
     with torch.inference_mode():
-        lq = image_tensor(tuple(make_case(1000, i, 10 + i, model.config.image_size).lq for i in range(3)))
+        lq = uint8_to_tensor(tuple(make_case(1000, i, 10 + i, model.config.image_size).lq for i in range(3)))
         full, vae_only = model(lq).image, model.autoencode(lq).clamp(-1, 1)
     assert float((full - vae_only).abs().mean()) > 0.03
 

@@ -11,7 +11,7 @@ from instantrestore.cli import main
 from instantrestore.data.datasets import (
     IdentityFolderDataset, SyntheticIdentityDataset, sample_references, scan_identity_folders, write_landmarks,
 )
-from instantrestore.data.synthetic import MAX_MARKS, SyntheticIdentityDataset as ReExported
+from instantrestore.data.synthetic import MAX_MARKS
 from instantrestore.data.testset import load_test_case, make_test_set
 
 SIZE = 32
@@ -125,7 +125,6 @@ def test_folder_dataset_landmarks_side_files(tmp_path):
 
 
 def test_synthetic_dataset_items():
-    assert ReExported is SyntheticIdentityDataset
     ds = SyntheticIdentityDataset(seed=2, num_identities=3, images_per_identity=4, size=48, refs_max=3, preset="sr8")
     assert len(ds) == 12
     for i in (0, 5, 11):

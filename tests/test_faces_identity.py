@@ -9,9 +9,9 @@ import torch
 
 from instantrestore.faces import (DlibEmbedder, FaceEmbedder, ReferenceMismatchError, TorchEmbedder,
                                   cosine_similarity, load_embedder, select_references, verify_references)
-from instantrestore.faces.select import head_pose, images_to_tensor, sharpness
+from instantrestore.faces.select import head_pose, sharpness
 from instantrestore.faces.verify import ReferenceWarning, verify_embeddings
-from instantrestore.images import load_image
+from instantrestore.images import load_image, uint8_to_tensor
 
 PER_ID = 3  # references per identity used here (keeps the test fast)
 
@@ -38,7 +38,7 @@ def _load(path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def embeddings(celebref, embedder):
     refs, _ = celebref
-    return {i: embedder.embed(images_to_tensor([_load(p) for p in paths])) for i, paths in refs.items()}
+    return {i: embedder.embed(uint8_to_tensor([_load(p) for p in paths])) for i, paths in refs.items()}
 
 
 def test_dlib_embedder_satisfies_protocol(embedder):
@@ -66,7 +66,7 @@ def test_same_identity_pairs_closer_than_different(embeddings, embedder):
 def test_raw_dlib_distances_follow_documented_threshold(celebref, embedder):
     refs, _ = celebref
     a, b = sorted(refs)[:2]
-    raw = embedder.embed_raw(images_to_tensor([_load(refs[a][0]), _load(refs[a][1]), _load(refs[b][0])]))
+    raw = embedder.embed_raw(uint8_to_tensor([_load(refs[a][0]), _load(refs[a][1]), _load(refs[b][0])]))
     assert torch.dist(raw[0], raw[1]) < DlibEmbedder.EUCLIDEAN_THRESHOLD < torch.dist(raw[0], raw[2])
 
 

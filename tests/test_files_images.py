@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from instantrestore.files import atomic_write_text, ensure_not_input, list_images
-from instantrestore.images import ImageError, check_image_tensor, load_image, pil_to_tensor, tensor_to_pil
+from instantrestore.images import (ImageError, check_image_tensor, crop_and_resize, load_image, pil_to_tensor,
+                                   tensor_to_pil, uint8_to_tensor)
 
 
 def test_load_image_applies_exif_orientation(tmp_path):
@@ -89,3 +90,31 @@ def test_atomic_write_gets_umask_mode_not_0600(tmp_path):
         os.umask(old)
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_uint8_to_tensor_takes_arrays_batches_sequences_and_tensors():
+    arr = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    out = uint8_to_tensor(arr)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32 and out.is_contiguous()
+    assert out.min() >= -1 and out.max() <= 1
+    torch.testing.assert_close(out, torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1.0, rtol=0, atol=0)
+    assert torch.equal(uint8_to_tensor(arr[0]), out[:1])
+    assert torch.equal(uint8_to_tensor([arr[0], arr[1]]), out)
+    assert torch.equal(uint8_to_tensor(torch.from_numpy(arr)), out)
+    assert np.array_equal(np.asarray(tensor_to_pil(out)[1]), arr[1])
+    with pytest.raises(ValueError, match="uint8"):
+        uint8_to_tensor(arr.astype(np.float32))
+
+
+def test_crop_and_resize_shrinks_by_the_named_mode():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    area = crop_and_resize(x, None, 4, "area")
+    torch.testing.assert_close(area, torch.nn.functional.avg_pool2d(x, 2))
+    anti = crop_and_resize(x, None, 4, "antialias")
+    assert not torch.equal(anti, area)
+    assert crop_and_resize(x, (0.25, 0.0, 0.75, 0.5), 4, "area").shape == (2, 3, 4, 4)
+    assert crop_and_resize(x, None, 8, "area") is x
+    with pytest.raises(ValueError, match="shrink"):
+        crop_and_resize(x, None, 4, "bicubic")
+    with pytest.raises(ValueError, match="crop fractions"):
+        crop_and_resize(x, (0.5, 0.0, 0.25, 1.0), 4, "area")

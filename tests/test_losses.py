@@ -8,10 +8,11 @@ import torch.nn as nn
 
 from instantrestore.losses import (
     Discriminator, FaceAlignmentConfig, IdentityLoss, LandmarkAttentionConfig, LossUnavailable, LossWeights,
-    LPIPSLoss, MaskedFaceAlignmentLoss, MSSSIMLoss, RestorationLoss, crop_and_resize,
+    LPIPSLoss, MaskedFaceAlignmentLoss, MSSSIMLoss, RestorationLoss,
     discriminator_adversarial_loss, generator_adversarial_loss, l1_loss, l2_loss, landmark_heatmap_mask,
     ms_ssim_settings, resolve_layers,
 )
+from instantrestore.images import crop_and_resize
 
 NO_LPIPS = dict(lpips=0.0)
 
@@ -151,7 +152,7 @@ def test_identity_network_is_frozen_but_passes_gradients_and_sees_its_crop():
     loss(out, _images(19))[0].backward()
     assert out.grad.abs().sum() > 0 and all(p.grad is None for p in network.parameters())
     assert set(network.seen) == {(2, 3, 24, 24)}
-    assert crop_and_resize(torch.zeros(1, 3, 100, 100), (0.25, 0.0, 0.75, 0.5), 10).shape == (1, 3, 10, 10)
+    assert crop_and_resize(torch.zeros(1, 3, 100, 100), (0.25, 0.0, 0.75, 0.5), 10, "antialias").shape == (1, 3, 10, 10)
 
 
 # ------------------------------------------------------------------ adversarial

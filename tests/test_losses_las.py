@@ -144,7 +144,7 @@ def _naive_las(probs, target, refs, mask, image_hw, ref_hw, qhw, khw, sigma, rad
     total, count = 0.0, 0
     for b in range(batch):
         def inside(pt, hw):
-            return bool(torch.isfinite(pt).all()) and -0.5 <= pt[0] <= hw[1] - 0.5 and -0.5 <= pt[1] <= hw[0] - 0.5
+            return bool(torch.isfinite(pt).all()) and -0.5 <= pt[0] < hw[1] - 0.5 and -0.5 <= pt[1] < hw[0] - 0.5
         num_points = target.shape[1]
         allowed = range(num_points) if points is None else points
         eligible = [p for p in allowed if inside(target[b, p], image_hw)

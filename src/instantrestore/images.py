@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .files import IMAGE_SUFFIXES, atomic_path
@@ -48,12 +49,28 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> I
     return im.convert("RGB")
 
 
+def uint8_to_tensor(images) -> torch.Tensor:
+    """uint8 RGB pixels -> float32 tensor [B, 3, H, W] in [-1, 1] (x / 127.5 - 1), contiguous.
+
+    images: an array (H, W, 3) or (B, H, W, 3), channels last: NumPy (-> CPU tensor), a uint8 torch
+    tensor (stays on its device), or a sequence of (H, W, 3) arrays of one size. Raises ValueError
+    for another dtype or shape.
+    """
+    if not isinstance(images, (np.ndarray, torch.Tensor)):
+        images = np.stack([np.asarray(image) for image in images])
+    is_uint8 = images.dtype == (torch.uint8 if isinstance(images, torch.Tensor) else np.uint8)
+    if not is_uint8 or images.ndim not in (3, 4) or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3) or (B, H, W, 3), got {images.dtype} {tuple(images.shape)}")
+    batch = images[None] if images.ndim == 3 else images
+    if isinstance(batch, torch.Tensor):
+        return (batch.float() / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
+    # NumPy, not torch ops: cheaper per call inside data-loader workers
+    return torch.from_numpy(np.ascontiguousarray((batch.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)))
+
+
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB image -> float32 tensor [1, 3, H, W] in [-1, 1]."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return uint8_to_tensor(np.asarray(image.convert("RGB") if image.mode != "RGB" else image))
 
 
 def tensor_to_uint8(tensor: torch.Tensor) -> np.ndarray:
@@ -105,6 +122,36 @@ def check_image_tensor(tensor: torch.Tensor, name: str = "image") -> torch.Tenso
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name}: contains NaN or infinite values")
     return tensor
+
+
+SHRINK_MODES = ("area", "antialias")
+
+
+def crop_and_resize(images: torch.Tensor, crop: tuple[float, float, float, float] | None, size: int,
+                    shrink: str) -> torch.Tensor:
+    """Crop by fractions of the side, then resize to size x size (differentiable).
+
+    images: [B, C, H, W] float; crop: (x0, y0, x1, y1) fractions of the width / height with
+    0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 (None = the whole image); -> [B, C, size, size].
+    Enlarging is bilinear (align_corners=False). Shrinking (either side above ``size``) is
+    ``shrink``: "area" (box averaging, what the evaluation embedders and so the benchmark's
+    identity numbers use) or "antialias" (bilinear with antialiasing, what the identity loss and
+    so the shipped generator were trained with). Images already size x size pass through.
+    """
+    if shrink not in SHRINK_MODES:
+        raise ValueError(f"shrink must be one of {', '.join(SHRINK_MODES)}, got {shrink!r}")
+    _, _, h, w = images.shape
+    if crop is not None:
+        x0, y0, x1, y1 = crop
+        if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+            raise ValueError(f"crop fractions must satisfy 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {crop}")
+        images = images[:, :, round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
+    if images.shape[-2:] == (size, size):
+        return images
+    if max(images.shape[-2:]) > size and shrink == "area":
+        return F.interpolate(images, size=(size, size), mode="area")
+    antialias = max(images.shape[-2:]) > size
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=antialias)
 
 
 def save_image(image: Image.Image, path: str | os.PathLike) -> None:

@@ -15,9 +15,9 @@ import torch
 
 from ..attention import CapturedAttention
 from ..data import probes, synthetic
-from ..data.datasets import to_tensor
 from ..images import tensor_to_uint8
 from ..degradations import random_degrade
+from ..token_grid import containing_tokens, inside_image, token_coords
 
 # docs/data.md: clean marks score > 25, marks after sr8 stay below ~10; a mark counts as present above 20.
 MARK_THRESHOLD = 20.0
@@ -89,13 +89,6 @@ def make_cases(world_seed: int, identities: int, size: int = 128, preset: str = 
     return [make_case(world_seed, i, identities + i, size, preset, degrade_seed) for i in range(identities)]
 
 
-def image_tensor(images: np.ndarray | tuple[np.ndarray, ...]) -> torch.Tensor:
-    """uint8 (S, S, 3) or a sequence of them -> float32 [B, 3, S, S] in [-1, 1]."""
-    if isinstance(images, np.ndarray):
-        images = (images,)
-    return torch.stack([to_tensor(img) for img in images])
-
-
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """[3, S, S] or [1, 3, S, S] in [-1, 1] -> uint8 (S, S, 3) RGB."""
     return tensor_to_uint8(image.reshape(-1, *image.shape[-3:])[:1])[0]
@@ -127,28 +120,10 @@ def eye_color_error(image: np.ndarray, case: SynthCase) -> float:
 
 # ------------------------------------------------------------------ attention
 
-def _token_coords(xy: np.ndarray, size: int, hw: tuple[int, int]) -> np.ndarray:
-    """Pixel (x, y) (pixel centres at integers) -> continuous token-grid coordinates (col, row)."""
-    h, w = hw
-    return np.stack([(xy[..., 0] + 0.5) * w / size - 0.5, (xy[..., 1] + 0.5) * h / size - 0.5], -1)
-
-
-def inside_image(xy: np.ndarray, size: int) -> np.ndarray:
-    """[..., 2] pixel points -> [...] bool: finite and within the image's pixel area."""
-    return np.isfinite(xy).all(-1) & (xy >= -0.5).all(-1) & (xy < size - 0.5).all(-1)
-
-
-def containing_tokens(xy: np.ndarray, size: int, hw: tuple[int, int]) -> np.ndarray:
-    """[P, 2] pixel points inside the image -> [P] row-major index of the token containing each."""
-    h, w = hw
-    q = np.clip(np.floor((xy + 0.5) * [w / size, h / size]).astype(int), 0, [w - 1, h - 1])
-    return q[..., 1] * w + q[..., 0]
-
-
 def tokens_near(xy: np.ndarray, size: int, hw: tuple[int, int], radius: float) -> np.ndarray:
     """[..., 2] pixel points -> [..., h * w] bool: token centres within ``radius`` tokens (NaN: none)."""
     h, w = hw
-    centres = _token_coords(xy, size, hw)
+    centres = token_coords(xy, (size, size), hw)
     grid_y, grid_x = np.mgrid[0:h, 0:w]
     dist = np.hypot(grid_x.reshape(-1) - centres[..., :1], grid_y.reshape(-1) - centres[..., 1:])
     return np.nan_to_num(dist, nan=np.inf) <= radius
@@ -170,10 +145,10 @@ def correct_region_mass(attention: CapturedAttention, target_xy: np.ndarray, ref
     n_refs = probs.shape[1]
     if n_refs == 0 or len(ref_xy) != n_refs:
         return math.nan, math.nan
-    points = np.flatnonzero(inside_image(target_xy, size))
+    points = np.flatnonzero(inside_image(target_xy, (size, size)))
     if points.size == 0:
         return math.nan, math.nan
-    rows = probs[torch.from_numpy(containing_tokens(target_xy[points], size, attention.query_hw))]  # [P', N, Lk]
+    rows = probs[torch.from_numpy(containing_tokens(target_xy[points], (size, size), attention.query_hw))]  # [P', N, Lk]
     region = torch.from_numpy(tokens_near(ref_xy[:, points], size, (kh, kw), radius)).permute(1, 0, 2)  # [P', N, Lk]
     mass = (rows * region).sum(dim=(1, 2))
     chance = region.sum(dim=(1, 2)).float() / (n_refs * kh * kw)

@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bench.cases import eye_color_error, image_tensor, make_case, marks_present, to_uint8
-from .bench.report import comparison_grid, write_png
-from .bench.synth import DEFAULT_WORLD_SEED, eval_embedder
-from .faces.identity import cosine_similarity
-from .files import atomic_write_text
-from .metrics.image import psnr, ssim
-from .model import InstantRestore
+from ..faces.identity import cosine_similarity
+from ..files import atomic_write_text
+from ..images import uint8_to_tensor
+from ..metrics.image import psnr, ssim
+from ..model import InstantRestore
+from .cases import eye_color_error, make_case, marks_present, to_uint8
+from .report import comparison_grid, write_png
+from .synth import DEFAULT_WORLD_SEED, eval_embedder
 
 # make_case also renders a second person (the benchmark's wrong references); the demo does not show it.
 _OTHER_OFFSET = 10_000
@@ -47,13 +48,13 @@ def run_demo(out: str | Path, model: InstantRestore, eval_network: nn.Module, id
     start = time.perf_counter()
     model.eval()
     case = make_case(world_seed, identity, identity + _OTHER_OFFSET, model.config.image_size, preset)
-    lq = image_tensor(case.lq).to(model.device)
+    lq = uint8_to_tensor(case.lq).to(model.device)
     reference_images = case.refs[:refs]
     blind = model(lq).image
-    with_refs = model(lq, references=image_tensor(reference_images).to(model.device)).image
+    with_refs = model(lq, references=uint8_to_tensor(reference_images).to(model.device)).image
     embed = eval_embedder(eval_network.eval()).embed
     images = {"degraded": case.lq, "blind": to_uint8(blind), "with references": to_uint8(with_refs)}
-    embeddings = embed(torch.cat([image_tensor(case.hq), image_tensor(case.lq), blind.float().cpu(),
+    embeddings = embed(torch.cat([uint8_to_tensor(case.hq), uint8_to_tensor(case.lq), blind.float().cpu(),
                                   with_refs.float().cpu()]))
     gt_emb = embeddings[0:1]
     measured = {name: _measure(images[name], case, embeddings[k:k + 1], gt_emb)

@@ -39,13 +39,12 @@ OVERRIDE_PARTS = ("idnet", "autoencoder", "prior", "instantrestore")
 
 
 def find_config(name: str) -> Path:
-    """A recipe YAML: the package's ``configs/`` if shipped there, else the source checkout's ``configs/``."""
-    here = Path(__file__).resolve()
-    for folder in (here.parents[1] / "configs", here.parents[3] / "configs"):
-        if (folder / name).is_file():
-            return folder / name
-    raise FileNotFoundError(f"recipe {name} not found in the package or in {here.parents[3] / 'configs'}; "
-                            "run from a source checkout of instantrestore")
+    """A recipe YAML shipped as package data in ``instantrestore/configs/`` (the repository's top-level
+    ``configs/`` links there), so an installed package finds it too."""
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {name} not found in {path.parent}")
+    return path
 
 
 def part_finished(out: Path, part: str) -> bool:

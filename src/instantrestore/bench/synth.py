@@ -19,9 +19,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..faces.identity import TorchEmbedder, cosine_similarity
+from ..images import uint8_to_tensor
 from ..metrics.image import psnr, ssim
 from ..model import InstantRestore
-from .cases import (MARK_THRESHOLD, SynthCase, attention_mass, eye_color_error, image_tensor, make_cases, marks_present,
+from .cases import (MARK_THRESHOLD, SynthCase, attention_mass, eye_color_error, make_cases, marks_present,
                     to_uint8)
 
 DEFAULT_WORLD_SEED = 1000  # never a training world (training uses small seeds; see pipeline.py)
@@ -138,7 +139,7 @@ def eval_embedder(network: nn.Module) -> TorchEmbedder:
 def _row_inputs(case: SynthCase, spec: RowSpec) -> torch.Tensor | None:
     if spec.refs == 0:
         return None
-    return image_tensor((case.wrong_refs if spec.wrong else case.refs)[:spec.refs])
+    return uint8_to_tensor((case.wrong_refs if spec.wrong else case.refs)[:spec.refs])
 
 
 @torch.inference_mode()
@@ -148,7 +149,7 @@ def _time_row(model: InstantRestore, cases: list[SynthCase], spec: RowSpec, imag
         return None
     kwargs = dict(adain=spec.adain, attention_mode=spec.attention_mode)
     device = model.device
-    inputs = [(image_tensor(c.lq).to(device), None if (r := _row_inputs(c, spec)) is None else r.to(device))
+    inputs = [(uint8_to_tensor(c.lq).to(device), None if (r := _row_inputs(c, spec)) is None else r.to(device))
               for c in cases[:images]]
     for _ in range(warmup):
         model(inputs[0][0], references=inputs[0][1], **kwargs)
@@ -174,8 +175,8 @@ def evaluate_synth(model: InstantRestore, eval_network: nn.Module, model_no_las:
     size = model.config.image_size
     cases = make_cases(world_seed, identities, size, preset, degrade_seed)
     embed = eval_embedder(eval_network.eval()).embed
-    gt_emb = embed(image_tensor(tuple(c.hq for c in cases)))
-    other_emb = embed(image_tensor(tuple(c.wrong_hq for c in cases)))
+    gt_emb = embed(uint8_to_tensor(tuple(c.hq for c in cases)))
+    other_emb = embed(uint8_to_tensor(tuple(c.wrong_hq for c in cases)))
     models = {"main": model, "no_las": model_no_las}
     grid: list[dict] = [{"degraded": c.lq, "ground truth": c.hq, "refs": c.refs, "wrong person's refs": c.wrong_refs}
                         for c in cases[:grid_identities]]
@@ -184,7 +185,7 @@ def evaluate_synth(model: InstantRestore, eval_network: nn.Module, model_no_las:
     sanity = {name: _Accumulator() for name in SANITY_ROWS}
     for name, pick in zip(SANITY_ROWS, (lambda c: c.lq, lambda c: c.refs[0], lambda c: c.hq)):
         images = [pick(c) for c in cases]
-        embs = embed(image_tensor(tuple(images)))
+        embs = embed(uint8_to_tensor(tuple(images)))
         for i, (case, image) in enumerate(zip(cases, images)):
             # A reference is another photo (pose, light): pixel metrics against the target would mislead.
             sanity[name].add_image(image, case, embs[i:i + 1], gt_emb[i:i + 1], other_emb[i:i + 1],
@@ -202,7 +203,7 @@ def evaluate_synth(model: InstantRestore, eval_network: nn.Module, model_no_las:
     accs = {spec.name: _Accumulator() for spec in active}
     with torch.inference_mode():
         for i, case in enumerate(tqdm(cases, desc="bench synth", unit="identity", disable=not progress)):
-            lq = image_tensor(case.lq)
+            lq = uint8_to_tensor(case.lq)
             encoded = {}  # (model, refs, wrong) -> ReferenceCache: rows that differ only in toggles share it
             for spec in active:
                 runner = models[spec.model]

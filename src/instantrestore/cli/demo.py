@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..assets import load_shipped_eval_network, load_shipped_model
-    from ..demo import run_demo, summary
+    from ..bench.demo import run_demo, summary
     from ..model import InstantRestore
 
     device = resolve_device(args.device)

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..degradations import DegradationPreset, get_preset, random_degrade
 from ..files import atomic_write_text, list_images
-from ..images import ImageError, load_image, save_image
+from ..images import ImageError, load_image, save_image, uint8_to_tensor
 from . import synthetic
 
 log = logging.getLogger(__name__)
@@ -163,12 +163,6 @@ def square_landmarks(points: np.ndarray, recorded: tuple[int, int], actual: tupl
 
 # ------------------------------------------------------------------ item assembly
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) RGB -> float32 [3, H, W] in [-1, 1]."""
-    # NumPy, not torch ops: cheaper per call inside data-loader workers
-    return torch.from_numpy(np.ascontiguousarray((img.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)))
-
-
 def pad_landmarks(points: np.ndarray | None, num_points: int) -> np.ndarray:
     """float32 [num_points, 2]: ``points`` truncated or NaN-padded; all NaN when None."""
     out = np.full((num_points, 2), np.nan, np.float32)
@@ -195,11 +189,11 @@ def make_item(hq: np.ndarray, lq: np.ndarray, refs: list[np.ndarray], landmarks_
     for k, (ref, lm) in enumerate(zip(refs, landmarks_refs)):
         ref_arr[k] = ref
         lm_refs[k] = pad_landmarks(lm, num_points)
-    ref_t = torch.from_numpy(np.ascontiguousarray(ref_arr.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0))
+    ref_t = uint8_to_tensor(ref_arr)
     ref_t[len(refs):] = 0.0
     mask = torch.zeros(refs_max, dtype=torch.bool)
     mask[: len(refs)] = True
-    return {"lq": to_tensor(lq), "hq": to_tensor(hq), "refs": ref_t, "ref_mask": mask,
+    return {"lq": uint8_to_tensor(lq)[0], "hq": uint8_to_tensor(hq)[0], "refs": ref_t, "ref_mask": mask,
             "landmarks_hq": torch.from_numpy(pad_landmarks(landmarks_hq, num_points)),
             "landmarks_refs": torch.from_numpy(lm_refs), "identity": identity, "index": int(index)}
 
@@ -356,6 +350,6 @@ def write_synthetic_identity_folders(out: str | os.PathLike, seed: int, identiti
 __all__ = [
     "IdentityRecord", "IdentityFolderDataset", "SyntheticIdentityDataset", "ImageError", "identity_images",
     "landmarks_path", "load_square", "make_item", "pad_landmarks", "read_landmarks", "sample_references",
-    "scan_identity_folders", "square_landmarks", "synthetic_identity_name", "to_tensor", "write_landmarks",
+    "scan_identity_folders", "square_landmarks", "synthetic_identity_name", "write_landmarks",
     "write_synthetic_identity_folders",
 ]

@@ -425,12 +425,3 @@ def _light(img: np.ndarray, ph: dict, size: int) -> np.ndarray:
     gains = (ph["gain"] * ph["cast"]).astype(np.float32)
     out = img.astype(np.float32) * ramp[..., None] * gains[None, None, :]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def __getattr__(name: str):
-    # The torch Dataset lives in datasets.py (it shares the item format); re-exported lazily
-    # so the renderer imports without torch and without a circular import.
-    if name == "SyntheticIdentityDataset":
-        from .datasets import SyntheticIdentityDataset
-        return SyntheticIdentityDataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

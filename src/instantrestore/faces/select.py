@@ -15,11 +15,11 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-import torch
 
-from ..metrics.landmarks import ALD_EYE, affine_landmark_distance
+from ..images import uint8_to_tensor
 from .detect import aligned_landmarks
 from .identity import DlibEmbedder, FaceEmbedder
+from .landmark_distance import ALD_EYE, affine_landmark_distance
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,6 @@ def sharpness(image: np.ndarray) -> float:
     return float(np.log10(1.0 + cv2.Laplacian(centre, cv2.CV_64F).var()))
 
 
-def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB arrays (S, S, 3) of one size -> float tensor [N, 3, S, S] in [-1, 1]."""
-    array = np.stack([np.asarray(i) for i in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def _normalise(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
     span = values.max() - values.min()
     if span <= 1e-12:
@@ -102,7 +96,7 @@ def select_references(
     if len(shapes) != 1:
         raise ValueError(f"input and candidates must be aligned crops of one size, got shapes {sorted(shapes)}")
     embedder = embedder or DlibEmbedder()
-    emb = embedder.embed(images_to_tensor([lq, *candidates]))
+    emb = embedder.embed(uint8_to_tensor([lq, *candidates]))
     identity = (emb[1:] @ emb[0]).numpy().astype(np.float64)
     lq_lm = aligned_landmarks(lq)
     cand_lm = [aligned_landmarks(c) for c in candidates]

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..images import uint8_to_tensor
 from .identity import DlibEmbedder, FaceEmbedder
-from .select import images_to_tensor
 
 MODES = ("off", "warn", "strict")
 
@@ -119,7 +119,7 @@ def verify_references(refs: Sequence[np.ndarray], names: Sequence[str], lq: np.n
     if not len(refs):
         raise ValueError("no references to verify")
     embedder = embedder or DlibEmbedder()
-    batch = images_to_tensor(list(refs) + ([lq] if lq is not None else []))
+    batch = uint8_to_tensor(list(refs) + ([lq] if lq is not None else []))
     emb = embedder.embed(batch)
     report = verify_embeddings(emb[:len(refs)], names, emb[len(refs)] if lq is not None else None,
                                embedder.threshold, lq_margin, embedder.name)

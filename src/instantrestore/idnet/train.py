@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..data.synthetic import IRIS_PALETTE, Identity, render, sample_identity
 from ..files import atomic_write_text
+from ..images import uint8_to_tensor
 from .networks import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
 
 METRICS_NAME = "metrics.json"
@@ -112,11 +113,6 @@ def render_faces(world_seed: int, identities: int, images_per_identity: int, inp
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), labels
 
 
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [B, 3, S, S] -> float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1.0
-
-
 def augment(images: torch.Tensor, shift_px: int, color_gain: float, generator: torch.Generator) -> torch.Tensor:
     """Mild photometric/geometric jitter of uint8 [B, 3, S, S] -> float32 [B, 3, S, S] in [-1, 1].
 
@@ -142,7 +138,7 @@ def embed_all(network: torch.nn.Module, images: torch.Tensor, batch_size: int = 
     """uint8 [N, 3, S, S] -> L2-normalised embeddings [N, D] (network in eval mode)."""
     was_training = network.training
     network.eval()
-    out = torch.cat([F.normalize(network(to_model_range(images[i:i + batch_size])), dim=-1)
+    out = torch.cat([F.normalize(network(uint8_to_tensor(images[i:i + batch_size].permute(0, 2, 3, 1))), dim=-1)
                      for i in range(0, len(images), batch_size)])
     network.train(was_training)
     return out

@@ -5,13 +5,13 @@ from .adversarial import (Discriminator, discriminator_adversarial_loss, frozen,
 from .config import LandmarkAttentionConfig, LossWeights, resolve_layers
 from .objective import RestorationLoss
 from .masked_face_lpips import FaceAlignmentConfig, MaskedFaceAlignmentLoss, landmark_heatmap_mask
-from .identity import IdentityLoss, crop_and_resize, identity_distance
+from .identity import IdentityLoss, identity_distance
 from .landmark_attention import ideal_attention, landmark_attention_loss, landmark_targets
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss, ms_ssim_settings
 
 __all__ = [
     "Discriminator", "FaceAlignmentConfig", "IdentityLoss", "LandmarkAttentionConfig", "LossUnavailable",
-    "LossWeights", "LPIPSLoss", "MaskedFaceAlignmentLoss", "MSSSIMLoss", "RestorationLoss", "crop_and_resize",
+    "LossWeights", "LPIPSLoss", "MaskedFaceAlignmentLoss", "MSSSIMLoss", "RestorationLoss",
     "discriminator_adversarial_loss", "frozen", "generator_adversarial_loss", "ideal_attention",
     "identity_distance", "l1_loss", "l2_loss", "landmark_attention_loss", "landmark_heatmap_mask",
     "landmark_targets", "ms_ssim_settings", "resolve_layers",

@@ -1,8 +1,9 @@
 """Identity losses: paper eq. 1 (L_ID = 1 - <R(I_high), R(I_rest)>) and seed 003 eq. 3 (hard-example ID).
 
 R is any frozen ``nn.Module`` mapping [B, 3, S, S] in [-1, 1] to [B, D] embeddings, with an int
-attribute ``input_size`` (S) and an optional ``crop`` (l, t, r, b fractions of the aligned face
-cut before resizing to S). Gradients flow through R to the restored image, never into R.
+attribute ``input_size`` (S) and an optional ``crop`` (x0, y0, x1, y1 fractions of the aligned face
+cut before resizing to S; shrinking is bilinear with antialiasing, ``images.crop_and_resize``).
+Gradients flow through R to the restored image, never into R.
 """
 from __future__ import annotations
 
@@ -10,22 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def crop_and_resize(images: torch.Tensor, crop: tuple[float, float, float, float] | None, size: int) -> torch.Tensor:
-    """Differentiable crop by fractions (l, t, r, b of the side) then resize to size x size.
-
-    images: [B, 3, H, W] -> [B, 3, size, size]; bilinear with antialiasing when shrinking.
-    """
-    _, _, h, w = images.shape
-    if crop is not None:
-        left, top, right, bottom = crop
-        if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
-            raise ValueError(f"crop fractions must satisfy 0 <= l < r <= 1 and 0 <= t < b <= 1, got {crop}")
-        images = images[:, :, round(top * h):round(bottom * h), round(left * w):round(right * w)]
-    if images.shape[-2:] != (size, size):
-        shrink = images.shape[-1] > size or images.shape[-2] > size
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-    return images
+from ..images import crop_and_resize
 
 
 def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,7 +54,7 @@ class IdentityLoss(nn.Module):
         """[B, 3, H, W] in [-1, 1] -> [B, D] embeddings (not necessarily unit length)."""
         param = next(self.network.parameters(), None)
         dtype = param.dtype if param is not None else images.dtype
-        return self.network(crop_and_resize(images, self.crop, self.input_size).to(dtype))
+        return self.network(crop_and_resize(images, self.crop, self.input_size, shrink="antialias").to(dtype))
 
     def _reference_term(self, restored_embedding: torch.Tensor, refs: torch.Tensor,
                         ref_mask: torch.Tensor | None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Landmark attention supervision (LAS, paper sec. 3.4, eq. 7): L_LAS = || A_ideal - A_rest ||_2^2.
 
-Coordinates. Landmarks are pixel (x, y) with pixel centres at integers (this repo's convention:
-pixel i covers [i - 0.5, i + 0.5]); NaN marks a missing point. A layer grid of h x w tokens over an
+Coordinates (``instantrestore.token_grid``). Landmarks are pixel (x, y) with pixel centres at
+integers (this repo's convention: pixel i covers [i - 0.5, i + 0.5), so an image spans the half-open
+[-0.5, W - 0.5) x [-0.5, H - 0.5)); NaN marks a missing point. A layer grid of h x w tokens over an
 H x W image gives s = H / h pixels per token, and token (row i, col j) is centred on pixel
 (j * s + (s - 1) / 2, i * s + (s - 1) / 2); in token units a landmark sits at
 ((x + 0.5) / s - 0.5, (y + 0.5) / s - 0.5). All distances below are in tokens of the grid at hand.
@@ -33,21 +34,9 @@ from collections.abc import Sequence
 import torch
 
 from ..attention import CapturedAttention
+from ..token_grid import inside_image, token_coords
 
 LAS_FORMS = ("mse", "ce")
-
-
-def _token_coords(landmarks: torch.Tensor, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Pixel (x, y) [..., 2] -> token (col, row) [..., 2] on a grid over an image of image_hw."""
-    scale = landmarks.new_tensor([grid_hw[1] / image_hw[1], grid_hw[0] / image_hw[0]])
-    return (landmarks + 0.5) * scale - 0.5
-
-
-def _inside(landmarks: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """[..., 2] pixel (x, y) -> [...] bool: finite and within the image's pixel area."""
-    x, y = landmarks[..., 0], landmarks[..., 1]
-    return (torch.isfinite(landmarks).all(dim=-1) & (x >= -0.5) & (x <= image_hw[1] - 0.5)
-            & (y >= -0.5) & (y <= image_hw[0] - 0.5))
 
 
 def _grid_centres(grid_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -93,13 +82,13 @@ def landmark_targets(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor
     real = (torch.ones(batch, n_refs, dtype=torch.bool, device=device) if ref_mask is None
             else ref_mask.to(device=device, dtype=torch.bool))
 
-    ref_ok = _inside(refs, ref_image_hw) & real[:, :, None]                     # [B, N, P]
-    eligible = (_inside(target, image_hw) & ref_ok.any(dim=1)
+    ref_ok = inside_image(refs, ref_image_hw) & real[:, :, None]                # [B, N, P]
+    eligible = (inside_image(target, image_hw) & ref_ok.any(dim=1)
                 & _point_subset(num_points, points, device)[None])              # [B, P]
 
     # Each query's nearest eligible target landmark, if within the radius.
     queries = _grid_centres(query_hw, device)                                   # [Lq, 2]
-    target_tok = torch.nan_to_num(_token_coords(target, image_hw, query_hw))    # [B, P, 2]
+    target_tok = torch.nan_to_num(token_coords(target, image_hw, query_hw))     # [B, P, 2]
     dist = torch.cdist(queries[None].expand(batch, -1, -1), target_tok,
                        compute_mode="donot_use_mm_for_euclid_dist")            # [B, Lq, P], exact
     dist = dist.masked_fill(~eligible[:, None, :], float("inf"))
@@ -109,7 +98,7 @@ def landmark_targets(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor
     # One normalised Gaussian per (sample, landmark, reference), in log space so landmarks near
     # the border never underflow; then an equal share per usable reference.
     keys = _grid_centres(key_hw, device)                                        # [Lk, 2]
-    ref_tok = torch.nan_to_num(_token_coords(refs, ref_image_hw, key_hw))       # [B, N, P, 2]
+    ref_tok = torch.nan_to_num(token_coords(refs, ref_image_hw, key_hw))        # [B, N, P, 2]
     sq = ((keys[None, None, None] - ref_tok[..., None, :]) ** 2).sum(-1)        # [B, N, P, Lk]
     gauss = torch.softmax(-sq / (2.0 * sigma**2), dim=-1)
     share = ref_ok.float() / ref_ok.sum(dim=1, keepdim=True).clamp(min=1)       # [B, N, P]

@@ -5,14 +5,12 @@ and return a scalar averaged over the batch; identical images give 0.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# torchvision file names of the LPIPS backbones (looked up in ``torch.hub.get_dir()/checkpoints``).
-LPIPS_BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+from ..lpips_net import LPIPSUnavailable, load_lpips
+
 # Wang et al.'s MS-SSIM scale weights (finest first) and pytorch-msssim's default window.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_WINDOW = 11
@@ -32,30 +30,19 @@ class LPIPSLoss(nn.Module):
     """LPIPS (eq. 1, weight 5 in the paper): the ``lpips`` package's differentiable distance.
 
     The lpips network is frozen (its parameters never train); gradients flow to the images.
-    It needs ``pip install lpips`` with a torchvision matching torch, and the torchvision
-    backbone weights in ``torch.hub.get_dir()/checkpoints`` (lpips would otherwise download
-    them). Both are checked here, before anything is downloaded, and a missing piece raises
-    :class:`LossUnavailable` saying how to provide it or to set the lpips weight to 0.
+    The network comes from :func:`instantrestore.lpips_net.load_lpips` (no download); a missing
+    package or backbone file raises :class:`LossUnavailable` saying how to provide it or to set
+    the lpips weight to 0.
     """
 
     def __init__(self, net: str = "vgg"):
         super().__init__()
-        if net not in LPIPS_BACKBONE_FILES:
-            raise ValueError(f"LPIPS net must be one of {sorted(LPIPS_BACKBONE_FILES)}, not {net!r}")
-        how = "or train without it: LossWeights(lpips=0.0)"
         try:
-            import lpips
-        except Exception as exc:  # a torchvision not matching torch fails with non-ImportErrors too
-            raise LossUnavailable(
-                f"the LPIPS loss needs the lpips package, which cannot be imported ({type(exc).__name__}: {exc}); "
-                f"install it with `pip install lpips` and a torchvision matching this torch, {how}") from exc
-        weights = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
-        if not weights.is_file():
-            raise LossUnavailable(
-                f"the LPIPS loss needs the torchvision {net} weights at {weights}; copy "
-                f"{LPIPS_BACKBONE_FILES[net]} there (or point TORCH_HOME at a folder holding hub/checkpoints/), {how}")
+            self.net = load_lpips(net)
+        except LPIPSUnavailable as exc:
+            raise LossUnavailable(f"the LPIPS loss cannot be built: {exc}; or train without it: "
+                                  "LossWeights(lpips=0.0)") from exc
         self.net_name = net
-        self.net = lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> "LPIPSLoss":
         super().train(mode)

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..faces.landmark_distance import ald_eye, ald_mouth, l2_landmark_distance
 from ..files import atomic_path, atomic_write_text, list_images
-from ..images import ImageError, load_image
+from ..images import ImageError, load_image, uint8_to_tensor
 from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
-from .landmarks import ald_eye, ald_mouth, l2_landmark_distance
 
 # name -> (table header, higher is better)
 METRICS = {
@@ -85,10 +85,6 @@ def find_references(refs_dir: Path | None, stem: str) -> list[Path]:
     return list_images(own) if own.is_dir() else list_images(refs_dir)
 
 
-def _tensor(image) -> torch.Tensor:
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-
-
 def _stats(values: list[float]) -> dict:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -147,13 +143,13 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
                                                      f"ground truth {gt.shape[1]}x{gt.shape[0]}"})
             continue
         row: dict = {"name": stem, "pred": pred_path.name, "gt": gt_path.name}
-        p, g = _tensor(pred), _tensor(gt)
+        p, g = uint8_to_tensor(pred), uint8_to_tensor(gt)
         try:
             for name, fn in pixel_metrics.items():
                 row[name] = float(fn(p, g)[0])
             if "ids" in active or "ids_ref" in active:
                 refs = find_references(refs_dir, stem) if "ids_ref" in active else []
-                batch = [p, g] + ([_tensor(load_image(refs[0]))] if refs else [])
+                batch = [p, g] + ([uint8_to_tensor(np.asarray(load_image(refs[0])))] if refs else [])
                 sizes = {tuple(t.shape[-2:]) for t in batch}
                 if len(sizes) > 1:  # embedders take one size per batch
                     batch = [torch.nn.functional.interpolate(t, size=p.shape[-2:], mode="area") for t in batch]

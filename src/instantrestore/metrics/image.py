@@ -10,11 +10,11 @@ BT.601 luma Y in [16, 235] instead (``skimage.color.rgb2ycbcr``), as BasicSR-sty
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..lpips_net import LPIPSUnavailable, load_lpips
 
 
 class MetricUnavailable(RuntimeError):
@@ -93,33 +93,20 @@ def ms_ssim(pred, gt) -> torch.Tensor:
     return _ms_ssim(p.float(), g.float(), data_range=255, size_average=False).double()
 
 
-_LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
-
-
 class LPIPS:
     """LPIPS distance (the ``lpips`` package) per image -> [B]; lower is more similar.
 
-    Never downloads: the torchvision backbone weights must already be in
-    ``$TORCH_HOME/hub/checkpoints`` (``torch.hub.get_dir()``); otherwise ``MetricUnavailable``
-    says which file to put there.
+    Never downloads (see :func:`instantrestore.lpips_net.load_lpips`): a missing package or
+    backbone file raises ``MetricUnavailable`` saying what to install or copy where.
     """
 
     def __init__(self, net: str = "alex", device: str | torch.device = "cpu"):
-        if net not in _LPIPS_BACKBONES:
-            raise ValueError(f"LPIPS net must be one of {sorted(_LPIPS_BACKBONES)}, not {net!r}")
         try:
-            import lpips
-        except Exception as exc:  # torchvision that does not match torch fails with non-ImportErrors too
-            raise MetricUnavailable(
-                f"the lpips package cannot be imported ({type(exc).__name__}: {exc}); "
-                "install lpips and a torchvision matching this torch") from exc
-        weights = Path(torch.hub.get_dir()) / "checkpoints" / _LPIPS_BACKBONES[net]
-        if not weights.is_file():
-            raise MetricUnavailable(
-                f"LPIPS backbone weights {weights} are missing; copy {_LPIPS_BACKBONES[net]} there "
-                "(or set TORCH_HOME) on a machine without internet")
+            model = load_lpips(net)
+        except LPIPSUnavailable as exc:
+            raise MetricUnavailable(str(exc)) from exc
         self.device = torch.device(device)
-        self.model = lpips.LPIPS(net=net, verbose=False).to(self.device).eval()
+        self.model = model.to(self.device)
 
     @torch.no_grad()
     def __call__(self, pred, gt) -> torch.Tensor:
