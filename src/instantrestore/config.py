@@ -209,11 +209,12 @@ OFFICIAL_VAE_LORA_TARGETS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv
 def official_config(unet_lora_rank: int = 32, vae_lora_rank: int = 32, adain: bool = True,
                     attention_mode: AttentionMode = "refs_only", **overrides: Any) -> ModelConfig:
     """The ``official`` profile: the released model's architecture and inference, exactly."""
-    return backbone_config(
-        "sd-turbo", profile="official", vae={**SD_TURBO_VAE, "sample_size": 256}, base_vae=OFFICIAL_BASE_VAE,
+    fields: dict[str, Any] = dict(
+        profile="official", vae={**SD_TURBO_VAE, "sample_size": 256}, base_vae=OFFICIAL_BASE_VAE,
         timestep=249, reference_timestep=1, latent_sampling="sample", inference_noise=True, reference_noise=True,
         freeu=dict(OFFICIAL_FREEU), adain=adain, adain_std="unbiased", attention_mode=attention_mode,
         missing_references="zeros", unet_lora_rank=unet_lora_rank, unet_lora_alpha=unet_lora_rank // 2,
         vae_lora_rank=vae_lora_rank, vae_lora_alpha=vae_lora_rank // 2,
         unet_lora_targets=OFFICIAL_UNET_LORA_TARGETS, unet_full_modules=("conv_in",),
-        vae_lora_targets=OFFICIAL_VAE_LORA_TARGETS, vae_full_modules=(), **overrides)
+        vae_lora_targets=OFFICIAL_VAE_LORA_TARGETS, vae_full_modules=())
+    return backbone_config("sd-turbo", **{**fields, **overrides})

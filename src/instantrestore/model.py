@@ -80,6 +80,15 @@ class InstantRestore(nn.Module):
         """
         return model_io.load_pretrained(cls, path, trust_pickle, base_model, device, dtype)
 
+    @classmethod
+    def from_official(cls, path: str | os.PathLike, **kwargs) -> "InstantRestore":
+        """One of the authors' released files (``final_model_ckpt.pt`` and the ablations, or a
+        ``save_model`` adapter file), in the ``official`` profile that reproduces their inference;
+        ``hf://owner/repo/file`` is downloaded first. Keywords: see :func:`instantrestore.official.load_official`."""
+        from .official import load_official, resolve_checkpoint
+
+        return load_official(cls, resolve_checkpoint(str(path)), **kwargs)
+
     def save_pretrained(self, directory: str | os.PathLike, include_base: bool | None = None) -> None:
         """Write config.json + adapters.safetensors (+ base.safetensors when the base weights
         cannot be fetched from ``config.base_model``, e.g. the tiny backbone)."""

@@ -125,8 +125,10 @@ def _plain_config(config) -> dict:
 
 
 def build_from_base(cls: type[InstantRestore], base_model: str, vae: str | None = None, prompt: str | None = None,
-                    trust_pickle: bool = False, **overrides) -> InstantRestore:
-    """Fresh adapters over pretrained base weights (a hub id or a local diffusers directory)."""
+                    trust_pickle: bool = False, prompt_embeds: torch.Tensor | None = None,
+                    **overrides) -> InstantRestore:
+    """Fresh adapters over pretrained base weights (a hub id or a local diffusers directory). The
+    prompt is embedded by the base's text encoder unless ``prompt_embeds`` [1, 77, D] is given."""
     safetensors_only = not trust_pickle
     unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=safetensors_only)
     if vae is None:
@@ -143,8 +145,9 @@ def build_from_base(cls: type[InstantRestore], base_model: str, vae: str | None 
     if prompt is not None:
         cfg = cfg.replace(prompt=prompt)
     cfg = cfg.replace(**overrides)
-    embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle)
-    return cls(cfg, unet, vae_model, embeds)
+    if prompt_embeds is None:
+        prompt_embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle)
+    return cls(cfg, unet, vae_model, prompt_embeds)
 
 
 def build_with_base_of(cls: type[InstantRestore], path: str | os.PathLike, seed: int = 0, trust_pickle: bool = False,
@@ -185,16 +188,22 @@ def load_pretrained(cls: type[InstantRestore], path: str | os.PathLike, trust_pi
     return model.to(device=device, dtype=dtype).eval()
 
 
-def save_pretrained(model: InstantRestore, directory: str | os.PathLike, include_base: bool | None = None) -> None:
+def save_pretrained(model: InstantRestore, directory: str | os.PathLike, include_base: bool | None = None,
+                    dtype: torch.dtype | None = None) -> None:
     """Write config.json + adapters.safetensors (+ base.safetensors when the base weights cannot be
-    fetched from ``config.base_model``, e.g. the tiny backbone)."""
+    fetched from ``config.base_model``, e.g. the tiny backbone). ``dtype``: store floating tensors in
+    this precision (e.g. bfloat16 for weights that came from a bf16 checkpoint: exact, half the size)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if include_base is None:
         include_base = model.config.base_model is None
-    save_tensors(adapter_state_dict(model), directory / ADAPTERS_NAME, metadata=FORMAT_METADATA)
+    cast = (lambda state: state) if dtype is None else (  # noqa: E731
+        # The prompt embedding is computed here in fp32, not read from the checkpoint: kept as is.
+        lambda state: {k: v.to(dtype) if v.is_floating_point() and k != "prompt_embeds" else v
+                       for k, v in state.items()})
+    save_tensors(cast(adapter_state_dict(model)), directory / ADAPTERS_NAME, metadata=FORMAT_METADATA)
     if include_base:
-        save_tensors(base_state_dict(model), directory / BASE_NAME, metadata=FORMAT_METADATA)
+        save_tensors(cast(base_state_dict(model)), directory / BASE_NAME, metadata=FORMAT_METADATA)
     write_config(directory, model.config.to_json())
 
 

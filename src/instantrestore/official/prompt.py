@@ -1,0 +1,46 @@
+"""The fixed prompt's embedding, computed as the authors' code does: once, by SD-Turbo's CLIP
+text encoder, in fp32 (their generator and reference UNets are conditioned on nothing else)."""
+from __future__ import annotations
+
+import torch
+
+from .. import model_io
+from ..config import DEFAULT_PROMPT
+
+# SD-Turbo's tokenizer (OpenCLIP's BPE; padded with "!" = 0 to 77) on DEFAULT_PROMPT, computed
+# once with open_clip's SimpleTokenizer, so a checkpoint's own text encoder can embed it offline.
+PROMPT_TOKEN_IDS = ([49406, 320, 1400, 268, 3027, 1125, 539, 320, 2533, 282, 4774, 267, 279, 330, 49407]
+                    + [0] * 62)
+
+
+def _text_encoder_from_state(state: dict[str, torch.Tensor]):
+    """A CLIPTextModel shaped by its own tensors (SD-Turbo's: 1024 wide, 23 layers, 16 heads)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    prefix = "text_model."
+    layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith(prefix + "encoder.layers."))
+    hidden = state[prefix + "embeddings.token_embedding.weight"].shape[1]
+    config = CLIPTextConfig(
+        vocab_size=state[prefix + "embeddings.token_embedding.weight"].shape[0], hidden_size=hidden,
+        intermediate_size=state[prefix + "encoder.layers.0.mlp.fc1.weight"].shape[0], num_hidden_layers=layers,
+        num_attention_heads=hidden // 64, max_position_embeddings=state[prefix + "embeddings.position_embedding.weight"].shape[0],
+        hidden_act="gelu", projection_dim=hidden)
+    model = CLIPTextModel(config)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return model.eval()
+
+
+def prompt_embedding(source: str | None, prompt: str = DEFAULT_PROMPT,
+                     checkpoint_text_encoder: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """[1, 77, D]: from ``source`` (a diffusers base, hub id or directory, with tokenizer/ and
+    text_encoder/), else from a checkpoint's own text-encoder tensors with the stored token ids."""
+    if source is not None:
+        return model_io.encode_prompt(source, prompt)
+    if not checkpoint_text_encoder:
+        raise ValueError("no text encoder to embed the prompt: pass text_encoder= (e.g. stabilityai/sd-turbo) "
+                         "or prompt_embeds=")
+    if prompt != DEFAULT_PROMPT:
+        raise ValueError(f"token ids are stored for the default prompt only; embed {prompt!r} with text_encoder=")
+    encoder = _text_encoder_from_state(checkpoint_text_encoder)
+    with torch.no_grad():
+        return encoder(torch.tensor([PROMPT_TOKEN_IDS]))[0].float()
