@@ -11,6 +11,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.restore",
+    "instantrestore.cli.official",
     "instantrestore.cli.data",
     "instantrestore.cli.faces",
     "instantrestore.cli.evaluate",

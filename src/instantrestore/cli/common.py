@@ -11,8 +11,10 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--checkpoint", metavar="DIR_OR_HUB_ID",
-                       help="trained checkpoint directory (config.json + safetensors), or a diffusers base model "
-                            "(local directory or hub id, e.g. stabilityai/sd-turbo) to start fresh adapters on")
+                       help="trained checkpoint directory (config.json + safetensors); an official InstantRestore "
+                            "file (.pt, or hf://hwdz15508/InstantRestore/final_model_ckpt.pt to download it; see "
+                            "convert-official); or a diffusers base model (local directory or hub id, e.g. "
+                            "stabilityai/sd-turbo) to start fresh adapters on")
     group.add_argument("--backbone", choices=["tiny", "sd-turbo"], default=None,
                        help="with no --checkpoint: build this architecture with RANDOM weights (a smoke test; "
                             "the output is not a restoration)")
@@ -36,7 +38,13 @@ def load_model(args: argparse.Namespace):
 
     device, dtype = resolve_device(args.device), DTYPES[args.dtype]
     if args.checkpoint:
-        return InstantRestore.from_pretrained(args.checkpoint, trust_pickle=args.trust_pickle, device=device, dtype=dtype)
+        from ..official import HF_PREFIX, resolve_checkpoint
+
+        path = resolve_checkpoint(args.checkpoint)
+        if args.checkpoint.startswith(HF_PREFIX) or (path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".pkl")):
+            # The authors' files are pickles of tensors only: read with weights_only, never --trust-pickle.
+            return InstantRestore.from_official(path, device=device, dtype=dtype)
+        return InstantRestore.from_pretrained(path, trust_pickle=args.trust_pickle, device=device, dtype=dtype)
     if args.backbone:
         return InstantRestore.from_config(args.backbone, seed=args.seed).to(device=device, dtype=dtype).eval()
     raise ValueError("no model chosen: pass --checkpoint DIR (a trained model) or --backbone tiny|sd-turbo "
