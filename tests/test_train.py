@@ -93,8 +93,8 @@ def test_autoencoder_stage_trains_only_the_vae_and_fits_a_unit_latent_scale(tmp_
     scale = model.config.vae["scaling_factor"]
     assert scale != start.config.vae["scaling_factor"]
     # the scale was fitted on training photos: their latents come out with unit RMS
-    from instantrestore.train.trainer import _scale_batch
-    images = _scale_batch(*build.build_dataset(config)[:2])
+    from instantrestore.train.stages import scale_batch
+    images = scale_batch(*build.build_dataset(config)[:2])
     with torch.no_grad():
         rms = float(model.encode_latents(images).pow(2).mean().sqrt())
     assert rms == pytest.approx(1.0, rel=1e-3)
@@ -109,13 +109,33 @@ def test_prior_with_frozen_vae_trains_only_the_unet(tmp_path):
     assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
 
 
-def test_freeze_vae_in_stage2_trains_only_the_unet_lora(tmp_path):
+# What each registered stage trains, as (module, adapter) groups of the model's parameters.
+# A new stage adds its rows here.
+TRAINED_GROUPS = {
+    ("autoencoder", False): {("vae", False)},
+    ("prior", False): {("unet", False), ("vae", False)},
+    ("prior", True): {("unet", False)},
+    ("instantrestore", False): {("unet", True), ("vae", True)},
+    ("instantrestore", True): {("unet", True)},  # freeze_vae: the UNet's LoRA only
+}
+
+
+def test_every_stage_trains_exactly_its_groups(tmp_path):
+    from instantrestore.adapters import is_adapter_param
+    from instantrestore.train.stages import STAGES, stage_for
+
+    assert {name for name, _ in TRAINED_GROUPS} == set(STAGES)
+    assert all(cls.name == name for name, cls in STAGES.items())
     model = build.build_model(tiny_config(tmp_path))
-    params = build.set_trainable(model, "instantrestore", freeze_vae=True)
-    vae = {id(p) for p in model.vae.parameters()}
-    assert params and not any(id(p) in vae for p in params)
-    names = [n for n, p in model.unet.named_parameters() if p.requires_grad]
-    assert names and all("lora_" in n for n in names)
+    for (name, freeze_vae), groups in TRAINED_GROUPS.items():  # one model: each stage must reset every flag
+        params = stage_for(name).set_trainable(model, freeze_vae=freeze_vae)
+        on = {n for n, p in model.named_parameters() if p.requires_grad}
+        trained = {(n.split(".")[0], is_adapter_param(n)) for n in on}
+        assert trained == groups, (name, freeze_vae)
+        # every parameter of a trained group trains, and the optimiser gets exactly those, once
+        assert on == {n for n, _ in model.named_parameters() if (n.split(".")[0], is_adapter_param(n)) in groups}
+        assert len({id(p) for p in params}) == len(params) == len(on)
+        assert {id(p) for p in params} == {id(p) for p in model.parameters() if p.requires_grad}
     with pytest.raises(ValueError, match="trains only the VAE"):
         TrainConfig.from_dict({"stage": "autoencoder", "freeze_vae": True, "loss.landmark_attention": 0})
 

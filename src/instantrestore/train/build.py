@@ -1,11 +1,10 @@
-"""What a run is made of, built from a :class:`TrainConfig`: generator, trainable set, loss
-networks, datasets and the fixed validation batch."""
+"""What a run is made of, built from a :class:`TrainConfig`: generator, loss networks, datasets
+and the fixed validation batch (the trainable set is the stage's: :mod:`.stages`)."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -13,6 +12,7 @@ from .. import model_io
 from ..model import InstantRestore
 from .config import TrainConfig
 from .sampling import collate
+from .stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -36,46 +36,11 @@ def build_model(config: TrainConfig) -> InstantRestore:
                                            trust_pickle=config.trust_pickle, **overrides)
     if config.base_model is not None:
         return InstantRestore.from_base(config.base_model, trust_pickle=config.trust_pickle, **overrides)
-    if config.stage == "instantrestore":
+    if STAGES[config.stage].needs_trained_base:
         log.warning("no init_from / base_model: stage 2 starts from a RANDOM %s base (fine for tests; a real "
                     "run needs a prior, e.g. init_from=<stage-1 out>/final or base_model=stabilityai/sd-turbo)",
                     config.backbone)
     return InstantRestore.from_config(config.backbone, seed=config.model_seed, **overrides)
-
-
-def set_trainable(model: InstantRestore, stage: str, freeze_vae: bool = False) -> list[nn.Parameter]:
-    """Switch gradients on for exactly the stage's parameters and return them.
-
-    autoencoder: the base VAE; prior: the base UNet, and the base VAE unless ``freeze_vae``
-    (adapters frozen - they are switched off in these stages anyway); instantrestore: LoRA + VAE
-    conv_in copy (``model.trainable_parameters()``), base frozen; with ``freeze_vae`` the UNet's LoRA only.
-    """
-    vae = {id(p) for p in model.vae.parameters()}
-
-    def trains(p: nn.Parameter, adapter: bool) -> bool:
-        if stage == "autoencoder":
-            return id(p) in vae and not adapter
-        if freeze_vae and id(p) in vae:
-            return False
-        return adapter == (stage == "instantrestore")  # stage 2 trains the adapters, stages 0-1 the base
-
-    base = model_io.base_parameters(model)
-    for p in base:
-        p.requires_grad_(trains(p, adapter=False))
-    for p in model.adapter_state_dict().values():
-        if isinstance(p, nn.Parameter):
-            p.requires_grad_(trains(p, adapter=True))
-    params = model.trainable_parameters() if stage == "instantrestore" else [p for p in base if p.requires_grad]
-    if not params:
-        raise ValueError(f"stage {stage!r}: no trainable parameters")
-    return params
-
-
-def sync_adapter_init(model: InstantRestore) -> None:
-    """After stage 1: make the VAE conv_in copy equal the trained base conv_in again, so the saved
-    model's adapters are 'fresh' (as ``from_pretrained`` of the prior would initialise them)."""
-    with torch.no_grad():
-        model.load_base_state({k: v.detach().clone() for k, v in model.base_state_dict().items()})
 
 
 # ------------------------------------------------------------------ loss networks

@@ -17,9 +17,8 @@ import yaml
 
 from ..losses import LandmarkAttentionConfig, LossWeights
 from .schedule import LR_SCHEDULES
+from .stages import STAGES
 
-STAGES = ("autoencoder", "prior", "instantrestore")
-BASE_STAGES = ("autoencoder", "prior")  # the tiny recipe's stages 0-1: base weights train, adapters off, no references
 BACKBONES = ("tiny", "sd-turbo")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NESTED = {"loss": LossWeights, "landmark_attention": LandmarkAttentionConfig}
@@ -33,7 +32,8 @@ class TrainConfig:
     clean photos, then its latent scale is fitted: SD's pretrained VAE's stand-in); ``prior`` =
     stage 1 (blind one-step restorer, base UNet trained in full - and the VAE too unless
     ``freeze_vae`` - adapters off, no references); ``instantrestore`` = the paper's stage (frozen
-    base, LoRA + VAE conv_in trained, shared attention over per-sample references).
+    base, LoRA + VAE conv_in trained, shared attention over per-sample references). Each is a
+    class in :mod:`.stages` (registry ``STAGES``), which also checks the config against it.
     Model source, first match wins: ``init_from`` (an instantrestore model dir, e.g. a stage-1
     ``final/``: its base weights, fresh adapters), ``base_model`` (diffusers dir or hub id, e.g.
     ``stabilityai/sd-turbo``), else random ``backbone`` weights from ``model_seed``.
@@ -104,7 +104,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"train config: {message}")
 
-        need(self.stage in STAGES, f"stage must be one of {STAGES}, got {self.stage!r}")
+        need(self.stage in STAGES, f"stage must be one of {tuple(STAGES)}, got {self.stage!r}")
         need(self.backbone in BACKBONES, f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         need(self.mixed_precision in MIXED_PRECISION,
              f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
@@ -119,10 +119,8 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         need(0 <= self.lr_warmup_steps < self.steps, f"lr_warmup_steps must be in [0, steps), got {self.lr_warmup_steps}")
         need(0.0 <= self.lr_final_ratio <= 1.0, f"lr_final_ratio must be in [0, 1], got {self.lr_final_ratio}")
-        if self.stage in BASE_STAGES:
-            need(self.loss.landmark_attention == 0,
-                 f"stage {self.stage!r} is blind (no references), so loss.landmark_attention must be 0")
-        need(not self.freeze_vae or self.stage != "autoencoder", "freeze_vae: stage 'autoencoder' trains only the VAE")
+        for problem in STAGES[self.stage].config_problems(self):
+            need(False, problem)
         if self.train_timesteps is not None:
             object.__setattr__(self, "train_timesteps", tuple(int(t) for t in self.train_timesteps))
 

@@ -5,6 +5,7 @@ plus ``training_state/``: optimiser states as safetensors + JSON (no pickle), th
 weights, ``trainer.json`` (step, data position, grad-scaler state) and one RNG file per process.
 A checkpoint is written into ``.tmp-step_XXXXXXX`` and renamed into place once complete, so a
 killed run never leaves a half checkpoint; only the newest ``keep`` are kept.
+:func:`save_checkpoint` and :func:`load_checkpoint` write and restore all of it for a run.
 """
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..files import atomic_write_text
+from ..tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, save_tensors
+
+if TYPE_CHECKING:
+    from .trainer import Run
 
 log = logging.getLogger(__name__)
+TRAIN_STATE_FORMAT = "instantrestore-train/1"
 STATE_DIR = "training_state"
 TRAINER_JSON = "trainer.json"
 STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -149,3 +155,59 @@ def finish_checkpoint(root: Path, step: int, trainer_state: dict[str, Any], keep
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_DIR / TRAINER_JSON).read_text())
+
+
+# ------------------------------------------------------------------ a run's checkpoint
+def save_checkpoint(run: Run, step: int, samples_per_step: int) -> Path | None:
+    """Every process calls this; the main one writes model + optimisers, each its RNG state."""
+    acc, root = run.accelerator, run.config.out_dir / "checkpoints"
+    if acc.is_main_process:
+        tmp = begin_checkpoint(root, step)
+        run.stage.save(run.model, tmp)
+        target = tmp / STATE_DIR
+        optimizer_to_files(run.optimizer, target, "optimizer")
+        if run.discriminator is not None:
+            save_tensors(run.discriminator.state_dict(), target / "discriminator.safetensors")
+            optimizer_to_files(run.disc_optimizer, target, "disc_optimizer")
+    acc.wait_for_everyone()
+    rng_to_file(temp_dir(root, step) / STATE_DIR / f"rng_rank{acc.process_index}.safetensors")
+    acc.wait_for_everyone()
+    final = None
+    if acc.is_main_process:
+        scaler = getattr(acc, "scaler", None)
+        info = {"format": TRAIN_STATE_FORMAT, "step": step, "samples_seen": step * samples_per_step,
+                "world_size": acc.num_processes, "batch_size": run.config.batch_size,
+                "grad_accum": run.config.grad_accum, "seed": run.config.seed,
+                "scaler": scaler.state_dict() if scaler is not None else None}
+        final = finish_checkpoint(root, step, info, keep=run.config.keep_checkpoints)
+    acc.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(run: Run, checkpoint: Path) -> int:
+    """Restore model, optimisers (their rates too: the caller sets the configured ones after),
+    discriminator, grad scaler and this process's RNG states; returns the step."""
+    acc, cfg = run.accelerator, run.config
+    info = read_trainer_state(checkpoint)
+    same = {k: (info.get(k), v) for k, v in (("world_size", acc.num_processes), ("batch_size", cfg.batch_size),
+                                             ("grad_accum", cfg.grad_accum), ("seed", cfg.seed))}
+    changed = {k: pair for k, pair in same.items() if pair[0] != pair[1]}
+    if changed:
+        log.warning("resuming %s with %s changed (saved, now): the data order will differ from an "
+                    "uninterrupted run", checkpoint, changed)
+    device = acc.device
+    if (checkpoint / BASE_NAME).is_file():
+        run.model.load_base_state({k: v.to(device) for k, v in load_tensors(checkpoint / BASE_NAME).items()})
+    run.model.load_adapter_state({k: v.to(device) for k, v in load_tensors(checkpoint / ADAPTERS_NAME).items()})
+    target = checkpoint / STATE_DIR
+    optimizer_from_files(run.optimizer, target, "optimizer")
+    if run.discriminator is not None:
+        run.discriminator.load_state_dict(load_tensors(target / "discriminator.safetensors", device=str(device)))
+        optimizer_from_files(run.disc_optimizer, target, "disc_optimizer")
+    scaler = getattr(acc, "scaler", None)
+    if scaler is not None and info.get("scaler"):
+        scaler.load_state_dict(info["scaler"])
+    rng = target / f"rng_rank{acc.process_index}.safetensors"
+    if rng.is_file():
+        rng_from_file(rng)
+    return int(info["step"])

@@ -10,6 +10,9 @@ gradients are averaged across processes by hand (one all-reduce per step), and e
 reads its own slice of a data order that is a pure function of (seed, step) (see
 :mod:`.sampling`). That keeps ``--resume`` exact and lets the discriminator be frozen during the
 generator pass without DDP complaints.
+
+What differs between stages (trained set, forward, grids, saving, the end) is in :mod:`.stages`;
+saving and resuming the training state is in :mod:`.state`.
 """
 from __future__ import annotations
 
@@ -26,23 +29,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..adapters import adapters_disabled
 from ..model import GeneratorOutput, InstantRestore
 from . import build, state
-from .config import BASE_STAGES, TrainConfig
+from .config import TrainConfig
 from .reporting import MetricsLogger, save_grid, validation_grid
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
 from .schedule import lr_factor
+from .stages import Stage, stage_for
 
 log = logging.getLogger(__name__)
-TRAIN_STATE_FORMAT = "instantrestore-train/1"
 
 
 @dataclass
-class _Run:
+class Run:
     """The live objects of one run (built once, passed down)."""
 
     config: TrainConfig
+    stage: Stage
     accelerator: object
     model: InstantRestore
     params: list[nn.Parameter]
@@ -69,18 +72,11 @@ def _noise_and_timesteps(model: InstantRestore, lq: torch.Tensor, gen: torch.Gen
     return t[part].to(lq.device), noise[part].to(lq.device, model.dtype)
 
 
-def generator_forward(run: _Run, batch: dict, gen: torch.Generator):
-    """One generator pass in the run's stage -> GeneratorOutput."""
-    model, lq, acc = run.model, batch["lq"], run.accelerator
-    t, noise = _noise_and_timesteps(model, lq, gen, acc.num_processes, acc.process_index)
-    if run.config.stage == "autoencoder":  # the clean photo in, the same photo out
-        with adapters_disabled(model.unet, model.vae):
-            return GeneratorOutput(image=model.autoencode(batch["hq"]))
-    if run.config.stage == "prior":
-        with adapters_disabled(model.unet, model.vae):
-            return model(lq, references=None, timesteps=t, noise=noise)
-    return model(lq, references=batch["refs"], ref_mask=batch["ref_mask"], timesteps=t, noise=noise,
-                 capture=run.capture)
+def generator_forward(run: Run, batch: dict, gen: torch.Generator) -> GeneratorOutput:
+    """One generator pass in the run's stage (the draws are made whether the stage uses them or not)."""
+    acc = run.accelerator
+    t, noise = _noise_and_timesteps(run.model, batch["lq"], gen, acc.num_processes, acc.process_index)
+    return run.stage.forward(run.model, batch, t, noise, run.capture)
 
 
 def _average_gradients(accelerator, params: list[nn.Parameter]) -> None:
@@ -98,7 +94,7 @@ def _average_gradients(accelerator, params: list[nn.Parameter]) -> None:
         offset += n
 
 
-def _optimizer_step(run: _Run, optimizer, params: list[nn.Parameter]) -> float:
+def _optimizer_step(run: Run, optimizer, params: list[nn.Parameter]) -> float:
     _average_gradients(run.accelerator, params)
     norm = float("nan")
     if run.config.max_grad_norm is not None:
@@ -108,7 +104,7 @@ def _optimizer_step(run: _Run, optimizer, params: list[nn.Parameter]) -> float:
     return norm
 
 
-def train_step(run: _Run, batches: list[dict], step: int) -> dict[str, float]:
+def train_step(run: Run, batches: list[dict], step: int) -> dict[str, float]:
     """One optimiser step over ``grad_accum`` micro-batches -> mean loss terms."""
     acc, cfg = run.accelerator, run.config
     terms: dict[str, float] = defaultdict(float)
@@ -136,65 +132,21 @@ def train_step(run: _Run, batches: list[dict], step: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def sample(run: _Run, batch: dict) -> torch.Tensor:
+def sample(run: Run, batch: dict) -> torch.Tensor:
     """Restorations of the validation batch at the inference setting (fixed timestep, no noise)."""
-    model = run.model
-    model.eval()
+    run.model.eval()
     with run.accelerator.autocast():
-        if run.config.stage == "autoencoder":
-            with adapters_disabled(model.unet, model.vae):
-                return model.autoencode(batch["hq"]).clamp(-1, 1).float()
-        if run.config.stage == "prior":
-            with adapters_disabled(model.unet, model.vae):
-                return model(batch["lq"]).image.float()
-        return model(batch["lq"], references=batch["refs"], ref_mask=batch["ref_mask"]).image.float()
+        return run.stage.sample(run.model, batch)
 
 
-# ------------------------------------------------------------------ checkpoints
-def _save_model(run: _Run, directory: Path) -> None:
-    base_stage = run.config.stage in BASE_STAGES
-    if base_stage:
-        build.sync_adapter_init(run.model)
-    # stages 0-1 train the base, so it is always bundled; stage 2 bundles it only when it cannot be re-fetched
-    include = True if base_stage else None
-    run.model.save_pretrained(directory, include_base=include)
-
-
-def save_checkpoint(run: _Run, step: int, samples_per_step: int) -> Path | None:
-    """Every process calls this; the main one writes model + optimisers, each its RNG state."""
-    acc, root = run.accelerator, run.config.out_dir / "checkpoints"
-    if acc.is_main_process:
-        tmp = state.begin_checkpoint(root, step)
-        _save_model(run, tmp)
-        target = tmp / state.STATE_DIR
-        state.optimizer_to_files(run.optimizer, target, "optimizer")
-        if run.discriminator is not None:
-            from ..tensor_io import save_tensors
-
-            save_tensors(run.discriminator.state_dict(), target / "discriminator.safetensors")
-            state.optimizer_to_files(run.disc_optimizer, target, "disc_optimizer")
-    acc.wait_for_everyone()
-    state.rng_to_file(state.temp_dir(root, step) / state.STATE_DIR / f"rng_rank{acc.process_index}.safetensors")
-    acc.wait_for_everyone()
-    final = None
-    if acc.is_main_process:
-        scaler = getattr(acc, "scaler", None)
-        info = {"format": TRAIN_STATE_FORMAT, "step": step, "samples_seen": step * samples_per_step,
-                "world_size": acc.num_processes, "batch_size": run.config.batch_size,
-                "grad_accum": run.config.grad_accum, "seed": run.config.seed,
-                "scaler": scaler.state_dict() if scaler is not None else None}
-        final = state.finish_checkpoint(root, step, info, keep=run.config.keep_checkpoints)
-    acc.wait_for_everyone()
-    return final
-
-
+# ------------------------------------------------------------------ learning rates
 def _rates(config: TrainConfig, step_index: int) -> tuple[float, float]:
     """(generator lr, discriminator lr) for 0-based optimiser step ``step_index``."""
     factor = lr_factor(config.lr_schedule, step_index, config.steps, config.lr_warmup_steps, config.lr_final_ratio)
     return config.lr * factor, (config.disc_lr or config.lr) * factor
 
 
-def _set_rates(run: _Run, step_index: int, warn: bool = False) -> None:
+def _set_rates(run: Run, step_index: int, warn: bool = False) -> None:
     """Put the configured rates (and weight decay) into the optimisers. On resume (``warn``) the
     restored optimiser state holds the saved ones; the config is what the user asks for now (e.g.
     a lower lr to finish a run), so it wins, with a warning when they differ."""
@@ -211,39 +163,21 @@ def _set_rates(run: _Run, step_index: int, warn: bool = False) -> None:
                 group[key] = value
 
 
-def load_checkpoint(run: _Run, checkpoint: Path) -> int:
-    """Restore model, optimisers, discriminator, scaler and RNG states; returns the step."""
-    from ..tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors
-
-    acc, cfg = run.accelerator, run.config
-    info = state.read_trainer_state(checkpoint)
-    same = {k: (info.get(k), v) for k, v in (("world_size", acc.num_processes), ("batch_size", cfg.batch_size),
-                                             ("grad_accum", cfg.grad_accum), ("seed", cfg.seed))}
-    changed = {k: pair for k, pair in same.items() if pair[0] != pair[1]}
-    if changed:
-        log.warning("resuming %s with %s changed (saved, now): the data order will differ from an "
-                    "uninterrupted run", checkpoint, changed)
-    device = acc.device
-    if (checkpoint / BASE_NAME).is_file():
-        run.model.load_base_state({k: v.to(device) for k, v in load_tensors(checkpoint / BASE_NAME).items()})
-    run.model.load_adapter_state({k: v.to(device) for k, v in load_tensors(checkpoint / ADAPTERS_NAME).items()})
-    target = checkpoint / state.STATE_DIR
-    state.optimizer_from_files(run.optimizer, target, "optimizer")
-    if run.discriminator is not None:
-        run.discriminator.load_state_dict(load_tensors(target / "discriminator.safetensors", device=str(device)))
-        state.optimizer_from_files(run.disc_optimizer, target, "disc_optimizer")
-    _set_rates(run, int(info["step"]) - 1, warn=True)  # the rate of the last step taken
-    scaler = getattr(acc, "scaler", None)
-    if scaler is not None and info.get("scaler"):
-        scaler.load_state_dict(info["scaler"])
-    rng = target / f"rng_rank{acc.process_index}.safetensors"
-    if rng.is_file():
-        state.rng_from_file(rng)
-    return int(info["step"])
+def _resume(run: Run) -> int:
+    """Restore the newest complete checkpoint, if any; returns the step to continue from."""
+    root = run.config.out_dir / "checkpoints"
+    checkpoint = state.latest_checkpoint(root)
+    if checkpoint is None:
+        log.info("--resume: no checkpoint in %s, starting from step 0", root)
+        return 0
+    step = state.load_checkpoint(run, checkpoint)
+    _set_rates(run, step - 1, warn=True)  # the rate of the last step taken
+    log.info("resumed from %s (step %d)", checkpoint, step)
+    return step
 
 
 # ------------------------------------------------------------------ the run
-def _setup(config: TrainConfig) -> _Run:
+def _setup(config: TrainConfig) -> Run:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -257,8 +191,9 @@ def _setup(config: TrainConfig) -> _Run:
     AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
                       log_with=None, cpu=cpu_group or None)
+    stage = stage_for(config.stage)
     model = build.build_model(config)
-    params = build.set_trainable(model, config.stage, freeze_vae=config.freeze_vae)
+    params = stage.set_trainable(model, freeze_vae=config.freeze_vae)
     if config.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
         model.vae.enable_gradient_checkpointing()
@@ -266,7 +201,7 @@ def _setup(config: TrainConfig) -> _Run:
     disc = build.build_discriminator(config)
     loss = RestorationLoss(config.loss, identity_network=build.build_identity_network(config), discriminator=disc,
                            landmark_attention=config.landmark_attention).to(acc.device)
-    capture = loss.capture_layers(model.injected_layers) if config.stage == "instantrestore" else []
+    capture = stage.capture_layers(model, loss)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     disc_opt = None
     if disc is not None:
@@ -277,29 +212,19 @@ def _setup(config: TrainConfig) -> _Run:
     n_train = sum(p.numel() for p in params)
     log.info("stage %s: training %d tensors (%.2fM parameters) on %s x%d, mixed precision %s", config.stage,
              len(params), n_train / 1e6, acc.device, acc.num_processes, config.mixed_precision)
-    return _Run(config, acc, model, params, optimizer, loss, disc, disc_opt, capture)
+    return Run(config, stage, acc, model, params, optimizer, loss, disc, disc_opt, capture)
 
 
 def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _scale_batch(dataset, train_idx: list[int], images: int = 64) -> torch.Tensor:
-    """Clean training photos (``images`` of them, spread over the identities) that fit the latent scale."""
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(0)
-    spread = train_idx[:: max(1, len(train_idx) // images)][:images]  # many identities, not the first few
-    return collate([dataset[i] for i in spread])["hq"]
-
-
-def _write_final(run: _Run, out: Path, dataset, train_idx: list[int]) -> Path:
+def _write_final(run: Run, out: Path, dataset, train_idx: list[int]) -> Path:
     final, tmp = out / "final", out / ".tmp-final"
     if run.accelerator.is_main_process:
-        if run.config.stage == "autoencoder":
-            scale = run.model.set_latent_scale(_scale_batch(dataset, train_idx))
-            log.info("latent scaling factor %.5g (unit-RMS latents for the prior)", scale)
+        run.stage.finish(run.model, dataset, train_idx)
         shutil.rmtree(tmp, ignore_errors=True)
-        _save_model(run, tmp)
+        run.stage.save(run.model, tmp)
         run.config.to_yaml(tmp / "train_config.yaml")
         if final.exists():
             shutil.rmtree(final)
@@ -320,14 +245,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
 
     run = _setup(config)
     acc, out = run.accelerator, config.out_dir
-    start = 0
-    if resume:
-        ckpt = state.latest_checkpoint(out / "checkpoints")
-        if ckpt is None:
-            log.info("--resume: no checkpoint in %s, starting from step 0", out / "checkpoints")
-        else:
-            start = load_checkpoint(run, ckpt)
-            log.info("resumed from %s (step %d)", ckpt, start)
+    start = _resume(run) if resume else 0
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         config.to_yaml(out / "config.yaml")
@@ -364,12 +282,11 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
             if metrics is not None:
                 metrics.log(step, row)
         if val is not None and (step % config.sample_every == 0 or step == end):
-            shown_input = val["hq"] if config.stage == "autoencoder" else val["lq"]  # what the stage was given
-            grid = validation_grid(shown_input, sample(run, _to_device(val, acc.device)).cpu(), val["hq"],
-                                   None if config.stage in BASE_STAGES else val["refs"], val["ref_mask"])
+            grid = validation_grid(run.stage.grid_input(val), sample(run, _to_device(val, acc.device)).cpu(),
+                                   val["hq"], run.stage.grid_references(val), val["ref_mask"])
             save_grid(grid, out / "samples" / f"step_{step:07d}.png")
         if step % config.save_every == 0 or step == config.steps:
-            save_checkpoint(run, step, samples_per_step)
+            state.save_checkpoint(run, step, samples_per_step)
     bar.close()
     if metrics is not None:
         metrics.close()
