@@ -17,16 +17,21 @@ def _text_encoder_from_state(state: dict[str, torch.Tensor]):
     """A CLIPTextModel shaped by its own tensors (SD-Turbo's: 1024 wide, 23 layers, 16 heads)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    prefix = "text_model."
-    layers = 1 + max(int(k.split(".")[3]) for k in state if k.startswith(prefix + "encoder.layers."))
-    hidden = state[prefix + "embeddings.token_embedding.weight"].shape[1]
+    # transformers < 5 names the tensors "text_model.*" (the authors' checkpoints); newer ones do not.
+    state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.layers."))
+    hidden = state["embeddings.token_embedding.weight"].shape[1]
     config = CLIPTextConfig(
-        vocab_size=state[prefix + "embeddings.token_embedding.weight"].shape[0], hidden_size=hidden,
-        intermediate_size=state[prefix + "encoder.layers.0.mlp.fc1.weight"].shape[0], num_hidden_layers=layers,
-        num_attention_heads=hidden // 64, max_position_embeddings=state[prefix + "embeddings.position_embedding.weight"].shape[0],
+        vocab_size=state["embeddings.token_embedding.weight"].shape[0], hidden_size=hidden,
+        intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0], num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64), max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
         hidden_act="gelu", projection_dim=hidden)
     model = CLIPTextModel(config)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    prefix = "text_model." if next(iter(model.state_dict())).startswith("text_model.") else ""
+    missing, unexpected = model.load_state_dict({prefix + k: v.float() for k, v in state.items()}, strict=False)
+    if [k for k in missing if "position_ids" not in k] or unexpected:
+        raise ValueError(f"the checkpoint's text encoder does not fit CLIPTextModel: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
     return model.eval()
 
 
