@@ -193,6 +193,6 @@ def test_paste_cli_puts_restored_crops_back(realfaces_dir, tmp_path, capsys):
     assert result[int((y0 + y1) / 2), int((x0 + x1) / 2)].tolist() == [255, 0, 0]
     assert np.array_equal(result[:3, :3], original[:3, :3])
     (restored / "person_00.png").unlink()
-    assert main(["paste", str(aligned), str(restored), str(out)]) == 0
+    assert main(["paste", str(aligned), str(restored), str(out), "--overwrite"]) == 0  # paste skips done photos
     assert "person_00.png" in capsys.readouterr().err
     assert np.array_equal(np.asarray(load_image(out / "person.png")), original)

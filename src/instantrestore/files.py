@@ -1,7 +1,9 @@
 """File-system helpers shared by every command: atomic writes and image discovery.
 
 Outputs are written to a temporary file in the destination folder and renamed into
-place, so a killed job never leaves a half-written file and never touches an input.
+place, so a killed job never leaves a half-written file and never touches an input. The
+temporary's name carries the writer's process id (``.NAME.irtmp-PID-XXXX.SUFFIX``), so a job
+that starts removes the ones a killed job left (``clean_stale_temporaries``) and never a live one.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+TMP_MARK = "irtmp"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -19,7 +22,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{TMP_MARK}-{os.getpid()}-", suffix=dest.suffix, dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -62,3 +65,50 @@ def ensure_not_input(out: str | os.PathLike, inputs: list[str | os.PathLike]) ->
     for item in inputs:
         if Path(item).resolve() == out_resolved:
             raise ValueError(f"output {out} is also an input; refusing to overwrite it (choose another --out)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Remove the temporaries ``atomic_path`` left in ``folder`` when its process was killed
+    (its process id is no longer running); returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.glob(("**/" if recursive else "") + f".*.{TMP_MARK}-*"):
+        pid = path.name.split(f".{TMP_MARK}-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def ensure_outside_inputs(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:
+    """Refuse an output folder that is, contains, or lies inside an input folder (for a file
+    input: the folder holding it is allowed, the file itself is not)."""
+    out_resolved = Path(out).resolve()
+    for item in inputs:
+        item = Path(item).resolve()
+        if item.is_dir() and (out_resolved == item or item in out_resolved.parents or out_resolved in item.parents):
+            raise ValueError(f"output folder {out} is, contains or lies inside the input folder {item}; "
+                             "choose an --out outside it")
+        if item == out_resolved:
+            raise ValueError(f"output {out} is also an input; refusing to overwrite it (choose another --out)")
+
+
+def refuse_foreign(paths: list[Path], what: str) -> None:
+    """Raise FileExistsError for existing files this command did not write (no --overwrite given)."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(f"{len(existing)} file(s) already exist that {what} did not write: "
+                              f"{', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
+                              "pass --overwrite to replace them or choose another output folder")

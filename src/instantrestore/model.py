@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from PIL import Image
@@ -26,7 +27,7 @@ from .noise import NoiseDraws
 from .reference_cache import ReferenceCache
 
 SD_TURBO_INJECTED_LAYERS = 9
-ImageLike = Image.Image | torch.Tensor | str | os.PathLike
+ImageLike = Image.Image | torch.Tensor | np.ndarray | str | os.PathLike
 
 
 @dataclass
@@ -351,7 +352,8 @@ class InstantRestore(nn.Module):
 
     # ------------------------------------------------------------------ convenience
     def _as_batch(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, name: str) -> torch.Tensor:
-        """Aligned face crops (PIL images / paths, resized to the model's size) or a tensor -> [B, 3, H, W]."""
+        """Aligned face crops (PIL images, paths, folders, uint8 NumPy arrays; resized to the model's size) or a
+        tensor in [-1, 1] -> [B, 3, H, W]. Raises TypeError / ValueError naming ``name`` for anything else."""
         if isinstance(images, torch.Tensor):
             return check_image_tensor(images, name).to(self.device, self.dtype)
         return face_crops_to_tensor(images, self.config.image_size, name).to(self.device, self.dtype)
@@ -366,7 +368,8 @@ class InstantRestore(nn.Module):
         images, or None for blind restoration (an empty list is an error). ``seed`` / ``noises``:
         the random draws of a sampling profile (``official``); this project's profile draws none."""
         as_tensor = isinstance(lq, torch.Tensor)
-        single = isinstance(lq, (Image.Image, str, os.PathLike))
+        single = (isinstance(lq, Image.Image) or (isinstance(lq, (str, os.PathLike)) and not Path(lq).is_dir())
+                  or (isinstance(lq, np.ndarray) and lq.ndim in (2, 3)))
         batch = self._as_batch(lq, "lq")
         if batch.shape[0] == 0:
             raise ValueError("lq: no image given")

@@ -25,19 +25,47 @@ class UntrustedPickleError(ValueError):
     """Raised instead of unpickling a file the caller has not declared trusted."""
 
 
+PICKLE_WHY = ("a pickle can run arbitrary code on your machine when it is loaded, so pickles are refused by default")
+
+
+def _pickle_sibling(path: Path) -> Path | None:
+    """``adapters.pt`` (etc.) next to a missing ``adapters.safetensors``, if there is one."""
+    for suffix in PICKLE_SUFFIXES:
+        candidate = path.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load_tensors(path: str | os.PathLike, trust_pickle: bool = False, device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Load a flat tensor dict from safetensors, or from a pickle only when ``trust_pickle``."""
+    """Load a flat tensor dict from safetensors, or from a pickle only when ``trust_pickle``.
+
+    A missing ``NAME.safetensors`` falls back to ``NAME.pt`` / ``.bin`` / ... beside it (with
+    ``trust_pickle`` only). Every failure is a ValueError / FileNotFoundError naming the file.
+    """
     path = Path(path)
+    if not path.is_file() and path.suffix == ".safetensors" and (sibling := _pickle_sibling(path)) is not None:
+        path = sibling
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        return load_file(str(path), device=device)
+        try:
+            return load_file(str(path), device=device)
+        except Exception as exc:  # SafetensorError, OSError, ...: corrupted or truncated
+            raise ValueError(f"{path}: not a readable safetensors file ({exc}); it is probably truncated or "
+                             "corrupted: copy or download it again, or re-save the checkpoint") from exc
     if path.suffix in PICKLE_SUFFIXES:
         if not trust_pickle:
             raise UntrustedPickleError(
-                f"{path} is a pickle file, which can execute code when loaded; convert it to safetensors, "
-                "or pass trust_pickle=True (CLI: --trust-pickle) if you trust its source")
-        state = torch.load(str(path), map_location=device, weights_only=True)
+                f"{path} is a pickle file: {PICKLE_WHY}. Convert it to safetensors, or pass trust_pickle=True "
+                "(CLI: --trust-pickle) if you trust its source")
+        try:
+            state = torch.load(str(path), map_location=device, weights_only=True)
+        except Exception as exc:  # corrupted, or holds objects other than tensors
+            raise ValueError(f"{path}: cannot be read as a tensor file with torch.load(weights_only=True) "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
         return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     raise ValueError(f"{path}: unknown checkpoint type {path.suffix!r} (expected .safetensors)")
 
@@ -54,11 +82,18 @@ def write_config(directory: str | os.PathLike, config_json: str) -> None:
 
 
 def read_config(directory: str | os.PathLike) -> dict | None:
-    """The model config dict of an instantrestore checkpoint directory, or None if it is not one."""
+    """The model config dict of an instantrestore checkpoint directory, or None if it is not one.
+
+    Raises ValueError naming the file when config.json exists but is not valid JSON of this format."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
-    if data.get("format") != CHECKPOINT_FORMAT:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: broken JSON ({exc}); restore the file from the checkpoint's source") from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         return None
+    if not isinstance(data.get("model"), dict):
+        raise ValueError(f"{path}: format {CHECKPOINT_FORMAT} but no 'model' object; the file is incomplete")
     return data["model"]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.restore",
@@ -35,16 +37,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Errors become one line on stderr, never a traceback (set
+    INSTANTRESTORE_DEBUG=1 to see it): exit 2 for bad input, 1 for an unexpected failure, 130
+    for Ctrl-C (outputs already written are complete; re-running resumes)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    name = f"instantrestore {args.command}"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"instantrestore {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted; every output already written is complete, run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+        _debug_traceback()
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # permissions, a full disk, the network for a hub id
+        _debug_traceback()
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        _debug_traceback()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{name}: unexpected error: {type(exc).__name__}: {first} "
+              "(set INSTANTRESTORE_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("INSTANTRESTORE_DEBUG"):
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

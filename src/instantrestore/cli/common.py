@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
@@ -32,20 +34,98 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(args: argparse.Namespace):
-    """The model the arguments ask for, on the chosen device and dtype, in eval mode."""
+SYNTHETIC_WARNING = ("warning: {what} was trained only on synthetic faces (the tiny synthetic-world backbone); "
+                     "on real photos its output is NOT a restoration. Real photos need SD-Turbo weights trained "
+                     "on real faces (README, 'What works where').")
+RANDOM_WARNING = ("warning: --backbone {backbone} builds RANDOM weights (a smoke test): the output is not a "
+                  "restoration of anything. Pass --checkpoint DIR for a trained model.")
+
+
+def model_warning(model, random_weights: bool, what: str = "this model") -> str | None:
+    """The load-time warning for a model not trained on real faces, or None."""
+    if random_weights:
+        return RANDOM_WARNING.format(backbone=model.config.backbone)
+    if model.config.backbone == "tiny":
+        return SYNTHETIC_WARNING.format(what=what)
+    return None
+
+
+def warn_model(model, random_weights: bool = False, what: str = "this model") -> None:
+    """Print ``model_warning`` to stderr (every front-end calls this once after loading)."""
+    line = model_warning(model, random_weights, what)
+    if line:
+        print(line, file=sys.stderr)
+
+
+def _looks_like_local_path(text: str) -> bool:
+    """A checkpoint argument that cannot be a hub id ("owner/name")."""
+    path = Path(text).expanduser()
+    return (path.is_absolute() or text.startswith((".", "~")) or text.count("/") != 1 or "\\" in text
+            or path.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".bin", ".safetensors") or path.parent.is_dir())
+
+
+def check_checkpoint_path(text: str) -> None:
+    """Refuse, with the fix, a --checkpoint that is neither a usable local folder nor a plausible hub id."""
+    from ..tensor_io import CONFIG_NAME
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / CONFIG_NAME).is_file() or (path / "unet").is_dir() or (path / "model_index.json").is_file():
+            return
+        content = sorted(p.name for p in path.iterdir())[:5]
+        raise FileNotFoundError(
+            f"--checkpoint {text}: this folder is not a checkpoint (it holds {content or 'nothing'}); expected "
+            f"{CONFIG_NAME} + adapters.safetensors (from training or convert-official) or a diffusers folder "
+            "with unet/ and vae/")
+    if not path.exists() and _looks_like_local_path(text):
+        raise FileNotFoundError(f"--checkpoint {text}: no such file or folder (a hub id looks like owner/name; "
+                                "check the path for typos)")
+
+
+def load_model(args: argparse.Namespace, what: str = "this model"):
+    """The model the arguments ask for, on the chosen device and dtype, in eval mode; warns on stderr
+    when the model is not trained on real faces (tiny synthetic-world backbone, random weights)."""
     from ..model import InstantRestore
 
     device, dtype = resolve_device(args.device), DTYPES[args.dtype]
     if args.checkpoint:
         from ..official import HF_PREFIX, resolve_checkpoint
 
+        if not args.checkpoint.startswith(HF_PREFIX):
+            check_checkpoint_path(args.checkpoint)
         path = resolve_checkpoint(args.checkpoint)
         if args.checkpoint.startswith(HF_PREFIX) or (path.is_file() and path.suffix in (".pt", ".pth", ".ckpt", ".pkl")):
             # The authors' files are pickles of tensors only: read with weights_only, never --trust-pickle.
-            return InstantRestore.from_official(path, device=device, dtype=dtype)
-        return InstantRestore.from_pretrained(path, trust_pickle=args.trust_pickle, device=device, dtype=dtype)
+            from ..official.checkpoint import OfficialCheckpointError
+
+            try:
+                model = InstantRestore.from_official(path, device=device, dtype=dtype)
+            except OfficialCheckpointError as exc:
+                raise ValueError(f"{exc}. A .pt/.pth/.ckpt/.pkl file given to --checkpoint is read only as the "
+                                 "authors' official checkpoint (tensors only). Other pickles are refused: loading "
+                                 "a pickle can run arbitrary code. Convert it to safetensors, or put it in a "
+                                 "checkpoint folder as adapters.pt next to config.json and pass --trust-pickle "
+                                 "if you trust its source") from exc
+        else:
+            model = _from_pretrained(InstantRestore, path, args.trust_pickle, device, dtype)
+        warn_model(model, what=what)
+        return model
     if args.backbone:
-        return InstantRestore.from_config(args.backbone, seed=args.seed).to(device=device, dtype=dtype).eval()
+        model = InstantRestore.from_config(args.backbone, seed=args.seed).to(device=device, dtype=dtype).eval()
+        warn_model(model, random_weights=True)
+        return model
     raise ValueError("no model chosen: pass --checkpoint DIR (a trained model) or --backbone tiny|sd-turbo "
                      "(random weights, for a smoke test)")
+
+
+def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
+    """from_pretrained with library errors turned into one line naming the checkpoint."""
+    try:
+        return cls.from_pretrained(path, trust_pickle=trust_pickle, device=device, dtype=dtype)
+    except (ValueError, FileNotFoundError):
+        raise
+    except (OSError, EnvironmentError, KeyError, TypeError) as exc:  # diffusers / hub / config errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"--checkpoint {path}: cannot be loaded ({first}). Expected a folder with config.json + "
+                         "adapters.safetensors, a diffusers folder (unet/, vae/), or a hub id such as "
+                         "stabilityai/sd-turbo (needs network access)") from exc

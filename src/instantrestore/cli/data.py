@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import zlib
 from pathlib import Path
 
@@ -13,15 +12,30 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..degradations import PRESETS, DegradationPreset, get_preset, random_degrade
-from ..files import IMAGE_SUFFIXES, ensure_not_input, list_images
+from ..files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
 from ..images import ImageError, load_image, save_image
 
-_FMT = argparse.ArgumentDefaultsHelpFormatter
+class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help and the examples epilog kept as written."""
+
+
+EPILOGS = {
+    "degrade": """examples:
+  instantrestore degrade face.png face_lq.png --preset sr8
+  instantrestore degrade photos/ degraded/ --preset paper --seed 1 --override noise_range=0,5
+Existing outputs are skipped (--overwrite redoes them); temporaries left by a killed run are removed
+at the next start.""",
+    "synth": """examples:
+  instantrestore synth --out synth/ --identities 10 --images-per-identity 4
+  instantrestore synth --out testset/ --identities 8 --test-layout --preset sr8""",
+    "make-testset": """examples:
+  instantrestore make-testset /data/celebref --out testset/ --refs 4 --preset sr8""",
+}
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "degrade", formatter_class=_FMT,
+        "degrade", formatter_class=_FMT, epilog=EPILOGS["degrade"],
         help="degrade an image or a folder with eq. 9 (blur, downsample, noise, JPEG, upsample)",
         description="Degrade IN (an image, or a folder searched recursively) into OUT as PNG. Each file's "
                     "degradation is seeded by --seed and its relative path, so results do not depend on order "
@@ -34,7 +48,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_degrade)
 
     p = subparsers.add_parser(
-        "synth", formatter_class=_FMT,
+        "synth", formatter_class=_FMT, epilog=EPILOGS["synth"],
         help="render procedural synthetic identities (identity folders with landmarks, or a test set)",
         description="Render N synthetic people x M photos each into OUT/<identity>/<j>.png with a landmarks "
                     "JSON per image (68 iBUG points, then the identity's marks). With --test-layout, write "
@@ -51,7 +65,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_synth)
 
     p = subparsers.add_parser(
-        "make-testset", formatter_class=_FMT,
+        "make-testset", formatter_class=_FMT, epilog=EPILOGS["make-testset"],
         help="write a fixed, seeded test set (degraded, gt, references) from identity folders",
         description="Read ROOT in any identity-folder layout and write OUT/<identity>/{degraded.png, gt.png, "
                     "conditioning/*.png, degradation.json}. Same ROOT, seed and preset give the same test set.")
@@ -107,6 +121,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         jobs, base = [(src, out)], src.parent
     else:
         raise FileNotFoundError(f"{src}: no such file or folder")
+    # a killed run (kill -9) leaves its temporary; nothing else would ever remove it
+    for stale in clean_stale_temporaries(dst if src.is_dir() else jobs[0][1].parent):
+        logging.info("removed %s, left by an interrupted run", stale)
     done = failed = skipped = 0
     for path, out in tqdm(jobs, desc="degrade", unit="image", disable=len(jobs) == 1):
         ensure_not_input(out, [path])
@@ -123,7 +140,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         save_image(Image.fromarray(random_degrade(img, preset, rng)), out)
         side = path.with_suffix(".json")
         if side.is_file():
-            shutil.copyfile(side, out.with_suffix(".json"))
+            atomic_write_bytes(out.with_suffix(".json"), side.read_bytes())
         done += 1
     print(f"degraded {done} image(s) with preset {preset.name} seed {args.seed}; "
           f"{skipped} already present, {failed} unreadable -> {dst}")

@@ -4,12 +4,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import resolve_device
+from .common import resolve_device, warn_model
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help and the examples epilog kept as written."""
+
+
+DEMO_EPILOG = """examples:
+  instantrestore demo --out demo_out
+  instantrestore demo --out demo_out --identity 3 --refs 2 --checkpoint runs/synth/instantrestore/final"""
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "demo", formatter_class=_Formatter, epilog=DEMO_EPILOG,
         help="restore a held-out synthetic person blind and with references; grid.png + metrics.json",
         description="Render a synthetic person the shipped tiny model never saw (references + an sr8-degraded photo), "
                     "restore it blind and with references, write OUT/grid.png (degraded / blind / with references / "
@@ -39,6 +48,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out} is (inside) the input {item}; choose another folder")
     model = InstantRestore.from_pretrained(args.checkpoint, device=device) if args.checkpoint \
         else load_shipped_model(device=device)
+    warn_model(model, what="the demo model")
     if args.eval_network:
         from ..idnet import load_identity_network
         network = load_identity_network(args.eval_network).to(device)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write_text, ensure_not_input, list_images
+from ..files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
+                     refuse_foreign)
 from ..images import ImageError, load_image, save_image
 from ..faces.align import align_faces
 from ..faces.detect import detect_faces
@@ -20,9 +22,33 @@ from ..faces.verify import MODES, verify_references
 _FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help and the examples epilog kept as written."""
+
+
+EPILOGS = {
+    "align": """examples:
+  instantrestore align photo.jpg aligned/
+  instantrestore align photos/ aligned/ --largest-only
+Re-running resumes: a photo whose JSON and crops are there is skipped. A file in OUT that align
+did not write for that photo is never replaced without --overwrite.""",
+    "paste": """examples:
+  instantrestore paste aligned/ restored/ final/
+Photos already pasted into OUT are skipped (--overwrite redoes them). Restored crops much smaller
+than the aligned crops (e.g. a 128 px model output over a 512 px crop) are refused, as they
+would blur the photo; --allow-small pastes them anyway.""",
+    "refs": """examples:
+  instantrestore refs aligned/photo_00.png album/ -k 4
+  instantrestore refs aligned/photo_00.png album/ --verify-refs strict --out refs.json
+Crops with no detectable face (noise, blank or white images) are reported and never compared.
+Thresholds and their measured error rates: docs/bad_input.md.""",
+}
+
+
 def _command(subparsers, name: str, func, summary: str, description: str, positionals: dict[str, str]):
     """A sub-command with Path positionals (name -> help) and ``func`` as its action."""
-    parser = subparsers.add_parser(name, formatter_class=_FMT, help=summary, description=description)
+    parser = subparsers.add_parser(name, formatter_class=_Formatter, help=summary, description=description,
+                                   epilog=EPILOGS.get(name))
     for arg, text in positionals.items():
         parser.add_argument(arg, type=Path, help=text)
     parser.set_defaults(func=func)
@@ -42,8 +68,9 @@ def register(subparsers) -> None:
     p.add_argument("--min-face", type=int, default=64, help="faces smaller than this (pixels) are reported as tiny")
     p.add_argument("--fallback", choices=("cnn", "none"), default="cnn", help="detector used when HOG finds nothing")
     p.add_argument("--largest-only", action="store_true", help="keep only the largest face per photo")
+    p.add_argument("--overwrite", action="store_true", help="redo photos already aligned and replace files in OUT")
 
-    _command(
+    p = _command(
         subparsers, "paste", run_paste,
         "paste restored crops back into the photos that `align` cut them from",
         "For every ALIGNED/{name}.json written by `align`, paste RESTORED/{crop name} (any square size) "
@@ -52,6 +79,9 @@ def register(subparsers) -> None:
         {"aligned": "folder written by `instantrestore align` (JSON per photo)",
          "restored": "folder of restored crops, named like the aligned crops",
          "out": "output folder for the pasted photos"})
+    p.add_argument("--overwrite", action="store_true", help="redo photos already pasted into OUT")
+    p.add_argument("--allow-small", action="store_true",
+                   help="paste restored crops even when much smaller than the aligned crops they replace")
 
     r = _command(
         subparsers, "refs", run_refs,
@@ -74,29 +104,52 @@ def add_reference_args(parser: argparse.ArgumentParser, default_k: int = 0) -> N
                         help="identity model: dlib | onnx:PATH | torch:PATH (.pt2 export or TorchScript) | py:MODULE:ATTR")
 
 
-def resolve_references(args: argparse.Namespace, lq: np.ndarray, refs: list[np.ndarray], names: list[str]):
-    """Apply --verify-refs then --select-refs; returns (kept indices best first, report or None, ranking or None)."""
+def resolve_references(args: argparse.Namespace, lq: np.ndarray | None, refs: list[np.ndarray], names: list[str],
+                       lq_name: str = "the input"):
+    """Apply --verify-refs then --select-refs; returns (kept indices best first, report or None, ranking or None).
+
+    References with no detectable face are dropped (and reported) unless --verify-refs off."""
     try:
         embedder = load_embedder(args.embedder)
     except ImportError as exc:  # an optional extra is missing: say which, without a traceback
         raise ValueError(str(exc)) from exc
     report = None
     if args.verify_refs != "off":
-        report = verify_references(refs, names, lq=lq, embedder=embedder, mode="off")
-        for line in report.problems():
-            print(f"warning: {line}", file=sys.stderr)
+        report = verify_references(refs, names, lq=lq, embedder=embedder, mode="off", lq_name=lq_name)
         if args.verify_refs == "strict" and not report.ok:
             raise ValueError("references refused (--verify-refs strict): " + "; ".join(report.problems()))
+        for line in report.problems():
+            print(f"warning: {line}", file=sys.stderr)
     ranking = None
-    keep = list(range(len(refs)))
-    if args.select_refs and args.select_refs > 0:
-        ranking = select_references(lq, refs, args.select_refs, names=names, embedder=embedder)
+    keep = [i for i in range(len(refs)) if report is None or names[i] not in report.faceless]
+    if not keep:
+        raise ValueError("no reference shows a detectable face: " + ", ".join(names))
+    if args.select_refs and args.select_refs > 0 and lq is not None:
+        kept_refs = [refs[i] for i in keep]
+        ranking = select_references(lq, kept_refs, args.select_refs, names=[names[i] for i in keep], embedder=embedder)
+        ranking = [replace(s, index=keep[s.index]) for s in ranking]
         keep = [s.index for s in ranking]
     return keep, report, ranking
 
 
 def _load_array(path: Path) -> np.ndarray:
     return np.asarray(load_image(path))
+
+
+def _align_record(json_path: Path) -> dict | None:
+    """The JSON `align` wrote at ``json_path``, or None when there is none (or it is not align's)."""
+    try:
+        record = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "photo" in record and "status" in record else None
+
+
+def _already_aligned(record: dict | None, photo: Path, out: Path, size: int) -> bool:
+    """Resume: this photo's record is complete and every crop it lists is there at this size."""
+    if record is None or record.get("status") not in ("ok", "no_face") or Path(record["photo"]) != photo:
+        return False
+    return all((out / face["crop"]).is_file() and face.get("crop_size") == size for face in record.get("faces", []))
 
 
 def run_align(args: argparse.Namespace) -> int:
@@ -106,19 +159,35 @@ def run_align(args: argparse.Namespace) -> int:
         photos = list_images(args.input)
         if not photos:
             raise FileNotFoundError(f"{args.input}: no images found")
-        if args.out.resolve() == args.input.resolve():
-            raise ValueError(f"output folder {args.out} is the input folder; choose another")
+        ensure_outside_inputs(args.out, [args.input])
     elif args.input.is_file():
         photos = [args.input]
     else:
         raise FileNotFoundError(f"{args.input}: no such file or folder")
     args.out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(args.out, recursive=False)
     stems = [p.stem for p in photos]
     # a.jpg and a.png in one folder must not overwrite each other's outputs
     out_stem = {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in photos}
-    counts = {"photos": 0, "faces": 0, "no_face": [], "tiny": [], "errors": []}
+    counts = {"photos": 0, "faces": 0, "skipped": 0, "no_face": [], "tiny": [], "errors": []}
     for photo in tqdm(photos, desc="align", unit="photo", disable=len(photos) < 2):
         counts["photos"] += 1
+        json_path = args.out / f"{out_stem[photo]}.json"
+        ensure_not_input(json_path, photos)
+        previous = _align_record(json_path)
+        if not args.overwrite and _already_aligned(previous, photo, args.out, args.size):
+            counts["skipped"] += 1
+            counts["faces"] += len(previous["faces"])
+            continue
+        # Files align wrote for this photo before (a finished or interrupted run) may be replaced;
+        # anything else in OUT is the user's and is only replaced with --overwrite.
+        ours = previous is not None and Path(previous["photo"]) == photo
+        if json_path.exists() and not ours and not args.overwrite:
+            counts["errors"].append(f"{json_path} exists and was not written by align for {photo}; "
+                                    "pass --overwrite or choose another OUT")
+            continue
+        owned = {f"{out_stem[photo]}_{i:02d}.png" for i in range(int(previous.get("planned", 0)) if ours else 0)}
+        owned |= {face["crop"] for face in previous.get("faces", [])} if ours else set()
         record = {"photo": str(photo), "status": "ok", "faces": []}
         try:
             image = _load_array(photo)
@@ -126,9 +195,15 @@ def run_align(args: argparse.Namespace) -> int:
             faces = detect_faces(image, max_side=args.max_side, fallback=args.fallback)
             if args.largest_only:
                 faces = faces[:1]
-            for idx, aligned in enumerate(align_faces(image, faces, args.size)):
-                crop_path = args.out / f"{out_stem[photo]}_{idx:02d}.png"
-                ensure_not_input(crop_path, photos)
+            crop_paths = [args.out / f"{out_stem[photo]}_{idx:02d}.png" for idx in range(len(faces))]
+            for path in crop_paths:
+                ensure_not_input(path, photos)
+            if not args.overwrite:
+                refuse_foreign([p for p in crop_paths if p.name not in owned], f"align (for {photo.name})")
+            # Claim the crop names first, so an interrupted run's crops are known as ours on resume.
+            atomic_write_text(json_path, json.dumps({"photo": str(photo), "status": "writing",
+                                                     "planned": len(faces), "faces": []}) + "\n")
+            for idx, (aligned, crop_path) in enumerate(zip(align_faces(image, faces, args.size), crop_paths)):
                 save_image(_to_pil(aligned.crop), crop_path)
                 tiny = aligned.face.size < args.min_face
                 record["faces"].append({"index": idx, "crop": crop_path.name, "tiny": tiny, **aligned.to_json()})
@@ -138,30 +213,42 @@ def run_align(args: argparse.Namespace) -> int:
             if not faces:
                 record["status"] = "no_face"
                 counts["no_face"].append(photo.name)
-        except ImageError as exc:
+        except (ImageError, FileExistsError) as exc:
+            if isinstance(exc, FileExistsError):
+                counts["errors"].append(str(exc))
+                continue
             record.update(status="error", error=str(exc))
             counts["errors"].append(str(exc))
-        json_path = args.out / f"{out_stem[photo]}.json"
-        ensure_not_input(json_path, photos)
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
-    print(f"aligned {counts['faces']} face(s) from {counts['photos']} photo(s) into {args.out}")
+    skipped = f" ({counts['skipped']} already done)" if counts["skipped"] else ""
+    print(f"aligned {counts['faces']} face(s) from {counts['photos']} photo(s) into {args.out}{skipped}")
     if counts["no_face"]:
         print(f"no face found in {len(counts['no_face'])}: {', '.join(counts['no_face'])}", file=sys.stderr)
     if counts["tiny"]:
         print(f"tiny faces (< {args.min_face} px, expect poor results): {', '.join(counts['tiny'])}", file=sys.stderr)
     for line in counts["errors"]:
         print(f"skipped: {line}", file=sys.stderr)
-    return 1 if counts["errors"] and not counts["faces"] else 0
+    return 1 if counts["errors"] else 0
+
+
+SMALL_CROP_RATIO = 0.5  # a restored crop under half the aligned side would visibly blur the photo
 
 
 def run_paste(args: argparse.Namespace) -> int:
     records = sorted(args.aligned.glob("*.json"))
     if not records:
         raise FileNotFoundError(f"{args.aligned}: no JSON files from `instantrestore align`")
-    pasted, missing = 0, []
+    ensure_outside_inputs(args.out, [args.aligned, args.restored])
+    args.out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(args.out, recursive=False)
+    pasted, skipped, missing, small = 0, 0, [], []
     for record_path in records:
-        record = json.loads(record_path.read_text())
-        if record.get("status") != "ok":
+        record = _align_record(record_path)
+        if record is None or record.get("status") != "ok":
+            continue
+        out_path = args.out / f"{record_path.stem}.png"
+        if out_path.exists() and not args.overwrite:
+            skipped += 1
             continue
         photo_path = Path(record["photo"])
         crops, matrices = [], []
@@ -173,17 +260,25 @@ def run_paste(args: argparse.Namespace) -> int:
             crop = _load_array(restored)
             if crop.shape[0] != crop.shape[1]:
                 raise ValueError(f"{restored}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
+            if crop.shape[0] < SMALL_CROP_RATIO * face["crop_size"]:
+                small.append(f"{restored.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
+                if not args.allow_small:
+                    continue
             # crop coordinates scale with the crop side, so the photo->crop matrix scales too
             crops.append(crop)
             matrices.append(np.array(face["matrix"]) * (crop.shape[0] / face["crop_size"]))
         image = _load_array(photo_path)
-        out_path = args.out / f"{record_path.stem}.png"
         ensure_not_input(out_path, [photo_path])
         save_image(_to_pil(paste_faces(image, crops, matrices)), out_path)
         pasted += len(crops)
-    print(f"pasted {pasted} face(s) into {len(records)} photo(s) in {args.out}")
+    done = f" ({skipped} already pasted; --overwrite redoes them)" if skipped else ""
+    print(f"pasted {pasted} face(s) into {len(records) - skipped} photo(s) in {args.out}{done}")
     if missing:
         print(f"no restored crop for {len(missing)} face(s), kept as they were: {', '.join(missing)}", file=sys.stderr)
+    if small:
+        verb = "pasted anyway (--allow-small)" if args.allow_small else "NOT pasted, original pixels kept"
+        print(f"warning: {len(small)} restored crop(s) far smaller than the aligned crop they replace, {verb}: "
+              f"{', '.join(small)}; restore with a model of the crop's size, or pass --allow-small", file=sys.stderr)
     return 0
 
 
@@ -201,7 +296,7 @@ def run_refs(args: argparse.Namespace) -> int:
     sizes = {r.shape for r in refs} | {lq.shape}
     if len(sizes) != 1:
         raise ValueError(f"input and references must be aligned crops of one size, got {sorted(sizes)}")
-    keep, report, ranking = resolve_references(args, lq, refs, [p.name for p in paths])
+    keep, report, ranking = resolve_references(args, lq, refs, [p.name for p in paths], lq_name=args.input.name)
     if ranking:
         print("rank  score  identity  pose   sharp  A-LD(eyes)  file")
         for i, s in enumerate(ranking, 1):

@@ -5,13 +5,15 @@ references are checked before use. Each reference is compared with the others: i
 consensus similarity is the median cosine similarity to the other references, and it is
 an outlier when that falls below the embedder's same-person threshold. With two
 references that disagree both are flagged (there is no majority). The degraded input is
-compared with the mean embedding of the non-outlier references against a looser
-threshold (``threshold - lq_margin``), since degradation lowers similarity.
+compared with the mean embedding of the non-outlier references at ``threshold - lq_margin``
+(margin 0: measured on real photos, degraded inputs still clear it while a looser threshold let
+other people through; docs/bad_input.md). Crops with no detectable face are reported and left out
+before any identity is compared (``has_face``).
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +24,10 @@ from ..images import uint8_to_tensor
 from .identity import DlibEmbedder, FaceEmbedder
 
 MODES = ("off", "warn", "strict")
+# The input must match the references' mean at the same-person threshold itself: on the real photos
+# degraded inputs still score >= 0.95 against their own references while other people's reach 0.905,
+# so the former looser threshold (0.92 - 0.05) accepted 14 % of wrong people (docs/bad_input.md).
+LQ_MARGIN = 0.0
 
 
 class ReferenceMismatchError(ValueError):
@@ -47,6 +53,7 @@ class VerificationReport:
     lq_threshold: float
     checks: list[ReferenceCheck] = field(default_factory=list)
     lq_consensus_similarity: float | None = None
+    faceless: list[str] = field(default_factory=list)  # inputs with no detectable face, left out of the comparison
 
     @property
     def outliers(self) -> list[ReferenceCheck]:
@@ -60,10 +67,12 @@ class VerificationReport:
 
     @property
     def ok(self) -> bool:
-        return not self.outliers and self.lq_matches is not False
+        return not self.outliers and self.lq_matches is not False and not self.faceless
 
     def problems(self) -> list[str]:
-        lines = [f"reference {c.name} looks like another person: median similarity to the other references "
+        lines = [f"no face found in {name}: not compared (is it an aligned face crop? run `instantrestore align` "
+                 "on full photos)" for name in self.faceless]
+        lines += [f"reference {c.name} looks like another person: median similarity to the other references "
                  f"{c.consensus_similarity:.3f} (cosine distance {1 - c.consensus_similarity:.3f}) "
                  f"< {self.threshold:.3f} ({self.embedder})" for c in self.outliers]
         if self.lq_matches is False:
@@ -79,12 +88,12 @@ class VerificationReport:
             "ok": self.ok, "lq_consensus_similarity": r(self.lq_consensus_similarity), "lq_matches": self.lq_matches,
             "references": [{"name": c.name, "consensus_similarity": r(c.consensus_similarity),
                             "lq_similarity": r(c.lq_similarity), "outlier": c.outlier} for c in self.checks],
-            "problems": self.problems(),
+            "faceless": list(self.faceless), "problems": self.problems(),
         }
 
 
 def verify_embeddings(refs: torch.Tensor, names: Sequence[str], lq: torch.Tensor | None = None,
-                      threshold: float = DlibEmbedder.threshold, lq_margin: float = 0.05,
+                      threshold: float = DlibEmbedder.threshold, lq_margin: float = LQ_MARGIN,
                       embedder_name: str = "dlib") -> VerificationReport:
     """Verification on precomputed embeddings: ``refs`` [N, D], ``lq`` [D] or [1, D] (any norm)."""
     refs = F.normalize(refs.float(), dim=-1)
@@ -108,9 +117,11 @@ def verify_embeddings(refs: torch.Tensor, names: Sequence[str], lq: torch.Tensor
 
 def verify_references(refs: Sequence[np.ndarray], names: Sequence[str], lq: np.ndarray | None = None,
                       embedder: FaceEmbedder | None = None, mode: str = "warn",
-                      lq_margin: float = 0.05) -> VerificationReport:
+                      lq_margin: float = LQ_MARGIN, check_faces: bool = True, lq_name: str = "the input") -> VerificationReport:
     """Check aligned reference crops (uint8 RGB (S, S, 3)) against each other and the input.
 
+    With ``check_faces`` a crop with no detectable face (``has_face``: noise, a blank or
+    white image) is reported in ``faceless`` and left out before identities are compared.
     ``mode='warn'`` issues a ``ReferenceWarning`` per problem, ``'strict'`` raises
     ``ReferenceMismatchError`` listing them, ``'off'`` only returns the report.
     """
@@ -119,10 +130,23 @@ def verify_references(refs: Sequence[np.ndarray], names: Sequence[str], lq: np.n
     if not len(refs):
         raise ValueError("no references to verify")
     embedder = embedder or DlibEmbedder()
-    batch = uint8_to_tensor(list(refs) + ([lq] if lq is not None else []))
-    emb = embedder.embed(batch)
-    report = verify_embeddings(emb[:len(refs)], names, emb[len(refs)] if lq is not None else None,
-                               embedder.threshold, lq_margin, embedder.name)
+    faceless: list[str] = []
+    if check_faces:
+        keep = [i for i, r in enumerate(refs) if has_face(r)]
+        faceless = [names[i] for i in range(len(refs)) if i not in keep]
+        refs, names = [refs[i] for i in keep], [names[i] for i in keep]
+        if lq is not None and not has_face(lq):
+            faceless.append(lq_name)
+            lq = None
+    if refs:
+        batch = uint8_to_tensor(list(refs) + ([lq] if lq is not None else []))
+        emb = embedder.embed(batch)
+        report = verify_embeddings(emb[:len(refs)], names, emb[len(refs)] if lq is not None else None,
+                                   embedder.threshold, lq_margin, embedder.name)
+    else:
+        report = VerificationReport(embedder.name, embedder.threshold, embedder.threshold - lq_margin)
+    if faceless:
+        report = replace(report, faceless=faceless)
     problems = report.problems()
     if problems and mode == "strict":
         raise ReferenceMismatchError("reference check failed:\n  " + "\n  ".join(problems))
@@ -130,3 +154,37 @@ def verify_references(refs: Sequence[np.ndarray], names: Sequence[str], lq: np.n
         for line in problems:
             warnings.warn(line, ReferenceWarning, stacklevel=2)
     return report
+
+
+# ------------------------------------------------------------------ is there a face at all?
+FACE_CHECK_SIDE = 160   # aligned crops are shrunk to this side: the face (~0.6 of it) suits HOG's 80 px window
+FACE_SCORE_THRESHOLD = -0.5  # calibrated in docs/bad_input.md (benchmarks/calibrate_verification.py)
+
+
+def aligned_face_score(crop: np.ndarray) -> float:
+    """How face-like an aligned crop (uint8 RGB (S, S, 3)) is: the best dlib HOG detection score
+    among detections centred inside the box alignment puts the face in; -inf when there is none.
+
+    Run on a copy shrunk to ``FACE_CHECK_SIDE`` (blur and noise of degraded inputs matter less
+    there), with upsampling 1 and an adjusted threshold of -1 so weak faces still score.
+    """
+    import cv2
+
+    from .detect import _hog, canonical_box
+
+    if crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"expected an RGB crop (S, S, 3), got {crop.shape}")
+    small = cv2.resize(crop, (FACE_CHECK_SIDE, FACE_CHECK_SIDE), interpolation=cv2.INTER_AREA)
+    rects, scores, _ = _hog().run(np.ascontiguousarray(small), 1, -1.0)
+    x0, y0, x1, y1 = canonical_box(FACE_CHECK_SIDE, FACE_CHECK_SIDE)
+    best = -np.inf
+    for rect, score in zip(rects, scores):
+        cx, cy = (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2
+        if x0 <= cx <= x1 and y0 <= cy <= y1:
+            best = max(best, float(score))
+    return best
+
+
+def has_face(crop: np.ndarray, threshold: float = FACE_SCORE_THRESHOLD) -> bool:
+    """True when ``aligned_face_score(crop) >= threshold`` (see the calibration in docs/bad_input.md)."""
+    return aligned_face_score(crop) >= threshold

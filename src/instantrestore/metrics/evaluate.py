@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..faces.landmark_distance import ald_eye, ald_mouth, l2_landmark_distance
-from ..files import atomic_path, atomic_write_text, list_images
+from ..faces.verify import has_face
+from ..files import atomic_path, atomic_write_text, ensure_outside_inputs, list_images
 from ..images import ImageError, load_image, uint8_to_tensor
 from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
 
@@ -96,16 +97,18 @@ def _stats(values: list[float]) -> dict:
 
 def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None = None, lq_dir: Path | None = None,
              metrics: list[str] | None = None, embedder=None, timings: dict[str, float] | None = None,
-             grid: int = 4, label: str | None = None, progress: bool = True) -> dict:
+             grid: int = 4, label: str | None = None, progress: bool = True, faceless: str = "warn") -> dict:
     """Measure every pair and write the four outputs; returns the summary dict (also in summary.json)."""
     from tqdm import tqdm
 
     pred_dir, gt_dir, out_dir = Path(pred_dir), Path(gt_dir), Path(out_dir)
-    for d in (pred_dir, gt_dir) + ((refs_dir,) if refs_dir else ()) + ((lq_dir,) if lq_dir else ()):
+    inputs = [pred_dir, gt_dir] + ([Path(refs_dir)] if refs_dir else []) + ([Path(lq_dir)] if lq_dir else [])
+    for d in inputs:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"{d}: no such folder")
-        if out_dir.resolve() == Path(d).resolve():
-            raise ValueError(f"--out {out_dir} is an input folder; choose another")
+    ensure_outside_inputs(out_dir, inputs)
+    if faceless not in ("warn", "skip"):
+        raise ValueError(f"faceless must be 'warn' or 'skip', not {faceless!r}")
     metrics = list(metrics or METRICS)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -131,7 +134,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         from ..faces.detect import aligned_landmarks
 
     pairing = pair_files(pred_dir, gt_dir)
-    rows, problems = [], []
+    rows, problems, no_face = [], [], []
     for stem, pred_path, gt_path in tqdm(pairing.pairs, desc="eval", unit="image", disable=not progress):
         try:
             pred, gt = np.asarray(load_image(pred_path)), np.asarray(load_image(gt_path))
@@ -147,7 +150,18 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         try:
             for name, fn in pixel_metrics.items():
                 row[name] = float(fn(p, g)[0])
+            gt_face = True
             if "ids" in active or "ids_ref" in active:
+                # identity scores of a faceless image are numbers about nothing: always said, and with
+                # faceless="skip" left out (a synthetic-world embedder's faces are not dlib's, hence not the default)
+                gt_face, pred_face = has_face(gt), has_face(pred)
+                no_face += [f"{folder}/{path.name}" for folder, path, ok in
+                            (("gt", gt_path, gt_face), ("pred", pred_path, pred_face)) if not ok]
+            if ("ids" in active or "ids_ref" in active) and not gt_face and faceless == "skip":
+                row.update({m: float("nan") for m in ("ids", "ids_ref") if m in active})
+                if "ids_ref" in active:
+                    row["ref"] = ""
+            elif "ids" in active or "ids_ref" in active:
                 refs = find_references(refs_dir, stem) if "ids_ref" in active else []
                 batch = [p, g] + ([uint8_to_tensor(np.asarray(load_image(refs[0])))] if refs else [])
                 sizes = {tuple(t.shape[-2:]) for t in batch}
@@ -181,6 +195,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         "n_pairs": len(pairing.pairs), "n_measured": len(rows), "metrics": stats, "skipped": skipped,
         "unpaired": {"pred_only": pairing.pred_only, "gt_only": pairing.gt_only, "ambiguous": pairing.ambiguous},
         "problems": problems,
+        "no_face": no_face,
         "embedder": {"name": embedder.name, "threshold": embedder.threshold} if embedder is not None else None,
         "conventions": {m: CONVENTIONS[m] for m in active},
         "notes": _notes(embedder, active),
@@ -190,8 +205,10 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1, allow_nan=False, default=str) + "\n")
     atomic_write_text(out_dir / "table.md", markdown_table(summary))
     sample = [(stem, p, g) for stem, p, g in pairing.pairs if stem in {r["name"] for r in rows}][:grid]
+    summary["grid"] = None
     if sample:
         write_grid(out_dir / "grid.png", sample, refs_dir, lq_dir)
+        summary["grid"] = "grid.png"
     return summary
 
 
