@@ -55,6 +55,7 @@ def test_self_reference_breaks_when_timesteps_differ(model):
         model(lq, references=cache, timesteps=249)
 
 
+@pytest.mark.slow
 def test_reference_branch_records_base_unet_keys_values():
     model = InstantRestore.from_config("tiny", seed=3).eval()
     perturb_adapters(model)
@@ -86,6 +87,7 @@ def test_reference_branch_records_base_unet_keys_values():
     assert not torch.allclose(gen_latents, latents / model.alphas_cumprod[t].sqrt(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_references_matter_and_cache_equals_images():
     model = InstantRestore.from_config("tiny", seed=2).eval()
     perturb_adapters(model)

@@ -81,13 +81,17 @@ def write_training_checkpoint(model, path, dtype=torch.bfloat16, ddp=False) -> N
 
 
 def write_adapter_file(model, path) -> None:
-    unet = {k: v for k, v in training_state(model, torch.float32, "").items() if k.startswith("unet.")
-            and ("lora" in k or "conv_in" in k)}
-    vae = {k: v for k, v in training_state(model, torch.float32, "").items() if k.startswith("vae.") and "lora" in k}
+    """save_model's dict: LoRA + the full conv_in of the UNet, LoRA of the VAE (adapter "vae_skip")."""
+    unet = {}
+    for name, tensor in model.unet.state_dict().items():
+        if ".lora_" in name:
+            unet[name] = tensor
+        elif ".modules_to_save.default." in name:
+            unet[name.replace(".modules_to_save.default.", ".")] = tensor
+    vae = {k.replace(".default.", ".vae_skip."): v for k, v in model.vae.state_dict().items() if ".lora_" in k}
     torch.save({"unet_lora_target_modules": list(model.config.unet_lora_targets),
-                "vae_lora_target_modules": list(model.config.vae_lora_targets), "rank_unet": 4, "rank_vae": 4,
-                "state_dict_unet": {k.removeprefix("unet."): v for k, v in unet.items()},
-                "state_dict_vae": {k.removeprefix("vae."): v for k, v in vae.items()}}, path)
+                "vae_lora_target_modules": list(model.config.vae_lora_targets), "rank_unet": model.config.unet_lora_rank,
+                "rank_vae": model.config.vae_lora_rank, "state_dict_unet": unet, "state_dict_vae": vae}, path)
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +252,48 @@ def test_hf_addresses_download_through_the_hub_cache(tmp_path, monkeypatch, refe
     assert loaded.config.profile == "official"
     with pytest.raises(ValueError, match="hf://OWNER/REPO/FILE"):
         hub.resolve_checkpoint("hf://hwdz15508")
+
+
+@pytest.mark.slow
+def test_sd_turbo_architecture_in_both_formats(tmp_path):
+    """Random weights on the real SD-Turbo architecture (9 injected layers, non-zero LoRA, trained
+    conv_in) in both of the authors' formats: each loads, converts, reloads and restores; the
+    converted folder restores exactly as the direct load."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    model = InstantRestore.from_config(official_config(), seed=0)
+    assert len(model.injected_layers) == 9 and model.config.backbone == "sd-turbo"
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 1e-3)
+            p.copy_(p.to(torch.bfloat16).float())
+    lq, refs = torch.rand(1, 3, SIZE, SIZE, generator=gen) * 2 - 1, torch.rand(2, 3, SIZE, SIZE, generator=gen) * 2 - 1
+    with torch.no_grad():
+        expected = model(lq, references=refs, generator=torch.Generator().manual_seed(0)).image
+    write_training_checkpoint(model, tmp_path / "final_model_ckpt.pt")
+    write_adapter_file(model, tmp_path / "adapters.pkl")
+    plain = model.base_state_dict()
+    unet = UNet2DConditionModel(**model.config.unet)
+    unet.load_state_dict({k.removeprefix("unet."): v for k, v in plain.items() if k.startswith("unet.")})
+    unet.save_pretrained(tmp_path / "sd-turbo" / "unet")
+    vae = AutoencoderKL(**model.config.vae)
+    vae.load_state_dict({k.removeprefix("vae."): v for k, v in plain.items() if k.startswith("vae.")})
+    vae.save_pretrained(tmp_path / "vae")
+    prompt = model.prompt_embeds.clone()
+    del model, plain, unet, vae
+
+    def restored(m):
+        with torch.no_grad():
+            return m(lq, references=refs, generator=torch.Generator().manual_seed(0)).image
+
+    direct = InstantRestore.from_official(tmp_path / "final_model_ckpt.pt", prompt_embeds=prompt)
+    assert torch.equal(restored(direct), expected)
+    del direct
+    from_adapters = InstantRestore.from_official(tmp_path / "adapters.pkl", base_model=str(tmp_path / "sd-turbo"),
+                                                 base_vae=str(tmp_path / "vae"), prompt_embeds=prompt)
+    assert torch.equal(restored(from_adapters), expected)
+    del from_adapters
+    convert_official(tmp_path / "final_model_ckpt.pt", tmp_path / "converted", prompt_embeds=prompt)
+    assert torch.equal(restored(InstantRestore.from_pretrained(tmp_path / "converted")), expected)

@@ -47,6 +47,7 @@ def _record_attention_outputs(unet, names):
     return outputs, hooks
 
 
+@pytest.mark.slow
 def test_nothing_outside_the_decoder_self_attention_changes(sd_turbo):
     lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     refs = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -75,6 +76,7 @@ def test_nothing_outside_the_decoder_self_attention_changes(sd_turbo):
     torch.testing.assert_close(blind, plain, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_self_reference_invariance_on_sd_turbo(sd_turbo):
     lq = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
     with torch.no_grad():

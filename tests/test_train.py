@@ -42,6 +42,7 @@ def _state(model: InstantRestore) -> dict[str, torch.Tensor]:
             **{f"adapter/{k}": v.detach().clone() for k, v in model.adapter_state_dict().items()}}
 
 
+@pytest.mark.slow
 def test_stage2_gradients_reach_only_lora_and_conv_in(tmp_path):
     config = tiny_config(tmp_path)
     run = _setup(config)
@@ -63,6 +64,7 @@ def test_stage2_gradients_reach_only_lora_and_conv_in(tmp_path):
         assert torch.equal(p0, p1)
 
 
+@pytest.mark.slow
 def test_prior_stage_trains_the_base_and_saves_a_prior(tmp_path):
     config = tiny_config(tmp_path, stage="prior", steps=1, **{"loss.landmark_attention": 0.0})
     start = build.build_model(config)
@@ -81,6 +83,7 @@ def test_prior_stage_trains_the_base_and_saves_a_prior(tmp_path):
     assert all(torch.equal(v, stage2.base_state_dict()[k]) for k, v in base1.items())
 
 
+@pytest.mark.slow
 def test_autoencoder_stage_trains_only_the_vae_and_fits_a_unit_latent_scale(tmp_path):
     config = tiny_config(tmp_path, stage="autoencoder", steps=1, **{"loss.landmark_attention": 0.0,
                                                                     "loss.identity": 0.0, "loss.adversarial": 0.0})
@@ -161,6 +164,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
         assert ra["loss"] == rb["loss"]
 
 
+@pytest.mark.slow
 def test_resume_with_a_new_learning_rate_uses_it(tmp_path, caplog):
     """The optimiser state holds the old lr; a resumed run must train at the one it is given."""
     import json
@@ -175,6 +179,7 @@ def test_resume_with_a_new_learning_rate_uses_it(tmp_path, caplog):
     assert {g["lr"] for g in groups} == {2.5e-4}
 
 
+@pytest.mark.slow
 def test_lr_schedule_is_applied_logged_and_resumed_without_warning(tmp_path, caplog):
     config = tiny_config(tmp_path, steps=3, save_every=1, lr=1e-3, lr_schedule="linear", lr_final_ratio=0.5)
     train(config, progress=False, stop_at=1)
@@ -184,6 +189,7 @@ def test_lr_schedule_is_applied_logged_and_resumed_without_warning(tmp_path, cap
     assert [row["lr"] for row in read_metrics(tmp_path / "run")] == pytest.approx([1e-3, 7.5e-4, 5e-4])
 
 
+@pytest.mark.slow
 def test_run_folder_and_metrics_have_every_term(tmp_path):
     config = tiny_config(tmp_path, steps=2, save_every=1, keep_checkpoints=1, sample_every=2)
     final = train(config, progress=False)
