@@ -365,7 +365,7 @@ def test_degrade_kill_9_leaves_no_temporary_after_rerun(tmp_path):
     # a temporary as the killed writer would leave it (the kill may or may not land inside a write)
     (tmp_path / "out" / f".17.png.irtmp-{proc.pid}-abc.png").write_bytes(b"half")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(cmd[:4] + [str(tmp_path / "full")] + cmd[5:], check=True, stdout=subprocess.DEVNULL,
+    subprocess.run(cmd[:5] + [str(tmp_path / "full")] + cmd[6:], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert tree_digest(tmp_path / "out") == tree_digest(tmp_path / "full")
