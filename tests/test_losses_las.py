@@ -235,6 +235,159 @@ def test_cross_entropy_form_is_smallest_at_the_ideal_and_pulls_harder_when_flat(
 
 
 def test_unknown_form_is_refused():
-    with pytest.raises(ValueError, match="form must be one of mse, ce"):
+    with pytest.raises(ValueError, match="form must be one of mse, ce, official"):
         landmark_attention_loss(_captured(torch.full((1, 1, 16, 1, 16), 1 / 16), (4, 4), (4, 4)),
                                 torch.zeros(1, 1, 2), torch.zeros(1, 1, 1, 2), None, (32, 32), (32, 32), 1.0, 1.0, form="kl")
+
+
+# --- form "official": the authors' code (their SPEC section 6), against a naive re-statement ---
+
+from instantrestore.losses.config import LandmarkAttentionConfig  # noqa: E402
+from instantrestore.losses.landmark_attention import (official_choices, official_landmark_attention_loss,  # noqa: E402
+                                                      official_targets)
+
+
+def _naive_official_target(target, block, image, grid, key_grid, transpose):
+    """One sample: their dataset loop, landmark by landmark, in float64 -> (target [Lq, Lk], rows [Lq])."""
+    ds, kds = image // grid, image // key_grid
+    sigma = key_grid / 32
+    out = torch.zeros(grid * grid, key_grid * key_grid, dtype=torch.float64)
+    rows = torch.zeros(grid * grid, dtype=torch.bool)
+    for p in range(target.shape[0]):
+        (x, y), (bx, by) = target[p].tolist(), block[p].tolist()
+        if any(math.isnan(v) for v in (x, y, bx, by)):
+            continue
+        qx, qy, cx, cy = math.floor(x / ds), math.floor(y / ds), math.floor(bx / kds), math.floor(by / kds)
+        if qx >= grid or qy >= grid or cx >= key_grid or cy >= key_grid or qx < 0 or qy < 0:
+            continue
+        for k in range(key_grid * key_grid):
+            r, c = divmod(k, key_grid)
+            d2 = (r - cx) ** 2 + (c - cy) ** 2 if transpose else (c - cx) ** 2 + (r - cy) ** 2
+            out[qy * grid + qx, k] += math.exp(-d2 / (2 * sigma**2))
+        rows[qy * grid + qx] = True
+    return out, rows
+
+
+def _naive_official(flat_probs, target, blocks, real, image, grid, block, transpose, concat):
+    """flat_probs [B, H, Lq, K] as their processor stores it (K = every key, image first in concat);
+    blocks [B, P, 2]: the chosen block's landmarks. Min-max over all real keys, MSE over landmark rows."""
+    lk = grid * grid
+    offset = 1 if concat else 0
+    keep = torch.cat([torch.ones(flat_probs.shape[0], offset, dtype=torch.bool), real], 1).repeat_interleave(lk, 1)
+    values = torch.cat([flat_probs[b][..., keep[b]].flatten() for b in range(flat_probs.shape[0])]).double()
+    low, high = values.min(), values.max()
+    targets, rows = zip(*[_naive_official_target(target[b], blocks[b], image, grid, grid, transpose)
+                          if block < offset or real[b, block - offset] else
+                          (torch.zeros(lk, lk, dtype=torch.float64), torch.zeros(lk, dtype=torch.bool))
+                          for b in range(flat_probs.shape[0])])
+    gt = torch.stack(targets)
+    gt = (gt - gt.min()) / (gt.max() - gt.min())
+    total, count = 0.0, 0
+    for b in range(flat_probs.shape[0]):
+        for q in rows[b].nonzero().flatten().tolist():
+            for h in range(flat_probs.shape[1]):
+                pred = (flat_probs[b, h, q, block * lk:(block + 1) * lk].double() - low) / (high - low)
+                total += float(((pred - gt[b, q]) ** 2).sum())
+                count += lk
+    return total / count
+
+
+def _official_case(seed, batch, n_refs, grid, concat, image=64, num_points=7):
+    gen = torch.Generator().manual_seed(seed)
+    blocks = n_refs + (1 if concat else 0)
+    flat = (torch.randn(batch, 2, grid * grid, blocks * grid * grid, generator=gen) * 2).softmax(-1)
+    self_probs = flat[..., :grid * grid] if concat else None
+    probs = flat[..., (grid * grid if concat else 0):].reshape(batch, 2, grid * grid, n_refs, grid * grid)
+    target = torch.rand(batch, num_points, 2, generator=gen) * image
+    refs = torch.rand(batch, n_refs, num_points, 2, generator=gen) * image
+    target[:, 1] = target[:, 0] + 0.5          # two landmarks in one query token: their rows add up
+    target[0, 2, 0] = image + 3.0               # past the grid: skipped (their check)
+    target[-1, 3] = NAN                         # missing
+    refs[:, :, 4, 1] = image + 5.0              # reference point past the grid: skipped
+    return flat, CapturedAttention(probs, (grid, grid), (grid, grid), self_probs), target, refs
+
+
+@pytest.mark.parametrize("transpose", [True, False])
+@pytest.mark.parametrize("batch,concat,padded", [(1, False, False), (3, False, False), (2, True, False),
+                                                 (3, False, True)])
+def test_official_form_matches_a_naive_loop(transpose, batch, concat, padded):
+    n_refs, grid, image = 3, 8, 64
+    flat, captured, target, refs = _official_case(batch * 10 + concat, batch, n_refs, grid, concat, image)
+    real = torch.ones(batch, n_refs, dtype=torch.bool)
+    if padded:
+        real[1, 2] = real[2, 1:] = False
+        captured.probs[~real[:, None, None, :, None].expand_as(captured.probs)] = 0.0  # masked keys: no mass
+        flat = captured.probs.flatten(3)
+    other = CapturedAttention(torch.rand_like(captured.probs), (grid, grid), (grid, grid), captured.self_probs)
+    for block in range(n_refs + concat):
+        blocks = target if (concat and block == 0) else refs[:, block - concat]
+        slow = _naive_official(flat, target, blocks, real, image, grid, block, transpose, concat)
+        fast = official_landmark_attention_loss([other, captured], target, refs, real, (image, image), (image, image),
+                                                transpose=transpose, choice=[(1, block)])
+        assert slow > 0 and fast.item() == pytest.approx(slow, rel=1e-5)
+
+
+def test_official_per_sample_is_the_mean_of_batch_size_one():
+    flat, captured, target, refs = _official_case(5, 3, 2, 4, False, image=32)
+    choice = [(0, 1), (0, 0), (0, 1)]
+    per_sample = official_landmark_attention_loss([captured], target, refs, None, (32, 32), (32, 32),
+                                                  batch_mode="per_sample", choice=choice)
+    singles = [official_landmark_attention_loss([CapturedAttention(captured.probs[b:b + 1], (4, 4), (4, 4))],
+                                                target[b:b + 1], refs[b:b + 1], None, (32, 32), (32, 32),
+                                                choice=[choice[b]]) for b in range(3)]
+    assert per_sample.item() == pytest.approx(sum(s.item() for s in singles) / 3, rel=1e-6)
+
+
+def test_official_target_is_transposed_like_theirs_unless_asked_not_to():
+    image, grid = 64, 8                                  # 8 px per token
+    target = torch.tensor([[[20.0, 44.0]]])              # query token col 2, row 5 -> row 5 * 8 + 2
+    block = torch.tensor([[[9.0, 50.0]]])                # key token col 1, row 6
+    theirs, rows = official_targets(target, block, (image, image), (image, image), (grid, grid), (grid, grid))
+    fixed, _ = official_targets(target, block, (image, image), (image, image), (grid, grid), (grid, grid), False)
+    assert rows[0].nonzero().flatten().tolist() == [5 * grid + 2]
+    assert theirs[0, 5 * grid + 2].argmax().item() == 1 * grid + 6    # their bug: row cx, col cy
+    assert fixed[0, 5 * grid + 2].argmax().item() == 6 * grid + 1
+    assert fixed[0, 5 * grid + 2].max().item() == pytest.approx(1.0)  # unnormalised, peak 1
+    # std = grid / 32 tokens: one token off the peak falls to exp(-1 / (2 * 0.25^2)) = exp(-8)
+    assert fixed[0, 5 * grid + 2, 6 * grid + 2].item() == pytest.approx(math.exp(-8), rel=1e-5)
+    assert official_targets(target, block, (image, image), (image, image), (grid, grid), (grid, grid),
+                            use=torch.tensor([False]))[1].sum() == 0
+
+
+def test_official_draw_is_seeded_and_skips_padded_references():
+    layers = [CapturedAttention(torch.zeros(2, 1, 4, 3, 4), (2, 2), (2, 2)) for _ in range(9)]
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    draws = [official_choices(layers, mask, torch.Generator().manual_seed(s)) for s in range(60)]
+    assert draws[7] == official_choices(layers, mask, torch.Generator().manual_seed(7))
+    assert all(len(d) == 1 and d[0][1] in (0, 2) for d in draws)  # sample 0's real references only
+    assert {d[0][0] for d in draws} == set(range(9))
+    per_sample = official_choices(layers, mask, torch.Generator().manual_seed(0), "per_sample")
+    assert len(per_sample) == 2
+    concat = [CapturedAttention(torch.zeros(1, 1, 4, 1, 4), (2, 2), (2, 2), torch.zeros(1, 1, 4, 4))]
+    picks = {official_choices(concat, torch.tensor([[True]]), torch.Generator().manual_seed(s))[0][1] for s in range(30)}
+    assert picks == {0, 1}  # block 0 is the image itself, as with their train_input
+
+
+def test_official_form_through_the_objective_and_config():
+    from types import SimpleNamespace
+
+    from instantrestore.losses import LossWeights, RestorationLoss
+    flat, captured, target, refs = _official_case(3, 2, 2, 4, False, image=32)
+    captured.probs.requires_grad_(True)
+    batch = {"landmarks_hq": target, "landmarks_refs": refs, "refs": torch.zeros(2, 2, 3, 32, 32),
+             "ref_mask": torch.ones(2, 2, dtype=torch.bool), "index": [4, 9]}
+    loss = RestorationLoss(LossWeights(lpips=0, ms_ssim=0, identity=0, adversarial=0),
+                           landmark_attention=LandmarkAttentionConfig(form="official"))
+    output = SimpleNamespace(attention={"a": captured, "b": captured})
+    value = loss._landmark_term(output, batch, (32, 32))
+    assert value.item() == loss._landmark_term(output, batch, (32, 32)).item()  # seeded by the batch indices
+    gen_value = loss._landmark_term(output, batch, (32, 32), torch.Generator().manual_seed(1))
+    (layer, block), = official_choices([captured, captured], batch["ref_mask"], torch.Generator().manual_seed(1))
+    assert gen_value.item() == official_landmark_attention_loss([captured], target, refs, None, (32, 32), (32, 32),
+                                                                choice=[(0, block)]).item()
+    value.backward()
+    assert captured.probs.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="official_batch must be one of first, per_sample"):
+        LandmarkAttentionConfig(form="official", official_batch="all")
+    with pytest.raises(ValueError, match="call official_landmark_attention_loss"):
+        landmark_attention_loss(captured, target, refs, None, (32, 32), (32, 32), 1.0, 1.0, form="official")

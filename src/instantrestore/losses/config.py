@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .landmark_attention import LAS_FORMS
+from .landmark_attention import LAS_FORMS, OFFICIAL_BATCH_MODES
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,14 @@ class LandmarkAttentionConfig:
         1.5 covers the face along the landmark contours without claiming background or hair.
     points: landmark rows used; None = every finite row (68 iBUG + the synthetic marks).
     form: "mse" = the paper's eq. 7; "ce" = cross-entropy of the attention rows against the ideal
-        rows (an option, not the paper's: its gradient does not vanish while attention is flat).
+        rows (an option, not the paper's: its gradient does not vanish while attention is flat);
+        "official" = the authors' code (``official_landmark_attention_loss``): one random captured
+        layer and reference per step, unnormalised Gaussians of std grid / 32, global min-max
+        normalisation; ``sigma`` and ``radius`` do not apply, ``points`` does.
+    official_transpose: (form "official") reproduce their target's x/y swap, a bug in their code
+        (the Gaussian's peak lands on the transposed key token); False puts it where the landmark is.
+    official_batch: (form "official") "first" = their code: batch element 0's draw for the whole
+        batch, normalised over the batch; "per_sample" = a draw per sample, mean of per-sample losses.
     """
 
     layers: tuple[str, ...] | None = None
@@ -46,10 +53,15 @@ class LandmarkAttentionConfig:
     radius: float = 1.5
     points: tuple[int, ...] | None = None
     form: str = "mse"
+    official_transpose: bool = True
+    official_batch: str = "first"
 
     def __post_init__(self) -> None:
         if self.form not in LAS_FORMS:
             raise ValueError(f"landmark_attention.form must be one of {', '.join(LAS_FORMS)}, got {self.form!r}")
+        if self.official_batch not in OFFICIAL_BATCH_MODES:
+            raise ValueError(f"landmark_attention.official_batch must be one of {', '.join(OFFICIAL_BATCH_MODES)}, "
+                             f"got {self.official_batch!r}")
 
 
 def resolve_layers(requested: Sequence[str] | None, injected: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -15,7 +16,7 @@ from .adversarial import Discriminator, discriminator_adversarial_loss, frozen, 
 from .masked_face_lpips import FaceAlignmentConfig, MaskedFaceAlignmentLoss
 from .identity import IdentityLoss
 from .config import LandmarkAttentionConfig, LossWeights, resolve_layers
-from .landmark_attention import landmark_attention_loss
+from .landmark_attention import landmark_attention_loss, official_landmark_attention_loss
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ class RestorationLoss(nn.Module):
             return []
         return resolve_layers(self.landmark_config.layers, injected_layers)
 
-    def _landmark_term(self, output: "GeneratorOutput", batch: dict, image_hw: tuple[int, int]) -> torch.Tensor:
+    def _landmark_term(self, output: "GeneratorOutput", batch: dict, image_hw: tuple[int, int],
+                       generator: torch.Generator | None = None) -> torch.Tensor:
         if not output.attention:
             raise ValueError("landmark attention weight > 0 but the output holds no attention; call the model with "
                              "capture=loss.capture_layers(model.injected_layers)")
@@ -93,17 +95,25 @@ class RestorationLoss(nn.Module):
                 raise ValueError(f"landmark attention needs batch[{key!r}]; or set LossWeights(landmark_attention=0.0)")
         c = self.landmark_config
         ref_hw = tuple(batch["refs"].shape[-2:])
+        if c.form == "official":
+            return official_landmark_attention_loss(
+                list(output.attention.values()), batch["landmarks_hq"], batch["landmarks_refs"], batch.get("ref_mask"),
+                image_hw, ref_hw, _batch_generator(batch) if generator is None else generator, c.official_batch,
+                c.official_transpose, c.points)
         terms = [landmark_attention_loss(captured, batch["landmarks_hq"], batch["landmarks_refs"],
                                          batch.get("ref_mask"), image_hw, ref_hw, c.sigma, c.radius, c.points, form=c.form)
                  for captured in output.attention.values()]
         return torch.stack(terms).mean()  # averaged over layers: the weight does not depend on their count
 
-    def generator_loss(self, output: "GeneratorOutput", batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def generator_loss(self, output: "GeneratorOutput", batch: dict,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted eq. 8 for the generator step.
 
         output: the model's forward on batch["lq"] (with the attention of ``capture_layers``);
         batch: collated dataset items (hq [B, 3, H, W] in [-1, 1], refs, ref_mask, landmarks_hq,
-        landmarks_refs). LAS supervises every layer present in ``output.attention``.
+        landmarks_refs). LAS supervises every layer present in ``output.attention``; with
+        ``form="official"`` it draws one of them and one reference from ``generator`` (e.g. the
+        step's generator); None seeds one from batch["index"], so a repeated batch repeats its draw.
         Returns (weighted total, {"loss": total, term name: unweighted value, ...}).
         """
         w = self.weights
@@ -133,7 +143,8 @@ class RestorationLoss(nn.Module):
                 logits = self.discriminator(restored)
             terms["adversarial"] = (w.adversarial, generator_adversarial_loss(logits, self.gan_loss))
         if w.landmark_attention > 0:
-            terms["landmark_attention"] = (w.landmark_attention, self._landmark_term(output, batch, image_hw))
+            terms["landmark_attention"] = (w.landmark_attention,
+                                           self._landmark_term(output, batch, image_hw, generator))
         if self.face_alignment is not None:
             terms["face_alignment"] = (w.face_alignment,
                                        self.face_alignment(restored, target, batch["landmarks_hq"]))
@@ -155,3 +166,11 @@ class RestorationLoss(nn.Module):
         loss = discriminator_adversarial_loss(real_logits, fake_logits, self.gan_loss)
         return loss, {"d_loss": float(loss.detach()), "d_real": float(real_logits.detach().float().mean()),
                       "d_fake": float(fake_logits.detach().float().mean())}
+
+
+def _batch_generator(batch: dict) -> torch.Generator:
+    """A generator that is a pure function of the batch's dataset indices (0 when it has none)."""
+    index = batch.get("index", [])
+    index = index.tolist() if isinstance(index, torch.Tensor) else list(index)
+    seq = np.random.SeedSequence([0x1A5, *(int(i) for i in index)])
+    return torch.Generator().manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] >> 1))
