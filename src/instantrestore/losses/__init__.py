@@ -7,6 +7,7 @@ from .objective import RestorationLoss
 from .masked_face_lpips import FaceAlignmentConfig, MaskedFaceAlignmentLoss, landmark_heatmap_mask
 from .identity import IdentityLoss, identity_distance
 from .landmark_attention import ideal_attention, landmark_attention_loss, landmark_targets
+from .landmark_attention_official import official_choices, official_landmark_attention_loss, official_targets
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss, ms_ssim_settings
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "LossWeights", "LPIPSLoss", "MaskedFaceAlignmentLoss", "MSSSIMLoss", "RestorationLoss",
     "discriminator_adversarial_loss", "frozen", "generator_adversarial_loss", "ideal_attention",
     "identity_distance", "l1_loss", "l2_loss", "landmark_attention_loss", "landmark_heatmap_mask",
-    "landmark_targets", "ms_ssim_settings", "resolve_layers",
+    "landmark_targets", "ms_ssim_settings", "official_choices", "official_landmark_attention_loss",
+    "official_targets", "resolve_layers",
 ]

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .landmark_attention import LAS_FORMS, OFFICIAL_BATCH_MODES
+from .landmark_attention import LAS_FORMS
+from .landmark_attention_official import OFFICIAL_BATCH_MODES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from .adversarial import Discriminator, discriminator_adversarial_loss, frozen, 
 from .masked_face_lpips import FaceAlignmentConfig, MaskedFaceAlignmentLoss
 from .identity import IdentityLoss
 from .config import LandmarkAttentionConfig, LossWeights, resolve_layers
-from .landmark_attention import landmark_attention_loss, official_landmark_attention_loss
+from .landmark_attention import landmark_attention_loss
+from .landmark_attention_official import official_landmark_attention_loss
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss
 
 if TYPE_CHECKING:

@@ -116,7 +116,7 @@ def train_step(run: Run, batches: list[dict], step: int) -> dict[str, float]:
         # Losses in fp32 (MS-SSIM, cosines and D's logits are fragile in half precision); the
         # generator's adversarial term runs D frozen inside RestorationLoss.
         out = GeneratorOutput(image=out.image.float(), attention=out.attention)
-        total, parts = run.loss.generator_loss(out, batch)
+        total, parts = run.loss.generator_loss(out, batch, generator=gen)  # the official LAS form draws from it
         acc.backward(total)
         for k, v in parts.items():
             terms[k] += float(v) / len(batches)

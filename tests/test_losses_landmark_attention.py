@@ -243,7 +243,7 @@ def test_unknown_form_is_refused():
 # --- form "official": the authors' code (their SPEC section 6), against a naive re-statement ---
 
 from instantrestore.losses.config import LandmarkAttentionConfig  # noqa: E402
-from instantrestore.losses.landmark_attention import (official_choices, official_landmark_attention_loss,  # noqa: E402
+from instantrestore.losses.landmark_attention_official import (official_choices, official_landmark_attention_loss,  # noqa: E402
                                                       official_targets)
 
 
