@@ -160,6 +160,9 @@ def build_with_base_of(cls: type[InstantRestore], path: str | os.PathLike, seed:
     path = Path(path)
     saved = read_config(path) if path.is_dir() else None
     if saved is None:
+        if path.is_dir() and not (path / "unet").is_dir():
+            raise FileNotFoundError(f"{path}: neither an instantrestore checkpoint (config.json + safetensors) nor a "
+                                    "diffusers base folder (unet/, vae/)")
         if path.is_file():
             raise ValueError(f"{path}: expected a checkpoint directory (config.json + *.safetensors)")
         return build_from_base(cls, str(path), trust_pickle=trust_pickle, **overrides)
