@@ -203,9 +203,13 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"image size:        {cfg.image_size} px (sides must be multiples of {model.size_multiple})")
     print(f"UNet parameters:   {count(model.unet) / 1e6:.1f}M")
     print(f"VAE parameters:    {count(model.vae) / 1e6:.1f}M")
+    full = ", ".join(f"{part} {name}" for part, names in (("UNet", cfg.unet_full_modules), ("VAE", cfg.vae_full_modules))
+                     for name in names)
     print(f"trainable:         {sum(p.numel() for p in model.trainable_parameters()) / 1e6:.2f}M "
-          f"(LoRA rank UNet {cfg.unet_lora_rank} / VAE {cfg.vae_lora_rank}, VAE encoder conv_in)")
-    print(f"timestep:          {cfg.timestep} (training: {', '.join(map(str, cfg.train_timesteps))})")
+          f"(LoRA rank UNet {cfg.unet_lora_rank} / VAE {cfg.vae_lora_rank}" + (f"; in full: {full}" if full else "") + ")")
+    print(f"profile:           {cfg.profile}" + (" (the authors' inference: docs/model.md)" if cfg.profile == "official" else ""))
+    print(f"timestep:          {cfg.timestep} (training: {', '.join(map(str, cfg.train_timesteps))}); reference "
+          f"branch {cfg.branch_timestep}" + (", noised" if cfg.reference_noise else ", noise-free"))
     print(f"attention:         {cfg.attention_mode}, AdaIN {'on' if cfg.adain else 'off'}")
     print(f"injected layers:   {len(model.injected_layers)}")
     for name in model.injected_layers:
