@@ -85,6 +85,96 @@ def test_folder_given_as_image_is_named(tmp_path):
         load_image(tmp_path)
 
 
+# ------------------------------------------------------------------ the matrix: input kind x image-reading command
+BAD_KINDS = ["16-bit grey", "noise", "text named .png", "zero-byte", "folder"]
+IMAGE_COMMANDS = ["degrade", "align", "restore", "eval"]
+
+
+def _write_input(kind: str, path: Path) -> None:
+    """An input of ``kind`` at ``path`` (named like an image)."""
+    if kind == "16-bit grey":
+        Image.fromarray(np.repeat(np.repeat(GREY, 2, 0), 2, 1).astype(np.uint16) * 257).save(path)  # I;16 gradient
+    elif kind == "noise":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(path)
+    elif kind == "text named .png":
+        path.write_text("these are notes, not an image\n")
+    elif kind == "zero-byte":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        raise AssertionError(kind)
+
+
+def _command_args(command: str, bad: Path, root: Path, out: Path) -> list:
+    if command == "degrade":
+        return ["degrade", bad, out / "bad.png", "--preset", "sr8"]
+    if command == "align":
+        return ["align", bad, out, "--fallback", "none"]
+    if command == "restore":
+        return ["restore", bad, "--out", out / "bad.png", "--backbone", "tiny"]
+    if command == "eval":  # eval reads folders: the bad file is one prediction among good ones
+        return ["eval", "--pred", bad.parent, "--gt", root / "gt", "--out", out, "--metrics", "psnr"]
+    raise AssertionError(command)
+
+
+UNREADABLE = {"text named .png": "not an image file", "zero-byte": "not an image file"}
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+def test_bad_input_matrix(kind, command, tmp_path, capsys):
+    """Each bad input through each command that reads images: the documented outcome, no traceback,
+    nothing written outside --out and no file that was there before changed."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir(), out.mkdir(), (tmp_path / "gt").mkdir()
+    bad = inputs / "bad.png"
+    _write_input(kind, bad)
+    good = Image.fromarray(np.repeat(np.repeat(GREY, 2, 0), 2, 1)).convert("RGB")  # bad.png's 8-bit truth
+    good.save(tmp_path / "gt" / "bad.png")
+    if command == "eval":
+        good.save(inputs / "good.png"), good.save(tmp_path / "gt" / "good.png")
+    (inputs / "notes.txt").write_text("the user's file\n")
+    (out / "keep.txt").write_text("already in --out\n")
+    outside = {k: v for k, v in tree_digest(tmp_path).items() if not k.startswith("out/")}
+    kept = tree_digest(out)
+
+    rc, stdout, err = run_cli(capsys, *_command_args(command, bad, tmp_path, out))
+
+    assert {k: v for k, v in tree_digest(tmp_path).items() if not k.startswith("out/")} == outside
+    assert all(tree_digest(out)[name] == digest for name, digest in kept.items())
+    assert not [p for p in out.rglob(".*")], "a temporary was left behind"
+    lines = err.splitlines()
+    if kind in UNREADABLE:
+        # one line naming the file and what is wrong with it
+        assert [line for line in lines if "bad.png" in line and UNREADABLE[kind] in line], err
+        assert rc == {"degrade": 1, "align": 1, "restore": 2, "eval": 0}[command], (rc, err)
+        if command in ("degrade", "restore"):
+            assert not (out / "bad.png").exists()
+        if command == "eval":  # the good pair is still measured, the bad one listed
+            assert "bad" in json.dumps(json.loads((out / "summary.json").read_text())["problems"])
+    elif kind == "folder":
+        if command == "eval":  # not an image file, so not paired: the truth is listed as unmeasured
+            assert rc == 0 and [line for line in lines if "bad" in line and "not measured" in line], err
+        else:
+            assert rc == 2 and [line for line in lines if "bad.png" in line and "error" in line], err
+            assert tree_digest(out) == kept
+    else:  # readable images: the documented result
+        assert rc == 0, err
+        if command == "degrade":
+            assert np.asarray(load_image(out / "bad.png")).mean() < 200  # 16-bit grey is not clipped to white
+        elif command == "align":
+            assert "no face found" in err and json.loads((out / "bad.json").read_text())["status"] == "no_face"
+        elif command == "restore":
+            assert "no face found" in err and "RANDOM weights" in err and (out / "bad.png").is_file()
+        else:
+            rows = {r.split(",")[0]: r for r in (out / "per_image.csv").read_text().splitlines()[1:]}
+            assert set(rows) == {"bad", "good"}
+            if kind == "16-bit grey":  # read by bit depth: identical to its 8-bit truth (PSNR inf), like good.png
+                summary = json.loads((out / "summary.json").read_text())
+                assert summary["metrics"]["psnr"]["n_infinite"] == 2, summary["metrics"]
+
+
 # ------------------------------------------------------------------ API boundary
 @pytest.fixture(scope="module")
 def micro_model(micro_weights):
@@ -211,6 +301,27 @@ def test_random_and_synthetic_models_say_so_at_load_time(micro_weights, capsys):
     assert rc == 0 and "NOT a restoration" in err
 
 
+def test_api_warns_once_for_a_synthetic_world_model_and_the_cli_prints_one_line(micro_weights, capsys):
+    import warnings
+
+    from instantrestore import InstantRestore
+    from instantrestore.model_io import SyntheticModelWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        InstantRestore.from_pretrained(micro_weights / "model")
+    found = [w for w in caught if issubclass(w.category, SyntheticModelWarning)]
+    assert len(found) == 1 and issubclass(found[0].category, UserWarning)
+    assert "synthetic" in str(found[0].message) and found[0].filename == __file__  # points at the caller
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, _, err = run_cli(capsys, "info", "--checkpoint", micro_weights / "model")
+    # the CLI's own line, not the library warning too
+    assert rc == 0 and len([line for line in err.splitlines() if "synthetic" in line]) == 1
+    assert "SyntheticModelWarning" not in err
+    assert not [w for w in caught if issubclass(w.category, SyntheticModelWarning)]
+
+
 # ------------------------------------------------------------------ interrupt, unexpected errors
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     import instantrestore.cli.restore as restore_cli
@@ -328,6 +439,24 @@ def test_degrade_interrupted_then_resumed_equals_uninterrupted(lq_folder, tmp_pa
     assert tree_digest(tmp_path / "part") == tree_digest(tmp_path / "full")
 
 
+def test_degrade_keeps_outputs_of_other_settings_with_a_warning(lq_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(capsys, "degrade", lq_folder, out, "--preset", "sr8", "--seed", "1")[0] == 0
+    made = tree_digest(out)
+    rc, out_text, err = run_cli(capsys, "degrade", lq_folder, out, "--preset", "sr8", "--seed", "1")
+    assert rc == 0 and "3 already present" in out_text and "warning" not in err
+    for extra in (["--preset", "sr8", "--seed", "2"], ["--preset", "paper", "--seed", "1"],
+                  ["--preset", "sr8", "--seed", "1", "--override", "noise_range=0,5"]):
+        rc, _, err = run_cli(capsys, "degrade", lq_folder, out, *extra)
+        assert rc == 0 and "kept 3 existing output(s) made with another preset, seed or input" in err, extra
+        assert tree_digest(out) == made
+    Image.new("RGB", (8, 8), "red").save(out / "1.png")  # not degrade's
+    rc, _, err = run_cli(capsys, "degrade", lq_folder, out, "--preset", "sr8", "--seed", "1")
+    assert rc == 0 and "no record of degrade making them: 1.png" in err
+    rc, _, err = run_cli(capsys, "degrade", lq_folder, out, "--preset", "sr8", "--seed", "1", "--overwrite")
+    assert rc == 0 and tree_digest(out) == made
+
+
 def test_restore_interrupted_then_resumed_equals_uninterrupted(lq_folder, micro_weights, tmp_path, monkeypatch,
                                                                capsys):
     import instantrestore.cli.restore as restore_cli
@@ -417,8 +546,56 @@ def test_align_and_paste_resume_and_paste_refuses_small_crops(photos, tmp_path, 
     for name in ("o1.png", "o3.png"):  # the faces kept their original pixels
         assert (tmp_path / "final" / name).exists()
     made = tree_digest(tmp_path / "final")
-    rc, out, _ = run_cli(capsys, "paste", aligned, restored, tmp_path / "final", "--allow-small")
-    assert "2 already pasted" in out and tree_digest(tmp_path / "final") == made
+    rc, out, err = run_cli(capsys, "paste", aligned, restored, tmp_path / "final")
+    assert rc == 0 and "2 already pasted" in out and "warning" not in err  # same crops, same settings
+    rc, out, err = run_cli(capsys, "paste", aligned, restored, tmp_path / "final", "--allow-small")
+    # --allow-small would paste what the first run refused: kept, with a warning, not taken as done
+    assert "2 already pasted" in out and "pasted from other restored crops" in err
+    assert tree_digest(tmp_path / "final") == made
+
+
+def _aligned_and_restored(photos, tmp_path, capsys, side: int = 256) -> tuple[Path, Path]:
+    """Align ``photos`` at 256 px and make 'restored' crops of ``side`` px from them."""
+    aligned, restored = tmp_path / "aligned", tmp_path / "restored"
+    assert run_cli(capsys, "align", photos, aligned, "--size", "256")[0] == 0
+    restored.mkdir()
+    for crop in sorted(aligned.glob("*.png")):
+        Image.open(crop).transpose(Image.FLIP_LEFT_RIGHT).resize((side, side)).save(restored / crop.name)
+    return aligned, restored
+
+
+def test_paste_interrupted_then_resumed_equals_uninterrupted(photos, tmp_path, monkeypatch, capsys):
+    import instantrestore.cli.faces as faces_cli
+
+    aligned, restored = _aligned_and_restored(photos, tmp_path, capsys)
+    assert run_cli(capsys, "paste", aligned, restored, tmp_path / "full")[0] == 0
+    with monkeypatch.context() as m:
+        _interrupt_after(m, faces_cli, 1)
+        rc, _, err = run_cli(capsys, "paste", aligned, restored, tmp_path / "part")
+    assert rc == 130 and "interrupted" in err
+    assert len(list((tmp_path / "part").iterdir())) == 1  # one photo pasted, no temporary left
+    rc, out, err = run_cli(capsys, "paste", aligned, restored, tmp_path / "part")
+    assert rc == 0 and "1 already pasted" in out and "warning" not in err
+    assert tree_digest(tmp_path / "part") == tree_digest(tmp_path / "full")
+
+
+def test_paste_keeps_photos_pasted_from_other_crops_with_a_warning(photos, tmp_path, capsys):
+    aligned, restored = _aligned_and_restored(photos, tmp_path, capsys)
+    final = tmp_path / "final"
+    assert run_cli(capsys, "paste", aligned, restored, final)[0] == 0
+    made = tree_digest(final)
+    crop = sorted(restored.glob("*.png"))[0]
+    Image.open(crop).rotate(90).save(crop)  # restored again, differently (another model, say)
+    rc, out, err = run_cli(capsys, "paste", aligned, restored, final)
+    assert rc == 0 and "pasted from other restored crops" in err and f"{crop.stem.rsplit('_', 1)[0]}.png" in err
+    assert tree_digest(final) == made
+    Image.new("RGB", (8, 8), "red").save(final / "o3.png")  # not paste's file
+    rc, _, err = run_cli(capsys, "paste", aligned, restored, final)
+    assert "no record of paste making them" in err and "o3.png" in err
+    rc, _, err = run_cli(capsys, "paste", aligned, restored, final, "--overwrite")
+    assert rc == 0 and "kept" not in err and tree_digest(final)["o3.png"] == made["o3.png"]
+    assert tree_digest(final)[f"{crop.stem.rsplit('_', 1)[0]}.png"] != made[f"{crop.stem.rsplit('_', 1)[0]}.png"]
+    assert run_cli(capsys, "paste", aligned, restored, final)[2].count("warning") == 0
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
     from .model import InstantRestore
 
 FORMAT_METADATA = {"format": "instantrestore/1"}
+
+
+class SyntheticModelWarning(UserWarning):
+    """A loaded model was not trained on real faces (the tiny synthetic-world backbone). The CLI
+    prints its own line instead (cli/common.py ``warn_model``) and ignores this category."""
+
+
+SYNTHETIC_MODEL_MESSAGE = ("this checkpoint has the tiny synthetic-world backbone: it was trained only on synthetic "
+                           "faces, and on real photos its output is NOT a restoration. Real photos need SD-Turbo "
+                           "weights trained on real faces (README, 'What works where').")
 
 
 def base_param_name(name: str) -> str:
@@ -188,6 +199,9 @@ def load_pretrained(cls: type[InstantRestore], path: str | os.PathLike, trust_pi
     model = build_with_base_of(cls, path, trust_pickle=trust_pickle, base_model=base_model)
     if path.is_dir() and read_config(path) is not None:
         load_adapter_state(model, load_tensors(path / ADAPTERS_NAME, trust_pickle=trust_pickle))
+    if model.config.backbone == "tiny":
+        # one fixed message: Python's default filter shows it once per process, not once per load
+        warnings.warn(SYNTHETIC_MODEL_MESSAGE, SyntheticModelWarning, stacklevel=3)
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
+import sys
 import zlib
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from tqdm import tqdm
 
 from ..degradations import PRESETS, DegradationPreset, get_preset, random_degrade
 from ..files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
-from ..images import ImageError, load_image, save_image
+from ..images import ImageError, load_image, read_provenance, save_image
 
 class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in the help and the examples epilog kept as written."""
@@ -23,8 +26,9 @@ EPILOGS = {
     "degrade": """examples:
   instantrestore degrade face.png face_lq.png --preset sr8
   instantrestore degrade photos/ degraded/ --preset paper --seed 1 --override noise_range=0,5
-Existing outputs are skipped (--overwrite redoes them); temporaries left by a killed run are removed
-at the next start.""",
+Existing outputs are skipped (--overwrite redoes them); each output records the preset and seed that
+made it, and one made with other settings (or not by degrade) is kept with a warning. Temporaries
+left by a killed run are removed at the next start.""",
     "synth": """examples:
   instantrestore synth --out synth/ --identities 10 --images-per-identity 4
   instantrestore synth --out testset/ --identities 8 --test-layout --preset sr8""",
@@ -124,27 +128,56 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     # a killed run (kill -9) leaves its temporary; nothing else would ever remove it
     for stale in clean_stale_temporaries(dst if src.is_dir() else jobs[0][1].parent):
         logging.info("removed %s, left by an interrupted run", stale)
+    settings = {"command": "degrade", "preset": dataclasses.asdict(preset), "seed": args.seed}
     done = failed = skipped = 0
+    kept_other, kept_unknown = [], []
     for path, out in tqdm(jobs, desc="degrade", unit="image", disable=len(jobs) == 1):
         ensure_not_input(out, [path])
+        made = {**settings, "input": path.relative_to(base).as_posix()}
         if out.exists() and not args.overwrite:
-            skipped += 1
+            recorded = _recorded(out)
+            if recorded is None:
+                kept_unknown.append(out.name)
+            elif recorded != json.loads(json.dumps(made)):  # through JSON: tuples read back as lists
+                kept_other.append(out.name)
+            else:
+                skipped += 1
             continue
         try:
             img = np.asarray(load_image(path))
         except ImageError as exc:
-            logging.warning("%s", exc)
+            print(f"warning: {exc}; skipped", file=sys.stderr)
             failed += 1
             continue
         rng = np.random.default_rng([args.seed, zlib.crc32(path.relative_to(base).as_posix().encode())])
-        save_image(Image.fromarray(random_degrade(img, preset, rng)), out)
+        save_image(Image.fromarray(random_degrade(img, preset, rng)), out,
+                   provenance=json.dumps(made, sort_keys=True))
         side = path.with_suffix(".json")
         if side.is_file():
             atomic_write_bytes(out.with_suffix(".json"), side.read_bytes())
         done += 1
+    kept = len(kept_other) + len(kept_unknown)
     print(f"degraded {done} image(s) with preset {preset.name} seed {args.seed}; "
-          f"{skipped} already present, {failed} unreadable -> {dst}")
+          f"{skipped + kept} already present, {failed} unreadable -> {dst}")
+    if kept_other:
+        print(f"warning: kept {len(kept_other)} existing output(s) made with another preset, seed or input: "
+              f"{', '.join(kept_other[:5])}{' ...' if len(kept_other) > 5 else ''}; pass --overwrite to redo them "
+              "with these settings", file=sys.stderr)
+    if kept_unknown:
+        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of degrade making them: "
+              f"{', '.join(kept_unknown[:5])}{' ...' if len(kept_unknown) > 5 else ''}; pass --overwrite to "
+              "replace them", file=sys.stderr)
     return 1 if failed else 0  # the run goes on past a bad file, but the exit code says so
+
+
+def _recorded(path: Path) -> dict | None:
+    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
+    text = read_provenance(path)
+    try:
+        recorded = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

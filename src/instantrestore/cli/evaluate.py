@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
+MAX_LISTED = 10  # files listed by name on stderr; summary.json has them all
+
+
 def run_eval(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     embedder = None
@@ -61,6 +64,17 @@ def run_eval(args: argparse.Namespace) -> int:
     unpaired = summary["unpaired"]
     if unpaired["pred_only"] or unpaired["gt_only"] or unpaired["ambiguous"] or summary["problems"]:
         print("warning: some files were not measured; see table.md / summary.json", file=sys.stderr)
+    for problem in summary["problems"][:MAX_LISTED]:  # each reason names its file
+        print(f"warning: {problem['name']} not measured: {problem['reason']}", file=sys.stderr)
+    for key, what in (("pred_only", f"no ground truth in {args.gt}"), ("gt_only", f"no prediction in {args.pred}"),
+                      ("ambiguous", "several files with this name")):
+        names = [str(n) for n in unpaired[key]]
+        if names:
+            print(f"warning: {len(names)} not measured ({what}): {', '.join(names[:MAX_LISTED])}"
+                  f"{' ...' if len(names) > MAX_LISTED else ''}", file=sys.stderr)
+    if len(summary["problems"]) > MAX_LISTED:
+        print(f"warning: {len(summary['problems']) - MAX_LISTED} more not measured (summary.json \"problems\")",
+              file=sys.stderr)
     if summary.get("no_face"):
         faces = summary["no_face"]
         what = ("identity not scored where the ground truth has none" if args.faceless == "skip"

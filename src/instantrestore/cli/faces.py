@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
                      refuse_foreign)
-from ..images import ImageError, load_image, save_image
+from ..images import ImageError, load_image, read_provenance, save_image
 from ..faces.align import align_faces
 from ..faces.detect import detect_faces
 from ..faces.identity import load_embedder
@@ -34,7 +35,9 @@ Re-running resumes: a photo whose JSON and crops are there is skipped. A file in
 did not write for that photo is never replaced without --overwrite.""",
     "paste": """examples:
   instantrestore paste aligned/ restored/ final/
-Photos already pasted into OUT are skipped (--overwrite redoes them). Restored crops much smaller
+Photos already pasted into OUT are skipped (--overwrite redoes them); each pasted photo records the
+restored crops that made it, and one made from other crops (or not by paste) is kept with a
+warning. Restored crops much smaller
 than the aligned crops (e.g. a 128 px model output over a 512 px crop) are refused, as they
 would blur the photo; --allow-small pastes them anyway.""",
     "refs": """examples:
@@ -242,16 +245,23 @@ def run_paste(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(args.out, recursive=False)
     pasted, skipped, missing, small = 0, 0, [], []
+    kept_other, kept_unknown = [], []
     for record_path in records:
         record = _align_record(record_path)
         if record is None or record.get("status") != "ok":
             continue
         out_path = args.out / f"{record_path.stem}.png"
-        if out_path.exists() and not args.overwrite:
-            skipped += 1
-            continue
         photo_path = Path(record["photo"])
-        crops, matrices = [], []
+        if out_path.exists() and not args.overwrite:
+            recorded = _recorded(out_path)
+            if recorded is None:
+                kept_unknown.append(out_path.name)
+            elif recorded != _paste_settings(record, args):
+                kept_other.append(out_path.name)
+            else:
+                skipped += 1
+            continue
+        crops, matrices, used = [], [], []
         for face in record["faces"]:
             restored = args.restored / face["crop"]
             if not restored.is_file():
@@ -269,17 +279,61 @@ def run_paste(args: argparse.Namespace) -> int:
             matrices.append(np.array(face["matrix"]) * (crop.shape[0] / face["crop_size"]))
         image = _load_array(photo_path)
         ensure_not_input(out_path, [photo_path])
-        save_image(_to_pil(paste_faces(image, crops, matrices)), out_path)
+        save_image(_to_pil(paste_faces(image, crops, matrices)), out_path,
+                   provenance=json.dumps(_paste_settings(record, args), sort_keys=True))
         pasted += len(crops)
-    done = f" ({skipped} already pasted; --overwrite redoes them)" if skipped else ""
-    print(f"pasted {pasted} face(s) into {len(records) - skipped} photo(s) in {args.out}{done}")
+    kept = len(kept_other) + len(kept_unknown)
+    done = f" ({skipped + kept} already pasted; --overwrite redoes them)" if skipped + kept else ""
+    print(f"pasted {pasted} face(s) into {len(records) - skipped - kept} photo(s) in {args.out}{done}")
     if missing:
         print(f"no restored crop for {len(missing)} face(s), kept as they were: {', '.join(missing)}", file=sys.stderr)
     if small:
         verb = "pasted anyway (--allow-small)" if args.allow_small else "NOT pasted, original pixels kept"
         print(f"warning: {len(small)} restored crop(s) far smaller than the aligned crop they replace, {verb}: "
               f"{', '.join(small)}; restore with a model of the crop's size, or pass --allow-small", file=sys.stderr)
+    if kept_other:
+        print(f"warning: kept {len(kept_other)} existing output(s) pasted from other restored crops or settings: "
+              f"{', '.join(kept_other[:5])}{' ...' if len(kept_other) > 5 else ''}; pass --overwrite to redo "
+              "them", file=sys.stderr)
+    if kept_unknown:
+        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of paste making them: "
+              f"{', '.join(kept_unknown[:5])}{' ...' if len(kept_unknown) > 5 else ''}; pass --overwrite to "
+              "replace them", file=sys.stderr)
     return 0
+
+
+def _recorded(path: Path) -> dict | None:
+    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
+    text = read_provenance(path)
+    try:
+        recorded = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _paste_settings(record: dict, args: argparse.Namespace) -> dict:
+    """What a pasted photo is made of: the photo and each face's restored crop (path, side, content
+    digest) or its absence; read from headers and bytes only, so resuming stays cheap."""
+    from PIL import Image
+
+    faces = []
+    for face in record["faces"]:
+        restored = args.restored / face["crop"]
+        entry: dict = {"crop": str(restored.resolve()), "present": restored.is_file()}
+        if entry["present"]:
+            data = restored.read_bytes()
+            entry["sha256"] = hashlib.sha256(data).hexdigest()[:16]
+            try:
+                with Image.open(restored) as im:
+                    entry["size"] = list(im.size)
+            except OSError:
+                entry["size"] = None
+            # pasted, or refused as too small (what --allow-small changes)
+            entry["pasted"] = bool(entry["size"]) and (
+                args.allow_small or entry["size"][0] >= SMALL_CROP_RATIO * face["crop_size"])
+        faces.append(entry)
+    return {"command": "paste", "photo": str(Path(record["photo"]).resolve()), "faces": faces}
 
 
 def _to_pil(array: np.ndarray):
