@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -82,6 +85,16 @@ def check_checkpoint_path(text: str) -> None:
                                 "check the path for typos)")
 
 
+@contextlib.contextmanager
+def quiet_synthetic_warning() -> Iterator[None]:
+    """Silence the library's SyntheticModelWarning: a front-end prints its own line (``warn_model``)."""
+    from ..model_io import SyntheticModelWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntheticModelWarning)
+        yield
+
+
 def load_model(args: argparse.Namespace, what: str = "this model"):
     """The model the arguments ask for, on the chosen device and dtype, in eval mode; warns on stderr
     when the model is not trained on real faces (tiny synthetic-world backbone, random weights)."""
@@ -107,7 +120,8 @@ def load_model(args: argparse.Namespace, what: str = "this model"):
                                  "checkpoint folder as adapters.pt next to config.json and pass --trust-pickle "
                                  "if you trust its source") from exc
         else:
-            model = _from_pretrained(InstantRestore, path, args.trust_pickle, device, dtype)
+            with quiet_synthetic_warning():
+                model = _from_pretrained(InstantRestore, path, args.trust_pickle, device, dtype)
         warn_model(model, what=what)
         return model
     if args.backbone:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import resolve_device, warn_model
+from .common import quiet_synthetic_warning, resolve_device, warn_model
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -46,8 +46,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     for item in (args.checkpoint, args.eval_network):
         if item is not None and (target == item.resolve() or item.resolve() in target.parents):
             raise ValueError(f"--out {args.out} is (inside) the input {item}; choose another folder")
-    model = InstantRestore.from_pretrained(args.checkpoint, device=device) if args.checkpoint \
-        else load_shipped_model(device=device)
+    with quiet_synthetic_warning():  # warn_model below says it once
+        model = InstantRestore.from_pretrained(args.checkpoint, device=device) if args.checkpoint \
+            else load_shipped_model(device=device)
     warn_model(model, what="the demo model")
     if args.eval_network:
         from ..idnet import load_identity_network

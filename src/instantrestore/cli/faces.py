@@ -261,7 +261,7 @@ def run_paste(args: argparse.Namespace) -> int:
             else:
                 skipped += 1
             continue
-        crops, matrices, used = [], [], []
+        crops, matrices = [], []
         for face in record["faces"]:
             restored = args.restored / face["crop"]
             if not restored.is_file():

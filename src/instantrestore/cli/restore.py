@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -142,7 +141,7 @@ def run_restore(args: argparse.Namespace) -> int:
         if references:
             _verify_references(args, references, inputs)
 
-    model = _load_model(args)
+    model = load_model(args)
     cache = None
     if args.refs_cache:
         from ..reference_cache import ReferenceCache
@@ -194,19 +193,10 @@ def run_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(args: argparse.Namespace):
-    """``load_model`` without the library's SyntheticModelWarning: the CLI prints its own line."""
-    from ..model_io import SyntheticModelWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntheticModelWarning)
-        return load_model(args)
-
-
 def run_info(args: argparse.Namespace) -> int:
     from ..adapters import is_adapter_param
 
-    model = _load_model(args)
+    model = load_model(args)
     count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not is_adapter_param(n))  # noqa: E731
     cfg = model.config
     print(f"backbone:          {cfg.backbone}" + (f" (base weights: {cfg.base_model})" if cfg.base_model else ""))
