@@ -112,6 +112,23 @@ def test_select_references_prefers_same_identity(celebref, embedder):
         select_references(_load(lq[own]), [_load(paths[0])[:256, :256]], k=1, embedder=embedder)
 
 
+def test_select_references_with_precomputed_cues_ranks_the_same(celebref, embedder):
+    from instantrestore.faces import aligned_landmarks
+
+    refs, lq = celebref
+    ids = sorted(refs)
+    crops = [_load(p) for p in refs[ids[3]] + refs[ids[4]][:2]]
+    query = _load(lq[ids[3]])
+    plain = select_references(query, crops, k=4, embedder=embedder)
+    given = select_references(query, crops, k=4, embedder=embedder,
+                              lq_embedding=embedder.embed(uint8_to_tensor(query))[0],
+                              candidate_embeddings=embedder.embed(uint8_to_tensor(crops)),
+                              candidate_landmarks=np.stack([aligned_landmarks(c) for c in crops]))
+    assert [r.index for r in given] == [r.index for r in plain]
+    assert [r.score for r in given] == pytest.approx([r.score for r in plain], abs=1e-6)
+    with pytest.raises(ValueError, match="candidate embeddings"):
+        select_references(query, crops, k=1, embedder=embedder, candidate_embeddings=torch.zeros(1, 128))
+
 def test_pose_and_sharpness_cues_respond():
     lm = np.zeros((68, 2))
     lm[36:42], lm[42:48] = [200, 240], [312, 240]

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -56,6 +57,23 @@ class ReferenceCache:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ReferenceCache":
         move = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
         return ReferenceCache({k: move(v) for k, v in self.keys.items()}, {k: move(v) for k, v in self.values.items()},
+                              self.backbone, self.weights_fingerprint, self.timestep, self.latent_hw, self.image_hw)
+
+    def subset(self, indices: Sequence[int]) -> "ReferenceCache":
+        """The cache of the references ``indices`` only, in that order (rows of keys/values).
+
+        Each reference's keys/values come from its own pass, so in a noise-free profile this equals
+        encoding those references alone: an album person is encoded once, each photo takes its best k.
+        """
+        index = [int(i) for i in indices]
+        if not index:
+            raise ValueError("subset: no reference indices given")
+        n = len(self)
+        if min(index) < -n or max(index) >= n:
+            raise IndexError(f"subset: indices {index} out of range for {n} references")
+        rows = torch.tensor([i % n for i in index], dtype=torch.long)
+        take = lambda t: t.index_select(0, rows.to(t.device))  # noqa: E731
+        return ReferenceCache({k: take(v) for k, v in self.keys.items()}, {k: take(v) for k, v in self.values.items()},
                               self.backbone, self.weights_fingerprint, self.timestep, self.latent_hw, self.image_hw)
 
     def save(self, path: str | os.PathLike) -> None:

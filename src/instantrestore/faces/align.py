@@ -139,3 +139,31 @@ def _soften_padding(crop: np.ndarray, inside: np.ndarray) -> np.ndarray:
 def align_faces(image: np.ndarray, faces: list[Face], size: int = 512) -> list[AlignedFace]:
     """``align_face`` for each face, in the given order."""
     return [align_face(image, f, size) for f in faces]
+
+
+def align_photo(image: np.ndarray, size: int = 512, max_side: int = 800, fallback: str = "cnn",
+                largest_only: bool = False) -> list[AlignedFace]:
+    """Detect every face of an RGB uint8 photo (largest first) and align each to a ``size`` crop.
+
+    ``max_side`` and ``fallback`` are passed to ``detect_faces``; no face gives an empty list.
+    """
+    from .detect import detect_faces
+
+    faces = detect_faces(image, max_side=max_side, fallback=fallback)
+    return align_faces(image, faces[:1] if largest_only else faces, size)
+
+
+def is_aligned_crop(matrix: np.ndarray, side: int, size: int, scale_tol: float = 0.08,
+                    rotation_tol_deg: float = 5.0, shift_tol: float = 0.06) -> bool:
+    """True when aligning a square ``side`` image gave (nearly) a plain resize to ``size``: the image
+    is already an FFHQ-aligned crop. ``matrix`` is that alignment's photo -> crop transform.
+
+    Tolerances: re-aligning the real aligned references (obama, celebref) gives scale 0.99-1.05,
+    rotation <= 1.8 degrees and shifts <= 15 px (3 %) at 512 px; a face elsewhere in a photo does not.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    expected = size / side
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2])))) / expected
+    rotation = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    shift = float(np.hypot(*m[:, 2])) / size
+    return abs(scale - 1.0) <= scale_tol and abs(rotation) <= rotation_tol_deg and shift <= shift_tol

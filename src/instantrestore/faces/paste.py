@@ -49,3 +49,25 @@ def paste_faces(photo: np.ndarray, crops: list[np.ndarray], matrices: list[np.nd
         mask = soft_mask(matrix, crop.shape[0], (h, w))[..., None]
         out = mask * warped + (1.0 - mask) * out
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def scale_matrix(matrix: np.ndarray, crop_size: int, new_size: int) -> np.ndarray:
+    """A photo -> crop matrix for the same crop resized from ``crop_size`` to ``new_size`` pixels
+    (crop coordinates scale with the side), e.g. to paste a model's 128 px output over a 512 px crop."""
+    return np.asarray(matrix, dtype=np.float64) * (new_size / crop_size)
+
+
+def paste_restored(photo: np.ndarray, restored: list[np.ndarray], matrices: list[np.ndarray],
+                   crop_sizes: list[int]) -> np.ndarray:
+    """``paste_faces`` for restored crops of any square size: crop i replaces the ``crop_sizes[i]`` px
+    crop that ``matrices[i]`` (photo -> crop) cut; each matrix is rescaled to its restored crop's side."""
+    if not len(restored) == len(matrices) == len(crop_sizes):
+        raise ValueError(f"got {len(restored)} crops, {len(matrices)} matrices and {len(crop_sizes)} crop sizes")
+    scaled = [scale_matrix(m, size, crop.shape[0]) for crop, m, size in zip(restored, matrices, crop_sizes)]
+    return paste_faces(photo, list(restored), scaled)
+
+
+def paste_region(matrix: np.ndarray, crop_size: int, photo_shape: tuple[int, int]) -> np.ndarray:
+    """Boolean (H, W): the photo pixels a paste of a ``crop_size`` crop through ``matrix`` can change
+    (where ``soft_mask`` > 0); every other pixel keeps its exact input value."""
+    return soft_mask(matrix, crop_size, photo_shape) > 0

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from ..images import uint8_to_tensor
 from .detect import aligned_landmarks
@@ -83,8 +84,16 @@ def select_references(
     names: Sequence[str] | None = None,
     embedder: FaceEmbedder | None = None,
     weights: SelectionWeights = SelectionWeights(),
+    lq_embedding: torch.Tensor | None = None,
+    candidate_embeddings: torch.Tensor | None = None,
+    candidate_landmarks: np.ndarray | None = None,
 ) -> list[ReferenceScore]:
-    """Rank ``candidates`` for the degraded input ``lq``; return the best ``k`` (fewer if there are fewer)."""
+    """Rank ``candidates`` for the degraded input ``lq``; return the best ``k`` (fewer if there are fewer).
+
+    ``lq_embedding`` [D], ``candidate_embeddings`` [N, D] (by ``embedder``, L2-normalised) and
+    ``candidate_landmarks`` [N, 68, 2] (``aligned_landmarks``) may be given when already known, e.g.
+    by an album that ranks the same references for many photos; they are computed otherwise.
+    """
     if not len(candidates):
         raise ValueError("no reference candidates to select from")
     if k < 1:
@@ -95,11 +104,20 @@ def select_references(
     shapes = {np.shape(i) for i in (lq, *candidates)}
     if len(shapes) != 1:
         raise ValueError(f"input and candidates must be aligned crops of one size, got shapes {sorted(shapes)}")
-    embedder = embedder or DlibEmbedder()
-    emb = embedder.embed(uint8_to_tensor([lq, *candidates]))
-    identity = (emb[1:] @ emb[0]).numpy().astype(np.float64)
+    if candidate_embeddings is not None and len(candidate_embeddings) != len(candidates):
+        raise ValueError(f"got {len(candidates)} candidates but {len(candidate_embeddings)} candidate embeddings")
+    if candidate_landmarks is not None and len(candidate_landmarks) != len(candidates):
+        raise ValueError(f"got {len(candidates)} candidates but {len(candidate_landmarks)} candidate landmark sets")
+    if lq_embedding is None or candidate_embeddings is None:
+        embedder = embedder or DlibEmbedder()
+        missing = ([lq] if lq_embedding is None else []) + (list(candidates) if candidate_embeddings is None else [])
+        emb = embedder.embed(uint8_to_tensor(missing))
+        lq_embedding = emb[0] if lq_embedding is None else lq_embedding
+        candidate_embeddings = emb[-len(candidates):] if candidate_embeddings is None else candidate_embeddings
+    lq_embedding = torch.as_tensor(lq_embedding, dtype=torch.float32).reshape(-1)
+    identity = (torch.as_tensor(candidate_embeddings, dtype=torch.float32) @ lq_embedding).numpy().astype(np.float64)
     lq_lm = aligned_landmarks(lq)
-    cand_lm = [aligned_landmarks(c) for c in candidates]
+    cand_lm = list(candidate_landmarks) if candidate_landmarks is not None else [aligned_landmarks(c) for c in candidates]
     lq_pose = head_pose(lq_lm)
     pose = np.array([np.abs(head_pose(lm) - lq_pose).sum() for lm in cand_lm])
     sharp = np.array([sharpness(c) for c in candidates])

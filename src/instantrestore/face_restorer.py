@@ -1,0 +1,217 @@
+"""FaceRestorer: a whole photo in, every face restored with its own person's references, one call.
+
+    album = Album("album/")                     # album/<person>/*.jpg
+    restorer = FaceRestorer(model, album=album, k=4)
+    restored, report = restorer.enhance("photo.jpg")
+
+Each face goes through named steps (GFPGAN's ``enhance`` shape over ``faces/``):
+detect -> align -> embed -> match a person of the album (the embedder's same-person threshold as
+calibrated for ``faces/verify.py``, docs/bad_input.md) -> verify that person's references (outliers
+warn, or refuse the face with ``strict``) -> select their best k for this face (``faces/select.py``)
+-> restore with those references' cached keys/values -> paste back with the feathered mask.
+
+A face that fails a step keeps its original pixels and its report says which step and why; a face
+that matches no one is restored blind (``unknown='blind'``) or kept (``'keep'``). Pixels outside
+the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from .album import Album
+from .faces.align import AlignedFace, align_photo
+from .faces.identity import FaceEmbedder
+from .faces.paste import paste_restored
+from .faces.select import SelectionWeights, select_references
+from .faces.verify import ReferenceMismatchError, ReferenceWarning
+from .images import load_image, to_rgb8, uint8_to_tensor
+
+UNKNOWN = ("blind", "keep")
+
+
+@dataclass
+class PhotoReport:
+    """What ``enhance`` did to one photo: one dict per detected face (largest first) and photo-level
+    ``problems`` (no face found, detection failed). Iterates, indexes and measures like ``faces``.
+
+    Each face dict: ``index``, ``box`` (x0, y0, x1, y1 photo pixels), ``size``, ``detector``,
+    ``person`` (None: matched no one), ``similarity`` (cosine to the closest person), ``closest``,
+    ``references`` (file names used, best first), ``restored`` ('references' | 'blind' | None = kept),
+    ``fallback`` (None, or {'step', 'reason'}: why it was not restored with references), ``warnings``,
+    ``matrix`` (2x3 photo -> crop), ``crop_size``, ``restored_size`` (side of the pasted crop).
+    """
+
+    photo_size: tuple[int, int]  # (width, height)
+    faces: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.faces)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.faces[index]
+
+    @property
+    def restored(self) -> int:
+        """How many faces were restored and pasted (with references or blind)."""
+        return sum(f["restored"] is not None for f in self.faces)
+
+    def to_json(self) -> dict:
+        return {"photo_size": list(self.photo_size), "faces": self.faces, "problems": self.problems}
+
+
+class FaceRestorer:
+    """Restore every face of whole photos with ``model``, using the album person each face matches.
+
+    album: an :class:`Album` (None: no identities; every face follows ``unknown``). embedder: the
+    identity model; default the album's (they must agree, the album's embeddings come from it).
+    k: references per face, chosen per face by ``select_references``. unknown: 'blind' restores
+    a face that matches no one without references, 'keep' leaves it as it is. strict: refuse (keep)
+    a face whose person's references disagree with each other, instead of warning.
+    crop_size: side faces are aligned to (default the album's, else 512); the model restores at its
+    own size and the result is pasted through the rescaled transform. max_side / fallback: face
+    detection (``detect_faces``).
+    """
+
+    def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
+                 unknown: str = "blind", strict: bool = False, crop_size: int | None = None,
+                 max_side: int = 800, fallback: str = "cnn",
+                 selection_weights: SelectionWeights = SelectionWeights()):
+        if unknown not in UNKNOWN:
+            raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if album is not None and embedder is not None and embedder.name != album.embedder.name:
+            raise ValueError(f"embedder {embedder.name} differs from the album's {album.embedder.name}: "
+                             "faces and references must be embedded by the same model")
+        self.model, self.album, self.k, self.unknown, self.strict = model, album, k, unknown, strict
+        self.embedder = embedder or (album.embedder if album is not None else None)
+        self.crop_size = crop_size or (album.crop_size if album is not None else 512)
+        if album is not None and self.crop_size != album.crop_size:
+            raise ValueError(f"crop_size {self.crop_size} differs from the album's {album.crop_size}")
+        self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
+
+    # ------------------------------------------------------------------ the recipe
+    def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0
+                ) -> tuple[np.ndarray | Image.Image, PhotoReport]:
+        """Restore every face of ``photo`` (uint8 RGB (H, W, 3) array, PIL image or image path).
+
+        Returns (the photo with its faces pasted back, the report): a PIL image for a PIL input,
+        else a uint8 RGB array. ``seed``: random draws of a sampling profile (official).
+        """
+        image, as_pil = _as_photo(photo)
+        report = PhotoReport(photo_size=(image.shape[1], image.shape[0]))
+        try:
+            aligned = align_photo(image, self.crop_size, self.max_side, self.fallback)
+        except (ValueError, RuntimeError) as exc:
+            report.problems.append(f"face detection failed: {exc}")
+            aligned = []
+        if not aligned and not report.problems:
+            report.problems.append("no face found")
+        out = image
+        for index, face in enumerate(aligned):
+            entry = _face_entry(index, face)
+            report.faces.append(entry)
+            restored = self._restore_face(face, entry, seed)
+            if restored is None:
+                continue
+            try:
+                out = paste_restored(out, [restored], [face.matrix], [face.size])
+            except Exception as exc:  # noqa: BLE001 - e.g. cv2.error on a degenerate transform
+                entry.update(restored=None, fallback={"step": "paste", "reason": f"{_reason(exc)}; kept as it is"})
+                continue
+            entry["restored_size"] = int(restored.shape[0])
+        if out is image:  # nothing pasted: still a new array, never the caller's
+            out = image.copy()
+        return (Image.fromarray(out) if as_pil else out), report
+
+    def _restore_face(self, face: AlignedFace, entry: dict, seed: int) -> np.ndarray | None:
+        """One face's steps after alignment; fills ``entry`` and returns the restored crop, or None to keep it."""
+        step = "match"
+        try:
+            if self.album is None:
+                person, why = None, "no album given"
+            else:
+                step = "embed"
+                embedding = self.embedder.embed(uint8_to_tensor(face.crop))[0]
+                step = "match"
+                person, why = self._match(embedding, entry)
+            if person is None:
+                if self.unknown == "keep":
+                    entry["fallback"] = {"step": "match", "reason": f"{why}; kept as it is"}
+                    return None
+                entry["fallback"] = {"step": "match", "reason": f"{why}; restored blind"}
+                step = "restore"
+                restored = np.asarray(self.model.restore(face.crop, references=None, seed=seed))
+                entry["restored"] = "blind"
+                return restored
+            step = "verify"
+            refs = self.album.references(person)
+            if refs.verification.outliers and self.strict:
+                raise ReferenceMismatchError("references refused (strict): " + "; ".join(refs.problems()))
+            for line in refs.problems():
+                entry["warnings"].append(line)
+                warnings.warn(line, ReferenceWarning, stacklevel=3)
+            step = "select"
+            indices = list(range(len(refs)))
+            if len(refs) > self.k:  # with k or fewer only the order would change, and attention ignores it
+                ranking = select_references(face.crop, list(refs.crops), self.k, names=refs.names,
+                                            embedder=self.embedder, weights=self.selection_weights,
+                                            lq_embedding=embedding, candidate_embeddings=refs.embeddings,
+                                            candidate_landmarks=refs.landmarks)
+                indices = [s.index for s in ranking]
+            entry["references"] = [refs.names[i] for i in indices]
+            step = "encode"
+            cache = self.album.reference_cache(person, self.model).subset(indices)
+            step = "restore"
+            restored = np.asarray(self.model.restore(face.crop, references=cache, seed=seed))
+            entry["restored"] = "references"
+            return restored
+        except Exception as exc:  # noqa: BLE001 - one face's failure never costs the photo's other faces
+            entry.update(restored=None, references=[],
+                         fallback={"step": step, "reason": f"{_reason(exc)}; kept as it is"})
+            return None
+
+    def _match(self, embedding, entry: dict) -> tuple[str | None, str]:
+        """(the album person the face is, or None with why not); records the similarities in ``entry``."""
+        match = self.album.identify(embedding)
+        entry.update(person=match.person, closest=match.closest,
+                     similarity=None if match.similarity is None else round(match.similarity, 5))
+        if match.closest is None:
+            return None, "the album has no usable reference photo"
+        return match.person, (f"matches no person of the album (closest {match.closest}: similarity "
+                              f"{match.similarity:.3f} < {match.threshold:.3f})")
+
+
+def _face_entry(index: int, face: AlignedFace) -> dict:
+    return {"index": index, "box": [round(float(v), 2) for v in face.face.box], "size": round(float(face.face.size), 2),
+            "detector": face.face.detector, "person": None, "similarity": None, "closest": None, "references": [],
+            "restored": None, "fallback": None, "warnings": [], "matrix": face.matrix.tolist(),  # exact: paste_region
+            "crop_size": face.size, "restored_size": None}
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _as_photo(photo) -> tuple[np.ndarray, bool]:
+    """(uint8 RGB (H, W, 3) array, whether the input was a PIL image)."""
+    if isinstance(photo, Image.Image):
+        return np.asarray(to_rgb8(photo) if photo.mode != "RGB" else photo), True
+    if isinstance(photo, (str, os.PathLike)):
+        return np.asarray(load_image(photo)), False
+    if isinstance(photo, np.ndarray):
+        if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+            raise ValueError(f"photo: expected a uint8 RGB array (H, W, 3), got {photo.dtype} {photo.shape}; "
+                             "convert 0..1 or 0..255 floats with np.clip(x * 255, 0, 255).astype(np.uint8) first")
+        return photo, False
+    raise TypeError(f"photo: expected a uint8 RGB array, a PIL image or an image path, got {type(photo).__name__}")
