@@ -293,7 +293,9 @@ def test_sd_turbo_architecture_in_both_formats(tmp_path):
     del direct
     from_adapters = InstantRestore.from_official(tmp_path / "adapters.pkl", base_model=str(tmp_path / "sd-turbo"),
                                                  base_vae=str(tmp_path / "vae"), prompt_embeds=prompt)
-    assert torch.equal(restored(from_adapters), expected)
+    # The same weights (checked equal) reloaded through diffusers' from_pretrained: equal to float
+    # round-off here (measured 1.7e-5 max, ~1e-7 typical), bit-equal in the micro test above.
+    assert (restored(from_adapters) - expected).abs().max() < 1e-4
     del from_adapters
     convert_official(tmp_path / "final_model_ckpt.pt", tmp_path / "converted", prompt_embeds=prompt)
     assert torch.equal(restored(InstantRestore.from_pretrained(tmp_path / "converted")), expected)
