@@ -143,3 +143,32 @@ def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
         raise ValueError(f"--checkpoint {path}: cannot be loaded ({first}). Expected a folder with config.json + "
                          "adapters.safetensors, a diffusers folder (unet/, vae/), or a hub id such as "
                          "stabilityai/sd-turbo (needs network access)") from exc
+
+
+# ------------------------------------------------------------------ resumable folder jobs
+def recorded_settings(path: Path) -> dict | None:
+    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
+    import json
+
+    from ..images import read_provenance
+
+    text = read_provenance(path)
+    try:
+        recorded = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def warn_kept(command: str, kept_other: list[str], kept_unknown: list[str], other: str, redo: str = "redo them") -> None:
+    """Say which existing outputs a resumed folder job kept: made with other settings (``other``
+    names them), or with no record of ``command`` making them."""
+    def names(items: list[str]) -> str:
+        return f"{', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+
+    if kept_other:
+        print(f"warning: kept {len(kept_other)} existing output(s) {other}: {names(kept_other)}; pass --overwrite "
+              f"to {redo}", file=sys.stderr)
+    if kept_unknown:
+        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of {command} making them: "
+              f"{names(kept_unknown)}; pass --overwrite to replace them", file=sys.stderr)

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..degradations import PRESETS, DegradationPreset, get_preset, random_degrade
 from ..files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
-from ..images import ImageError, load_image, read_provenance, save_image
+from ..images import ImageError, load_image, save_image
+from .common import recorded_settings, warn_kept
 
 class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in the help and the examples epilog kept as written."""
@@ -135,7 +136,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         ensure_not_input(out, [path])
         made = {**settings, "input": path.relative_to(base).as_posix()}
         if out.exists() and not args.overwrite:
-            recorded = _recorded(out)
+            recorded = recorded_settings(out)
             if recorded is None:
                 kept_unknown.append(out.name)
             elif recorded != json.loads(json.dumps(made)):  # through JSON: tuples read back as lists
@@ -159,25 +160,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     kept = len(kept_other) + len(kept_unknown)
     print(f"degraded {done} image(s) with preset {preset.name} seed {args.seed}; "
           f"{skipped + kept} already present, {failed} unreadable -> {dst}")
-    if kept_other:
-        print(f"warning: kept {len(kept_other)} existing output(s) made with another preset, seed or input: "
-              f"{', '.join(kept_other[:5])}{' ...' if len(kept_other) > 5 else ''}; pass --overwrite to redo them "
-              "with these settings", file=sys.stderr)
-    if kept_unknown:
-        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of degrade making them: "
-              f"{', '.join(kept_unknown[:5])}{' ...' if len(kept_unknown) > 5 else ''}; pass --overwrite to "
-              "replace them", file=sys.stderr)
+    warn_kept("degrade", kept_other, kept_unknown, "made with another preset, seed or input", "redo them with these settings")
     return 1 if failed else 0  # the run goes on past a bad file, but the exit code says so
-
-
-def _recorded(path: Path) -> dict | None:
-    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
-    text = read_provenance(path)
-    try:
-        recorded = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return recorded if isinstance(recorded, dict) else None
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

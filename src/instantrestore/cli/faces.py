@@ -12,7 +12,8 @@ import numpy as np
 
 from ..files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
                      refuse_foreign)
-from ..images import ImageError, load_image, read_provenance, save_image
+from ..images import ImageError, load_image, save_image
+from .common import recorded_settings, warn_kept
 from ..faces.align import align_faces
 from ..faces.detect import detect_faces
 from ..faces.identity import load_embedder
@@ -253,7 +254,7 @@ def run_paste(args: argparse.Namespace) -> int:
         out_path = args.out / f"{record_path.stem}.png"
         photo_path = Path(record["photo"])
         if out_path.exists() and not args.overwrite:
-            recorded = _recorded(out_path)
+            recorded = recorded_settings(out_path)
             if recorded is None:
                 kept_unknown.append(out_path.name)
             elif recorded != _paste_settings(record, args):
@@ -291,25 +292,8 @@ def run_paste(args: argparse.Namespace) -> int:
         verb = "pasted anyway (--allow-small)" if args.allow_small else "NOT pasted, original pixels kept"
         print(f"warning: {len(small)} restored crop(s) far smaller than the aligned crop they replace, {verb}: "
               f"{', '.join(small)}; restore with a model of the crop's size, or pass --allow-small", file=sys.stderr)
-    if kept_other:
-        print(f"warning: kept {len(kept_other)} existing output(s) pasted from other restored crops or settings: "
-              f"{', '.join(kept_other[:5])}{' ...' if len(kept_other) > 5 else ''}; pass --overwrite to redo "
-              "them", file=sys.stderr)
-    if kept_unknown:
-        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of paste making them: "
-              f"{', '.join(kept_unknown[:5])}{' ...' if len(kept_unknown) > 5 else ''}; pass --overwrite to "
-              "replace them", file=sys.stderr)
+    warn_kept("paste", kept_other, kept_unknown, "pasted from other restored crops or settings", "redo them")
     return 0
-
-
-def _recorded(path: Path) -> dict | None:
-    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
-    text = read_provenance(path)
-    try:
-        recorded = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return recorded if isinstance(recorded, dict) else None
 
 
 def _paste_settings(record: dict, args: argparse.Namespace) -> dict:
