@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
 from ..images import read_provenance, save_image
-from .common import add_model_arguments, load_model
+from .common import add_model_arguments, load_model, warn_kept
 
 RESTORE_EPILOG = """examples:
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
@@ -176,12 +176,7 @@ def run_restore(args: argparse.Namespace) -> int:
         todo.append((path, o, made))
     if kept_same:
         print(f"skipping {kept_same} existing outputs (use --overwrite to redo them)", file=sys.stderr)
-    if kept_other:
-        print(f"warning: kept {len(kept_other)} existing output(s) made with another model, references or input: "
-              f"{', '.join(kept_other[:5])}; pass --overwrite to redo them with this one", file=sys.stderr)
-    if kept_foreign:
-        print(f"warning: kept {len(kept_foreign)} existing file(s) that restore did not write: "
-              f"{', '.join(kept_foreign[:5])}; pass --overwrite to replace them", file=sys.stderr)
+    warn_kept("restore", kept_other, kept_foreign, "made with another model, references or input", "redo them with this one")
 
     start = time.perf_counter()
     for path, o, made in tqdm(todo, desc="restoring", unit="face", disable=len(todo) < 2):
