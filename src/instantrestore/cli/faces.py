@@ -17,7 +17,7 @@ from .common import recorded_settings, warn_kept
 from ..faces.align import align_faces
 from ..faces.detect import detect_faces
 from ..faces.identity import load_embedder
-from ..faces.paste import paste_faces
+from ..faces.paste import paste_restored
 from ..faces.select import select_references
 from ..faces.verify import MODES, verify_references
 
@@ -262,7 +262,7 @@ def run_paste(args: argparse.Namespace) -> int:
             else:
                 skipped += 1
             continue
-        crops, matrices = [], []
+        crops, matrices, crop_sizes = [], [], []
         for face in record["faces"]:
             restored = args.restored / face["crop"]
             if not restored.is_file():
@@ -275,12 +275,12 @@ def run_paste(args: argparse.Namespace) -> int:
                 small.append(f"{restored.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
                 if not args.allow_small:
                     continue
-            # crop coordinates scale with the crop side, so the photo->crop matrix scales too
             crops.append(crop)
-            matrices.append(np.array(face["matrix"]) * (crop.shape[0] / face["crop_size"]))
+            matrices.append(np.array(face["matrix"]))
+            crop_sizes.append(face["crop_size"])
         image = _load_array(photo_path)
         ensure_not_input(out_path, [photo_path])
-        save_image(_to_pil(paste_faces(image, crops, matrices)), out_path,
+        save_image(_to_pil(paste_restored(image, crops, matrices, crop_sizes)), out_path,
                    provenance=json.dumps(_paste_settings(record, args), sort_keys=True))
         pasted += len(crops)
     kept = len(kept_other) + len(kept_unknown)

@@ -59,6 +59,16 @@ def checkpoint_config(checkpoint: OfficialCheckpoint, adain: bool | None = None,
                            adain=adain, attention_mode="concat" if concat else "refs_only", **overrides)
 
 
+def adapter_key(key: str) -> str | None:
+    """This package's name for one of their generator's trained tensors: a LoRA weight (their VAE
+    adapter renamed) or the UNet's fully trained conv_in (peft's trainable copy); None otherwise."""
+    if key.split(".", 1)[0] in ("unet", "vae") and ".lora_" in key:
+        return key.replace(f".{VAE_ADAPTER}.", ".default.")
+    if key.startswith("unet.conv_in."):
+        return f"unet.conv_in.modules_to_save.default.{key.removeprefix('unet.conv_in.')}"
+    return None
+
+
 def split_training_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
     """(base, adapters, text encoder) tensors under this package's names, from a training checkpoint.
 
@@ -71,10 +81,8 @@ def split_training_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict, di
             base[f"{head.removeprefix('original_')}.{rest}"] = tensor
         elif head == "text_encoder":
             text[rest] = tensor
-        elif head in ("unet", "vae") and ".lora_" in key:
-            adapters[key.replace(f".{VAE_ADAPTER}.", ".default.")] = tensor
-        elif head == "unet" and rest.startswith("conv_in."):
-            adapters[f"unet.conv_in.modules_to_save.default.{rest.removeprefix('conv_in.')}"] = tensor
+        elif (name := adapter_key(key)) is not None:
+            adapters[name] = tensor
         elif head in ("unet", "vae"):
             generator_base[key.replace(".base_layer.", ".")] = tensor
         else:
@@ -96,12 +104,13 @@ def _fill(model: InstantRestore, base: dict[str, torch.Tensor] | None, adapters:
     model_io.load_adapter_state(model, adapters)
 
 
-def load_official(cls: type[InstantRestore], path: str | os.PathLike, base_model: str | None = None,
+def load_official(cls: type[InstantRestore], source: str | os.PathLike | OfficialCheckpoint, base_model: str | None = None,
                   base_vae: str | None = None, text_encoder: str | None = None,
                   prompt_embeds: torch.Tensor | None = None, adain: bool | None = None,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                   **config_overrides) -> InstantRestore:
-    """A generator in the ``official`` profile from one of the authors' files (see ``read_official``).
+    """A generator in the ``official`` profile from one of the authors' files (a path, or the file
+    already opened by ``read_official``).
 
     base_model / base_vae: where an adapter file's base weights come from (default the authors':
     ``stabilityai/sd-turbo`` and ``stabilityai/sd-vae-ft-mse``; hub ids or local directories); a
@@ -112,22 +121,23 @@ def load_official(cls: type[InstantRestore], path: str | os.PathLike, base_model
     config_overrides: ModelConfig fields over the official ones (e.g. a smaller ``unet``/``vae``
     architecture in tests, or ``reference_batch_size``).
     """
-    checkpoint = read_official(path)
+    checkpoint = source if isinstance(source, OfficialCheckpoint) else read_official(source)
     config = checkpoint_config(checkpoint, adain, **config_overrides)
     if checkpoint.kind == ADAPTER_FILE:
         for part, expected in (("unet", config.unet_lora_targets), ("vae", config.vae_lora_targets)):
             stored = checkpoint.lora_targets.get(part)
             if stored is not None and sorted(stored) != sorted(expected):
-                raise OfficialCheckpointError(f"{path}: {part} LoRA targets {stored} differ from the official {list(expected)}")
+                raise OfficialCheckpointError(f"{checkpoint.path}: {part} LoRA targets {stored} differ from the official {list(expected)}")
         base_model, base_vae = base_model or OFFICIAL_BASE_UNET, base_vae or OFFICIAL_BASE_VAE
         # The prompt is embedded by base_model's own tokenizer and text encoder, as theirs was.
         if prompt_embeds is None and text_encoder is not None:
             prompt_embeds = prompt_embedding(text_encoder, config.prompt)
         model = model_io.build_from_base(cls, base_model, vae=base_vae, prompt_embeds=prompt_embeds, **_fields(config))
         prompt_embeds = model.prompt_embeds
-        adapters = {(k.replace(f".{VAE_ADAPTER}.", ".default.") if ".lora_" in k
-                     else f"unet.conv_in.modules_to_save.default.{k.removeprefix('unet.conv_in.')}"): v
-                    for k, v in checkpoint.state.items()}
+        unexpected = [k for k in checkpoint.state if adapter_key(k) is None]
+        if unexpected:
+            raise OfficialCheckpointError(f"{checkpoint.path}: unexpected tensors {unexpected[:3]} in a save_model file")
+        adapters = {adapter_key(k): v for k, v in checkpoint.state.items()}
         _fill(model, None, adapters, prompt_embeds)
     else:
         base, adapters, text = split_training_state(checkpoint.state)
@@ -155,7 +165,7 @@ def convert_official(path: str | os.PathLike, out: str | os.PathLike, overwrite:
         if read_config(out) is None:
             raise FileExistsError(f"{out}: exists and is not empty; choose another --out or pass --overwrite")
         raise FileExistsError(f"{out}: already holds a checkpoint; pass --overwrite to replace it")
-    checkpoint_dtype = read_official(path).dtype
-    model = load_official(InstantRestore, path, **load_kwargs)
-    model_io.save_pretrained(model, out, include_base=True, dtype=checkpoint_dtype)
+    checkpoint = read_official(path)  # opened once: memory-mapped, its dtype is the storage precision
+    model = load_official(InstantRestore, checkpoint, **load_kwargs)
+    model_io.save_pretrained(model, out, include_base=True, dtype=checkpoint.dtype)
     return out
