@@ -214,10 +214,13 @@ def save_pretrained(model: InstantRestore, directory: str | os.PathLike, include
     directory.mkdir(parents=True, exist_ok=True)
     if include_base is None:
         include_base = model.config.base_model is None
-    cast = (lambda state: state) if dtype is None else (  # noqa: E731
+
+    def cast(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if dtype is None:
+            return state
         # The prompt embedding is computed here in fp32, not read from the checkpoint: kept as is.
-        lambda state: {k: v.to(dtype) if v.is_floating_point() and k != "prompt_embeds" else v
-                       for k, v in state.items()})
+        return {k: v.to(dtype) if v.is_floating_point() and k != "prompt_embeds" else v for k, v in state.items()}
+
     save_tensors(cast(adapter_state_dict(model)), directory / ADAPTERS_NAME, metadata=FORMAT_METADATA)
     if include_base:
         save_tensors(cast(base_state_dict(model)), directory / BASE_NAME, metadata=FORMAT_METADATA)

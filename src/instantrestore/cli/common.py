@@ -10,6 +10,8 @@ from typing import Iterator
 
 import torch
 
+from ..tensor_io import PICKLE_SUFFIXES
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -64,7 +66,7 @@ def _looks_like_local_path(text: str) -> bool:
     """A checkpoint argument that cannot be a hub id ("owner/name")."""
     path = Path(text).expanduser()
     return (path.is_absolute() or text.startswith((".", "~")) or text.count("/") != 1 or "\\" in text
-            or path.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".bin", ".safetensors") or path.parent.is_dir())
+            or path.suffix in (*PICKLE_SUFFIXES, ".safetensors") or path.parent.is_dir())
 
 
 def check_checkpoint_path(text: str) -> None:
