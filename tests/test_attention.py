@@ -150,3 +150,55 @@ def test_adain_identity_and_target_statistics():
     y = adain(x, *channel_stats(target))
     for got, want in zip(channel_stats(y), channel_stats(target)):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["refs_only", "concat"])
+def test_strength_blends_shared_with_own_self_attention(mode):
+    """s * (eq. 4 output) + (1 - s) * (plain self-attention), per sample; naive outputs include to_out,
+    so agreement also checks that blending before the affine to_out equals blending after it."""
+    channels, heads, batch, lq, lk, n = 16, 4, 3, 10, 7, 2
+    attn = make_layer(channels, heads)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(batch, lq, channels, generator=gen)
+    ref_x = torch.randn(batch, n, lk, channels, generator=gen) * 2
+    strength = torch.tensor([0.0, 0.3, 0.8])
+    with torch.no_grad():
+        kv = (attn.to_k(ref_x), attn.to_v(ref_x))
+        out = attn(x, shared=SharedAttentionCall(references={"layer": kv}, mode=mode, strength=strength))
+        shared_out, _ = naive_shared_attention(attn, x, *kv, mode, True)
+        own_out, _ = naive_shared_attention(attn, x, attn.to_k(x)[:, None], attn.to_v(x)[:, None], "refs_only", False)
+        scalar = attn(x, shared=SharedAttentionCall(references={"layer": kv}, mode=mode, strength=0.3))
+    s = strength[:, None, None]
+    torch.testing.assert_close(out, s * shared_out + (1 - s) * own_out, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scalar[1], out[1], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(shared_out, own_out, atol=1e-3)  # the blend is not trivially one of them
+
+
+def test_strength_one_is_bit_identical_and_zero_is_the_blind_layer():
+    attn = make_layer(8, 2)
+    gen = torch.Generator().manual_seed(5)
+    x, ref = torch.randn(2, 6, 8, generator=gen), torch.randn(1, 3, 5, 8, generator=gen)
+    with torch.no_grad():
+        kv = (attn.to_k(ref), attn.to_v(ref))
+        default = attn(x, shared=SharedAttentionCall(references={"layer": kv}))
+        one = attn(x, shared=SharedAttentionCall(references={"layer": kv}, strength=1.0))
+        ones = attn(x, shared=SharedAttentionCall(references={"layer": kv}, strength=torch.ones(2)))
+        zero = attn(x, shared=SharedAttentionCall(references={"layer": kv}, strength=0.0))
+        zeros = attn(x, shared=SharedAttentionCall(references={"layer": kv}, strength=torch.zeros(2)))
+        blind = attn(x, shared=SharedAttentionCall())
+    assert torch.equal(one, default) and torch.equal(ones, default)
+    assert torch.equal(zero, blind) and torch.equal(zeros, blind)
+
+
+def test_capture_at_partial_strength_records_the_shared_branch():
+    attn = make_layer(8, 2)
+    gen = torch.Generator().manual_seed(6)
+    x, ref = torch.randn(1, 6, 8, generator=gen), torch.randn(1, 2, 5, 8, generator=gen)
+    with torch.no_grad():
+        kv = (attn.to_k(ref), attn.to_v(ref))
+        full = SharedAttentionCall(references={"layer": kv}, capture=frozenset({"layer"}))
+        half = SharedAttentionCall(references={"layer": kv}, capture=frozenset({"layer"}), strength=0.5)
+        attn(x, shared=full)
+        attn(x, shared=half)
+    torch.testing.assert_close(half.captured["layer"].probs, full.captured["layer"].probs)
+    assert half.captured["layer"].self_probs is None

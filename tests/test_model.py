@@ -226,3 +226,35 @@ def test_shared_reference_set_follows_per_sample_timesteps(model):
         shared = model(lq, references=refs, timesteps=t).image
         per_sample = model(lq, references=refs[None].expand(2, -1, -1, -1, -1), timesteps=t).image
     torch.testing.assert_close(shared, per_sample)
+
+
+def test_strength_one_is_the_default_and_zero_is_blind(model):
+    lq, refs = images(2, 20), images(3, 21)
+    with torch.no_grad():
+        cache = model.encode_references(refs)
+        default = model(lq, references=cache).image
+        blind = model(lq).image
+        one = model(lq, references=cache, strength=1.0).image
+        zero = model(lq, references=cache, strength=0.0).image
+        zero_images = model(lq, references=refs, strength=0).image
+        mixed = model(lq, references=cache, strength=torch.tensor([0.0, 1.0])).image
+        half = model(lq, references=cache, strength=0.5).image
+    assert torch.equal(one, default)
+    assert torch.equal(zero, blind) and torch.equal(zero_images, blind)
+    # Per-sample strengths: the blend runs in every layer, and still gives each end exactly.
+    torch.testing.assert_close(mixed[0], blind[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(mixed[1], default[1], rtol=0, atol=1e-6)
+    assert (default - blind).abs().max() > 1e-3  # the references matter, so the test means something
+    assert not torch.allclose(half, default, atol=1e-4) and not torch.allclose(half, blind, atol=1e-4)
+
+
+def test_restore_passes_strength_through(model):
+    lq, refs = images(1, 22), images(2, 23)
+    assert torch.equal(model.restore(lq, references=refs, strength=0.0), model.restore(lq))
+    assert torch.equal(model.restore(lq, references=refs, strength=1.0), model.restore(lq, references=refs))
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), "auto", True, None, torch.tensor([0.5, 0.5, 0.5])])
+def test_bad_strength_is_refused_clearly(model, bad):
+    with pytest.raises(ValueError, match="strength"):
+        model(images(2, 0), strength=bad)

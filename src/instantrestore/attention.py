@@ -48,6 +48,11 @@ class SharedAttentionCall:
         [B, L, C] here under their layer name (the reference branch).
     capture: layer names whose attention probabilities are returned in ``captured``.
     latent_hw / ref_latent_hw: the UNet input sizes, to give each layer's token grid its shape.
+    strength: reference strength s in [0, 1], a float or a tensor broadcastable to [B, 1, 1].
+        With references, a layer outputs s * (shared attention) + (1 - s) * (its own plain
+        self-attention); 1 = the paper's layer (the self-attention is then never computed),
+        0 = the blind layer. ``captured`` holds the shared branch's probabilities, unweighted:
+        the output takes s times that mass on the references (1 - s on the image's own tokens).
     """
 
     references: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -62,6 +67,13 @@ class SharedAttentionCall:
     latent_hw: tuple[int, int] | None = None
     ref_latent_hw: tuple[int, int] | None = None
     query_chunk_size: int | None = None
+    strength: float | torch.Tensor = 1.0
+
+    def full_strength(self) -> bool:
+        """True when the blend is a no-op (s == 1 everywhere): the paper's path, bit for bit."""
+        if isinstance(self.strength, torch.Tensor):
+            return bool((self.strength == 1).all())
+        return self.strength == 1
 
 
 def token_grid(tokens: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
@@ -115,23 +127,50 @@ class SharedAttnProcessor:
             out = self._self_attention(attn, query, key, value, shared)
         else:
             out = self._shared_attention(attn, query, key, value, references, shared)
+            if not shared.full_strength():
+                out = self._blend(attn, out, query, key, value, shared)
 
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
 
+    def _blend(self, attn: Attention, shared_out: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
+               value: torch.Tensor, shared: SharedAttentionCall) -> torch.Tensor:
+        """s * shared + (1 - s) * own self-attention, on the heads' output [B, Lq, C] before to_out.
+
+        Why this scheme: in ``refs_only`` mode it is exactly an attention over the image's own tokens
+        and the references' together whose rows give mass s to the references (split as the shared
+        softmax splits it) and 1 - s to the own tokens (split as plain self-attention does) - still
+        a convex combination of value vectors, the kind of input to_out was trained on, and at s = 0
+        the untouched blind layer. Why before to_out: to_out[0] is affine, W x + b, and the weights
+        sum to 1, so s (W a + b) + (1 - s)(W c + b) = W (s a + (1 - s) c) + b - the same result for
+        one matmul instead of two (to_out[1] is dropout: identity at inference).
+        """
+        s = shared.strength
+        if isinstance(s, torch.Tensor):
+            s = s.to(shared_out.device, shared_out.dtype).reshape(-1, 1, 1)  # [B | 1, 1, 1]
+        # The shared branch's probabilities are already captured; the own map is not recorded.
+        own = self._attend_own(attn, query, key, value, shared.query_chunk_size, want=False)[0]
+        return s * shared_out + (1 - s) * own
+
+    def _attend_own(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    chunk: int | None, want: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Plain self-attention: [B, Lq, C] output and, if ``want``, probs [B, heads, Lq, Lq]."""
+        heads = attn.heads
+        out, probs = attend(split_heads(query, heads), split_heads(key, heads), split_heads(value, heads),
+                            None, attn.scale, want, chunk)
+        return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1), probs
+
     def _self_attention(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                         shared: SharedAttentionCall | None) -> torch.Tensor:
-        heads = attn.heads
         want = shared is not None and self.name in shared.capture
-        out, probs = attend(split_heads(query, heads), split_heads(key, heads), split_heads(value, heads),
-                             None, attn.scale, want, shared.query_chunk_size if shared else None)
+        out, probs = self._attend_own(attn, query, key, value, shared.query_chunk_size if shared else None, want)
         if want:
             hw = token_grid(query.shape[1], shared.latent_hw)
             # Blind: no reference tokens; the self map is all there is.
             shared.captured[self.name] = CapturedAttention(probs.new_zeros(*probs.shape[:3], 0, 0), hw, hw, probs)
-        return out.transpose(1, 2).reshape(query.shape[0], query.shape[1], -1)
+        return out
 
     def _shared_attention(self, attn: Attention, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           references: tuple[torch.Tensor, torch.Tensor], shared: SharedAttentionCall) -> torch.Tensor:

@@ -38,6 +38,30 @@ class GeneratorOutput:
     attention: dict[str, CapturedAttention] = field(default_factory=dict)
 
 
+def check_strength(strength: float | torch.Tensor, batch: int | None = None) -> float | torch.Tensor:
+    """A reference strength as a float, or a float tensor [B] (``batch`` given), all in [0, 1].
+
+    Raises ValueError naming the bad value (not a number, NaN, outside [0, 1], wrong length)."""
+    if isinstance(strength, torch.Tensor) and strength.numel() == 1 and strength.ndim <= 1:
+        strength = float(strength)
+    if isinstance(strength, torch.Tensor):
+        if batch is None or strength.ndim != 1 or strength.shape[0] != batch:
+            raise ValueError(f"strength: expected one value or one per image ([{batch}]), got shape "
+                             f"{tuple(strength.shape)}")
+        values = strength.detach().float()
+        if not bool(((values >= 0) & (values <= 1)).all()):  # NaN fails both comparisons
+            raise ValueError(f"strength: every value must be in [0, 1] (0 = blind, 1 = full reference "
+                             f"strength), got {values.tolist()}")
+        return values
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating, np.integer)):
+        raise ValueError(f"strength: expected a number in [0, 1] (0 = blind, 1 = full reference strength), "
+                         f"got {strength!r}; 'auto' is resolved by instantrestore.strength.resolve_strength")
+    value = float(strength)
+    if not 0 <= value <= 1:
+        raise ValueError(f"strength: must be in [0, 1] (0 = blind, 1 = full reference strength), got {value}")
+    return value
+
+
 class InstantRestore(nn.Module):
     """Single-step personalised face restoration with shared-image attention."""
 
@@ -269,8 +293,8 @@ class InstantRestore(nn.Module):
                 ref_mask: torch.Tensor | None = None, timesteps: torch.Tensor | int | None = None,
                 noise: torch.Tensor | None = None, capture: Sequence[str] = (),
                 attention_mode: str | None = None, adain: bool | None = None,
-                generator: torch.Generator | None = None, noises: dict[str, torch.Tensor] | None = None
-                ) -> GeneratorOutput:
+                generator: torch.Generator | None = None, noises: dict[str, torch.Tensor] | None = None,
+                strength: float | torch.Tensor = 1.0) -> GeneratorOutput:
         """One generator step.
 
         lq: [B, 3, H, W] in [-1, 1]. references: a ReferenceCache or tensor [N, 3, H, W] shared by the
@@ -280,10 +304,15 @@ class InstantRestore(nn.Module):
         attention probabilities are returned. generator / noises: the random draws of a sampling
         profile (``official``), named as in :data:`~instantrestore.noise.NOISE_NAMES`; drawn from
         ``generator`` (None = torch's global RNG) in the authors' order unless given by name.
+        strength: reference strength s in [0, 1], one float or a tensor [B] (see
+        :class:`~instantrestore.attention.SharedAttentionCall`): 1 = the paper's model, 0 = blind.
         """
         lq = check_image_tensor(lq, "lq").to(self.device, self.dtype)
         self._check_size(lq, "lq")
         batch = lq.shape[0]
+        strength = check_strength(strength, batch)
+        if isinstance(strength, float) and strength == 0:
+            references = None  # exactly the blind restoration, without running the reference branch
         t = self._timesteps(timesteps, batch)
         unknown = set(capture) - set(self.injected_layers)
         if unknown:
@@ -292,7 +321,8 @@ class InstantRestore(nn.Module):
         shared = SharedAttentionCall(mode=attention_mode or self.config.attention_mode,
                                      adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
                                      adain_std=self.config.adain_std, capture=frozenset(capture),
-                                     query_chunk_size=self.config.query_chunk_size)
+                                     query_chunk_size=self.config.query_chunk_size,
+                                     strength=strength if isinstance(strength, float) else strength.to(self.device))
         draws = NoiseDraws(generator, dict(noises or {})) if self.samples_noise and noise is None else None
         latents = self.encode_latents(lq, draws, "input_posterior")  # first: the authors' order of draws
         if isinstance(references, torch.Tensor) and references.ndim == 4:
@@ -361,12 +391,15 @@ class InstantRestore(nn.Module):
     @torch.inference_mode()
     def restore(self, lq: ImageLike | Sequence[ImageLike] | torch.Tensor,
                 references: ReferenceCache | Sequence[ImageLike] | torch.Tensor | None = None,
-                seed: int = 0, noises: dict[str, torch.Tensor] | None = None
+                seed: int = 0, noises: dict[str, torch.Tensor] | None = None, strength: float = 1.0
                 ) -> torch.Tensor | Image.Image | list[Image.Image]:
         """Restore aligned face crop(s) in one pass. Tensors in -> tensor [B, 3, H, W] out; a PIL
         image / path in -> a PIL image out (lists give lists). ``references``: a cache, reference
         images, or None for blind restoration (an empty list is an error). ``seed`` / ``noises``:
-        the random draws of a sampling profile (``official``); this project's profile draws none."""
+        the random draws of a sampling profile (``official``); this project's profile draws none.
+        ``strength``: how much the references steer the result, in [0, 1] (1 = the paper's model,
+        0 = blind; :func:`instantrestore.strength.resolve_strength` turns ``"auto"`` into a value)."""
+        strength = check_strength(strength)
         as_tensor = isinstance(lq, torch.Tensor)
         single = (isinstance(lq, Image.Image) or (isinstance(lq, (str, os.PathLike)) and not Path(lq).is_dir())
                   or (isinstance(lq, np.ndarray) and lq.ndim in (2, 3)))
@@ -382,7 +415,7 @@ class InstantRestore(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = self(batch, references=references, generator=generator, noises=noises).image
+            out = self(batch, references=references, generator=generator, noises=noises, strength=strength).image
         finally:
             self.train(was_training)
         if as_tensor:
