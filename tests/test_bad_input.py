@@ -389,10 +389,11 @@ def lq_folder(tmp_path):
 
 def test_restore_warns_on_noise_and_refuses_when_strict(lq_folder, micro_weights, tmp_path, capsys):
     ckpt = micro_weights / "model"
-    rc, _, err = run_cli(capsys, "restore", lq_folder / "0.png", "--out", tmp_path / "o.png", "--checkpoint", ckpt)
+    rc, _, err = run_cli(capsys, "restore", lq_folder / "0.png", "--aligned", "--out", tmp_path / "o.png",
+                         "--checkpoint", ckpt)
     assert rc == 0 and "no face found" in err
-    rc, _, err = run_cli(capsys, "restore", lq_folder / "1.png", "--out", tmp_path / "p.png", "--checkpoint", ckpt,
-                         "--verify-refs", "strict")
+    rc, _, err = run_cli(capsys, "restore", lq_folder / "1.png", "--aligned", "--out", tmp_path / "p.png",
+                         "--checkpoint", ckpt, "--verify-refs", "strict")
     assert rc == 2 and "no face found" in err and not (tmp_path / "p.png").exists()
 
 
@@ -461,7 +462,7 @@ def test_restore_interrupted_then_resumed_equals_uninterrupted(lq_folder, micro_
                                                                capsys):
     import instantrestore.cli.restore as restore_cli
 
-    args = ["--checkpoint", micro_weights / "model", "--verify-refs", "off"]
+    args = ["--aligned", "--checkpoint", micro_weights / "model", "--verify-refs", "off"]
     run_cli(capsys, "restore", lq_folder, "--out", tmp_path / "full", *args)
     with monkeypatch.context() as m:
         _interrupt_after(m, restore_cli, 2)

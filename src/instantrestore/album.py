@@ -193,6 +193,11 @@ class Album:
         return _digest(json.dumps([FACES_FORMAT, self.crop_size, self.embedder.name, self.max_side, self.fallback,
                                    files]))
 
+    def key(self) -> str:
+        """Hash of the whole album as matching and restoring see it: every person's ``faces_key``.
+        Outputs made with an album record it; it changes when any person's files or settings change."""
+        return _digest(json.dumps([(person, self.faces_key(person)) for person in self.persons]))
+
     def _path(self, person: str, suffix: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / f"{person}-{suffix}.safetensors"
 

@@ -12,14 +12,19 @@ warn, or refuse the face with ``strict``) -> select their best k for this face (
 
 A face that fails a step keeps its original pixels and its report says which step and why; a face
 that matches no one is restored blind (``unknown='blind'``) or kept (``'keep'``). Pixels outside
-the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical.
+the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical. ``strength``
+(a float in [0, 1] or 'auto', resolved per face by ``strength.resolve_strength``) is how much the
+references are followed; each face's report records the value used.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -44,12 +49,17 @@ class PhotoReport:
     ``person`` (None: matched no one), ``similarity`` (cosine to the closest person), ``closest``,
     ``references`` (file names used, best first), ``restored`` ('references' | 'blind' | None = kept),
     ``fallback`` (None, or {'step', 'reason'}: why it was not restored with references), ``warnings``,
-    ``matrix`` (2x3 photo -> crop), ``crop_size``, ``restored_size`` (side of the pasted crop).
+    ``matrix`` (2x3 photo -> crop), ``crop_size``, ``restored_size`` (side of the pasted crop),
+    ``strength`` (the reference strength used; None when restored blind or kept).
+
+    ``seconds``: wall time per step over the photo's faces ('detect_align', 'embed_match', 'select',
+    'encode', 'restore', 'paste'); kept out of ``to_json`` so that reports of equal runs are equal.
     """
 
     photo_size: tuple[int, int]  # (width, height)
     faces: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -79,15 +89,17 @@ class FaceRestorer:
     a face whose person's references disagree with each other, instead of warning.
     crop_size: side faces are aligned to (default the album's, else 512); the model restores at its
     own size and the result is pasted through the rescaled transform. max_side / fallback: face
-    detection (``detect_faces``).
+    detection (``detect_faces``). strength: reference strength, a float in [0, 1] (1: the references
+    fully, 0: blind) or 'auto' (chosen per face from how degraded it is); ``enhance`` can override it.
     """
 
     def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
                  unknown: str = "blind", strict: bool = False, crop_size: int | None = None,
                  max_side: int = 800, fallback: str = "cnn",
-                 selection_weights: SelectionWeights = SelectionWeights()):
+                 selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0):
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
+        self.strength = check_strength_setting(strength)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if album is not None and embedder is not None and embedder.name != album.embedder.name:
@@ -101,17 +113,21 @@ class FaceRestorer:
         self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
 
     # ------------------------------------------------------------------ the recipe
-    def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0
-                ) -> tuple[np.ndarray | Image.Image, PhotoReport]:
+    def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0,
+                strength: float | str | None = None) -> tuple[np.ndarray | Image.Image, PhotoReport]:
         """Restore every face of ``photo`` (uint8 RGB (H, W, 3) array, PIL image or image path).
 
         Returns (the photo with its faces pasted back, the report): a PIL image for a PIL input,
         else a uint8 RGB array. ``seed``: random draws of a sampling profile (official).
+        ``strength``: this call's reference strength (None: the restorer's).
         """
+        strength = self.strength if strength is None else check_strength_setting(strength)
         image, as_pil = _as_photo(photo)
         report = PhotoReport(photo_size=(image.shape[1], image.shape[0]))
+        clock = functools.partial(_timed, report.seconds)
         try:
-            aligned = align_photo(image, self.crop_size, self.max_side, self.fallback)
+            with clock("detect_align"):
+                aligned = align_photo(image, self.crop_size, self.max_side, self.fallback)
         except (ValueError, RuntimeError) as exc:
             report.problems.append(f"face detection failed: {exc}")
             aligned = []
@@ -121,37 +137,42 @@ class FaceRestorer:
         for index, face in enumerate(aligned):
             entry = _face_entry(index, face)
             report.faces.append(entry)
-            restored = self._restore_face(face, entry, seed)
+            restored = self._restore_face(face, entry, seed, strength, clock)
             if restored is None:
                 continue
             try:
-                out = paste_restored(out, [restored], [face.matrix], [face.size])
+                with clock("paste"):
+                    out = paste_restored(out, [restored], [face.matrix], [face.size])
             except Exception as exc:  # noqa: BLE001 - e.g. cv2.error on a degenerate transform
-                entry.update(restored=None, fallback={"step": "paste", "reason": f"{_reason(exc)}; kept as it is"})
+                entry.update(restored=None, strength=None,
+                             fallback={"step": "paste", "reason": f"{_reason(exc)}; kept as it is"})
                 continue
             entry["restored_size"] = int(restored.shape[0])
         if out is image:  # nothing pasted: still a new array, never the caller's
             out = image.copy()
         return (Image.fromarray(out) if as_pil else out), report
 
-    def _restore_face(self, face: AlignedFace, entry: dict, seed: int) -> np.ndarray | None:
+    def _restore_face(self, face: AlignedFace, entry: dict, seed: int, strength: float | str,
+                      clock: Callable) -> np.ndarray | None:
         """One face's steps after alignment; fills ``entry`` and returns the restored crop, or None to keep it."""
         step = "match"
         try:
             if self.album is None:
                 person, why = None, "no album given"
             else:
-                step = "embed"
-                embedding = self.embedder.embed(uint8_to_tensor(face.crop))[0]
-                step = "match"
-                person, why = self._match(embedding, entry)
+                with clock("embed_match"):
+                    step = "embed"
+                    embedding = self.embedder.embed(uint8_to_tensor(face.crop))[0]
+                    step = "match"
+                    person, why = self._match(embedding, entry)
             if person is None:
                 if self.unknown == "keep":
                     entry["fallback"] = {"step": "match", "reason": f"{why}; kept as it is"}
                     return None
                 entry["fallback"] = {"step": "match", "reason": f"{why}; restored blind"}
                 step = "restore"
-                restored = np.asarray(self.model.restore(face.crop, references=None, seed=seed))
+                with clock("restore"):
+                    restored = self._run_model(face.crop, None, seed, strength, entry)
                 entry["restored"] = "blind"
                 return restored
             step = "verify"
@@ -164,22 +185,40 @@ class FaceRestorer:
             step = "select"
             indices = list(range(len(refs)))
             if len(refs) > self.k:  # with k or fewer only the order would change, and attention ignores it
-                ranking = select_references(face.crop, list(refs.crops), self.k, names=refs.names,
-                                            embedder=self.embedder, weights=self.selection_weights,
-                                            lq_embedding=embedding, candidate_embeddings=refs.embeddings,
-                                            candidate_landmarks=refs.landmarks)
+                with clock("select"):
+                    ranking = select_references(face.crop, list(refs.crops), self.k, names=refs.names,
+                                                embedder=self.embedder, weights=self.selection_weights,
+                                                lq_embedding=embedding, candidate_embeddings=refs.embeddings,
+                                                candidate_landmarks=refs.landmarks)
                 indices = [s.index for s in ranking]
             entry["references"] = [refs.names[i] for i in indices]
             step = "encode"
-            cache = self.album.reference_cache(person, self.model).subset(indices)
+            with clock("encode"):
+                cache = self.album.reference_cache(person, self.model).subset(indices)
             step = "restore"
-            restored = np.asarray(self.model.restore(face.crop, references=cache, seed=seed))
+            with clock("restore"):
+                restored = self._run_model(face.crop, cache, seed, strength, entry)
             entry["restored"] = "references"
             return restored
         except Exception as exc:  # noqa: BLE001 - one face's failure never costs the photo's other faces
-            entry.update(restored=None, references=[],
+            entry.update(restored=None, references=[], strength=None,
                          fallback={"step": step, "reason": f"{_reason(exc)}; kept as it is"})
             return None
+
+    def _run_model(self, crop: np.ndarray, cache, seed: int, strength: float | str, entry: dict) -> np.ndarray:
+        """The model on one aligned crop at this face's resolved strength (recorded in ``entry``;
+        None when blind: there are no references to weigh)."""
+        if cache is None:
+            return np.asarray(self.model.restore(crop, references=None, seed=seed))
+        if strength == 1.0:  # the default needs no resolving and leaves restore's call as it always was
+            value = 1.0
+        else:
+            from .strength import resolve_strength
+
+            value = float(resolve_strength(strength, crop))
+        entry["strength"] = value
+        extra = {} if value == 1.0 else {"strength": value}
+        return np.asarray(self.model.restore(crop, references=cache, seed=seed, **extra))
 
     def _match(self, embedding, entry: dict) -> tuple[str | None, str]:
         """(the album person the face is, or None with why not); records the similarities in ``entry``."""
@@ -196,7 +235,32 @@ def _face_entry(index: int, face: AlignedFace) -> dict:
     return {"index": index, "box": [round(float(v), 2) for v in face.face.box], "size": round(float(face.face.size), 2),
             "detector": face.face.detector, "person": None, "similarity": None, "closest": None, "references": [],
             "restored": None, "fallback": None, "warnings": [], "matrix": face.matrix.tolist(),  # exact: paste_region
-            "crop_size": face.size, "restored_size": None}
+            "crop_size": face.size, "restored_size": None, "strength": None}
+
+
+def check_strength_setting(strength: float | str) -> float | str:
+    """A reference strength setting as given: 'auto' or a float in [0, 1]; raises ValueError otherwise."""
+    if isinstance(strength, str):
+        if strength == "auto":
+            return strength
+        try:
+            strength = float(strength)
+        except ValueError:
+            raise ValueError(f"strength must be a number in [0, 1] or 'auto', not {strength!r}") from None
+    strength = float(strength)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1] (1: follow the references fully, 0: blind), got {strength}")
+    return strength
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[step]`` (also when it raises)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
 
 
 def _reason(exc: BaseException) -> str:

@@ -14,8 +14,7 @@ from ..files import (atomic_write_text, clean_stale_temporaries, ensure_not_inpu
                      refuse_foreign)
 from ..images import ImageError, load_image, save_image
 from .common import recorded_settings, warn_kept
-from ..faces.align import align_faces
-from ..faces.detect import detect_faces
+from ..faces.align import align_photo
 from ..faces.identity import load_embedder
 from ..faces.paste import paste_restored
 from ..faces.select import select_references
@@ -196,25 +195,25 @@ def run_align(args: argparse.Namespace) -> int:
         try:
             image = _load_array(photo)
             record["photo_size"] = [image.shape[1], image.shape[0]]
-            faces = detect_faces(image, max_side=args.max_side, fallback=args.fallback)
-            if args.largest_only:
-                faces = faces[:1]
-            crop_paths = [args.out / f"{out_stem[photo]}_{idx:02d}.png" for idx in range(len(faces))]
+            # the library's detect -> align step (faces.align.align_photo), as FaceRestorer runs it
+            aligned_faces = align_photo(image, args.size, max_side=args.max_side, fallback=args.fallback,
+                                        largest_only=args.largest_only)
+            crop_paths = [args.out / f"{out_stem[photo]}_{idx:02d}.png" for idx in range(len(aligned_faces))]
             for path in crop_paths:
                 ensure_not_input(path, photos)
             if not args.overwrite:
                 refuse_foreign([p for p in crop_paths if p.name not in owned], f"align (for {photo.name})")
             # Claim the crop names first, so an interrupted run's crops are known as ours on resume.
             atomic_write_text(json_path, json.dumps({"photo": str(photo), "status": "writing",
-                                                     "planned": len(faces), "faces": []}) + "\n")
-            for idx, (aligned, crop_path) in enumerate(zip(align_faces(image, faces, args.size), crop_paths)):
+                                                     "planned": len(aligned_faces), "faces": []}) + "\n")
+            for idx, (aligned, crop_path) in enumerate(zip(aligned_faces, crop_paths)):
                 save_image(_to_pil(aligned.crop), crop_path)
                 tiny = aligned.face.size < args.min_face
                 record["faces"].append({"index": idx, "crop": crop_path.name, "tiny": tiny, **aligned.to_json()})
                 if tiny:
                     counts["tiny"].append(f"{photo.name}#{idx} ({aligned.face.size:.0f} px)")
-            counts["faces"] += len(faces)
-            if not faces:
+            counts["faces"] += len(aligned_faces)
+            if not aligned_faces:
                 record["status"] = "no_face"
                 counts["no_face"].append(photo.name)
         except (ImageError, FileExistsError) as exc:

@@ -1,0 +1,228 @@
+"""restore_photos.py and `instantrestore restore` on whole photos with an album.
+
+Fast tests: random micro weights, with face detection and identity stubbed (a tinted square is a
+face, its tint is who it is), so outputs, reports, resume and flag errors are checked in seconds.
+Slow tests: the real photos of ../shared/realfaces (dlib), skipped where absent."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import instantrestore.album as album_module
+import instantrestore.face_restorer as restorer_module
+import instantrestore.faces.identity as identity_module
+from instantrestore.cli import main
+from instantrestore.faces.align import AlignedFace
+from instantrestore.faces.detect import Face
+from instantrestore.faces.paste import paste_region, scale_matrix
+from instantrestore.images import load_image
+from instantrestore.restore_photos import Summary, output_paths
+
+BOX = (60, 40, 124, 104)  # where the stub finds the face: a 64 px square
+TINTS = {"ann": (100, -100, -100), "bob": (-100, -100, 100), "stranger": (-100, 100, -100)}
+
+
+class MeanColourEmbedder:
+    """Stand-in identity model: the crop's mean colour (no dlib)."""
+
+    name = "mean-colour"
+    threshold = 0.9
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(images.float().mean(dim=(2, 3)) + 1.5, dim=-1)
+
+
+def _stub_align(image, size=512, max_side=800, fallback="cnn", largest_only=False):
+    """A photo with any variation has one face at BOX; a uniform one has none."""
+    if image.std() == 0:
+        return []
+    x0, y0, x1, y1 = BOX
+    scale = size / (x1 - x0)
+    matrix = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    face = Face(box=tuple(float(v) for v in BOX), landmarks68=np.zeros((68, 2)), landmarks5=np.zeros((5, 2)))
+    return [AlignedFace(crop=crop, matrix=matrix, face=face, size=size)]
+
+
+@pytest.fixture
+def stubs(monkeypatch):
+    monkeypatch.setattr(restorer_module, "align_photo", _stub_align)
+    monkeypatch.setattr(album_module, "align_reference",
+                        lambda image, size, *args: (np.asarray(Image.fromarray(image).resize((size, size))), "stub"))
+    monkeypatch.setattr(album_module, "aligned_landmarks", lambda crop: np.zeros((68, 2)))
+    monkeypatch.setattr(identity_module, "load_embedder", lambda spec: MeanColourEmbedder())
+
+
+def _tinted(seed: int, tint, shape=(64, 64)) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-40, 41, (*shape, 3))
+    return np.clip(128 + np.array(tint) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def job(tmp_path):
+    """album/{ann,bob} (2 references each); photos: ann's face, bob's, a stranger's, no face."""
+    for person in ("ann", "bob"):
+        (tmp_path / "album" / person).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(_tinted(10 * i + len(person), TINTS[person])).save(tmp_path / "album" / person / f"{i}.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, who in enumerate(("ann", "bob", "stranger")):
+        photo = np.random.default_rng(i).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+        x0, y0, x1, y1 = BOX
+        photo[y0:y1, x0:x1] = _tinted(100 + i, TINTS[who])
+        Image.fromarray(photo).save(photos / f"{who}.png")
+    Image.fromarray(np.full((100, 120, 3), 77, np.uint8)).save(photos / "wall.jpg")
+    return tmp_path
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _digests(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _model(micro_weights):
+    return ["--checkpoint", micro_weights / "model"]
+
+
+def test_photos_restored_reported_and_untouched_outside_the_faces(job, stubs, micro_weights, capsys):
+    out = job / "out"
+    rc, stdout, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                           *_model(micro_weights), "--before-after")
+    assert rc == 0, err
+    assert "4 photo(s), 3 face(s) found: 2 restored with references, 1 blind, 0 kept; 1 problem(s)" in stdout
+    assert "wall.jpg: no face found" in err and "encoded references of ann, bob" in err
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        f"{n}{s}" for n in ("ann", "bob", "stranger", "wall") for s in (".png", ".json", "_before_after.jpg"))
+    for who in ("ann", "bob", "stranger"):
+        report = json.loads((out / f"{who}.json").read_text())
+        face, = report["faces"]
+        assert face["box"] == list(BOX) and face["closest"] in ("ann", "bob")
+        if who == "stranger":
+            assert face["person"] is None and face["restored"] == "blind" and face["references"] == []
+            assert face["fallback"]["step"] == "match" and "restored blind" in face["fallback"]["reason"]
+        else:
+            assert face["person"] == who and face["restored"] == "references" and face["fallback"] is None
+            assert face["references"] == ["0.png", "1.png"] and face["strength"] == 1.0
+            assert face["similarity"] >= MeanColourEmbedder.threshold
+        assert report["provenance"]["settings"]["k"] == 4 and report["before_after"] == f"{who}_before_after.jpg"
+        photo, restored = (np.asarray(load_image(p)) for p in (job / "photos" / f"{who}.png", out / f"{who}.png"))
+        matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"])
+        region = paste_region(matrix, face["restored_size"], photo.shape[:2])
+        assert np.array_equal(restored[~region], photo[~region]) and (restored[region] != photo[region]).any()
+        assert Image.open(out / f"{who}_before_after.jpg").size == (2 * photo.shape[1], photo.shape[0])
+    wall = json.loads((out / "wall.json").read_text())
+    assert wall["faces"] == [] and wall["problems"] == ["no face found"]
+    assert np.array_equal(np.asarray(load_image(out / "wall.png")), np.asarray(load_image(job / "photos" / "wall.jpg")))
+
+    # a second run redoes nothing and the album's caches are warm
+    made = _digests(out)
+    rc, stdout, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                           *_model(micro_weights), "--before-after")
+    assert rc == 0 and "skipping 4 existing" in err and "all references from the cache" in err
+    assert "4 photo(s), 3 face(s) found" in stdout and _digests(out) == made
+
+
+def test_unknown_keep_and_settings_recorded(job, stubs, micro_weights, capsys):
+    out = job / "out"
+    rc, _, err = _run(capsys, "restore", job / "photos" / "stranger.png", "--album", job / "album", "--out", out,
+                      *_model(micro_weights), "--unknown", "keep", "-k", "1")
+    assert rc == 0, err
+    face, = json.loads((out / "stranger.json").read_text())["faces"]
+    assert face["restored"] is None and "kept as it is" in face["fallback"]["reason"] and face["strength"] is None
+    assert _digests(out)["stranger.png"] != _digests(job / "photos")["stranger.png"]  # PNG re-encoded, same pixels
+    assert np.array_equal(np.asarray(load_image(out / "stranger.png")),
+                          np.asarray(load_image(job / "photos" / "stranger.png")))
+    # other settings: the existing output is kept with a warning, not replaced
+    rc, _, err = _run(capsys, "restore", job / "photos" / "stranger.png", "--album", job / "album", "--out", out,
+                      *_model(micro_weights), "-k", "1")
+    assert rc == 0 and "made with another model, album, settings or input: stranger.png" in err
+    assert json.loads((out / "stranger.json").read_text())["faces"][0]["restored"] is None
+    rc, _, err = _run(capsys, "restore", job / "photos" / "stranger.png", "--album", job / "album", "--out", out,
+                      *_model(micro_weights), "-k", "1", "--overwrite")
+    assert rc == 0 and json.loads((out / "stranger.json").read_text())["faces"][0]["restored"] == "blind"
+
+
+def test_one_photo_to_a_file_and_without_an_album(job, stubs, micro_weights, capsys):
+    out = job / "result.png"
+    rc, stdout, err = _run(capsys, "restore", job / "photos" / "ann.png", "--out", out, *_model(micro_weights))
+    assert rc == 0 and "no --album: every face is restored blind" in err
+    assert out.is_file() and json.loads((job / "result.json").read_text())["faces"][0]["restored"] == "blind"
+
+
+@pytest.mark.slow
+def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights, monkeypatch, capsys):
+    import instantrestore.restore_photos as photos_module
+
+    args = ["--album", job / "album", *_model(micro_weights)]
+    assert _run(capsys, "restore", job / "photos", "--out", job / "full", *args)[0] == 0
+    real, calls = photos_module.save_image, {"n": 0}
+
+    def save(*a, **kw):
+        if calls["n"] >= 2:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(photos_module, "save_image", save)
+    assert _run(capsys, "restore", job / "photos", "--out", job / "part", *args)[0] == 130
+    monkeypatch.setattr(photos_module, "save_image", real)
+    rc, _, err = _run(capsys, "restore", job / "photos", "--out", job / "part", *args)
+    assert rc == 0 and "skipping 2 existing" in err
+    assert _digests(job / "part") == _digests(job / "full")
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--album", "A", "--refs", "R"], "use one or the other"),
+    (["--aligned", "--unknown", "keep"], "use one or the other"),
+    (["--refs-cache", "C", "--before-after"], "use one or the other"),
+    (["--strength", "1.5"], "strength must be in [0, 1]"),
+    (["--strength", "strong"], "a number in [0, 1] or 'auto'"),
+])
+def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (32, 32)).save(photo)
+    try:
+        rc, _, err = _run(capsys, "restore", photo, "--out", tmp_path / "o", "--backbone", "tiny", *flags)
+    except SystemExit as exc:  # argparse refuses a bad --strength value itself
+        rc, err = exc.code, capsys.readouterr().err
+    assert rc == 2 and needle in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_out_inside_the_album_or_photos_is_refused(job, capsys):
+    for out in (job / "album" / "restored", job / "photos" / "restored"):
+        rc, _, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                          "--backbone", "tiny")
+        assert rc == 2 and "input folder" in err and not out.exists()
+
+
+def test_output_names_tell_clashing_photos_apart(tmp_path):
+    photos = [tmp_path / "a" / "x.jpg", tmp_path / "a" / "x.png", tmp_path / "b" / "y.jpg"]
+    names = [(o.image.name, o.report.name, o.before_after.name) for o in output_paths(photos, tmp_path / "out")]
+    assert names == [("a_x_jpg.png", "a_x_jpg.json", "a_x_jpg_before_after.jpg"),
+                     ("a_x_png.png", "a_x_png.json", "a_x_png_before_after.jpg"),
+                     ("y.png", "y.json", "y_before_after.jpg")]
+
+
+def test_summary_counts_faces_and_problems():
+    summary = Summary()
+    summary.add({"photo": "p/a.jpg", "problems": [], "faces": [
+        {"index": 0, "restored": "references", "fallback": None},
+        {"index": 1, "restored": "blind", "fallback": {"step": "match", "reason": "no one"}},
+        {"index": 2, "restored": None, "fallback": {"step": "restore", "reason": "RuntimeError: oom; kept"}}]})
+    summary.add({"photo": "p/b.jpg", "problems": ["no face found"], "faces": []})
+    assert summary.line() == ("2 photo(s), 3 face(s) found: 1 restored with references, 1 blind, 1 kept; "
+                              "2 problem(s)")
+    assert summary.problems == ["a.jpg#2: restore: RuntimeError: oom; kept", "b.jpg: no face found"]
