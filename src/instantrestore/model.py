@@ -388,6 +388,11 @@ class InstantRestore(nn.Module):
             return check_image_tensor(images, name).to(self.device, self.dtype)
         return face_crops_to_tensor(images, self.config.image_size, name).to(self.device, self.dtype)
 
+    def image_batch(self, images: ImageLike | Sequence[ImageLike] | torch.Tensor, name: str = "images") -> torch.Tensor:
+        """What :meth:`restore` does to its inputs: aligned crops (resized to the model's size) or a
+        tensor in [-1, 1] -> [B, 3, H, W] on the model's device and dtype."""
+        return self._as_batch(images, name)
+
     @torch.inference_mode()
     def restore(self, lq: ImageLike | Sequence[ImageLike] | torch.Tensor,
                 references: ReferenceCache | Sequence[ImageLike] | torch.Tensor | None = None,

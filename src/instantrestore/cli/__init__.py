@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.train",
     "instantrestore.cli.bench",
     "instantrestore.cli.demo",
+    "instantrestore.cli.attention",
     "instantrestore.cli.ui",
 )
 
