@@ -12,7 +12,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 UI_EPILOG = """examples:
-  instantrestore ui                                            # the shipped tiny synthetic model: a demo of the page only
+  instantrestore ui                  # the shipped tiny synthetic model: shows the page, not a restoration
   instantrestore ui --album album/ --checkpoint models/instantrestore
   instantrestore ui --album album/ --checkpoint models/instantrestore --host 0.0.0.0 --port 8080
 The page says which weights are loaded. With no --checkpoint it runs the shipped tiny model, which

@@ -3,8 +3,7 @@
     app = build_app(model, album=Album("album/"), source="runs/sd-turbo/final")
     launch_app(app, host="127.0.0.1", port=7860)
 """
-from __future__ import annotations
-
+# No `from __future__ import annotations`: gradio reads the event-data annotation (gr.SelectData) at run time.
 from ..album import Album
 from .session import TABLE_COLUMNS, RestoreResult, UiContext, attention_at, restore_photo, supports_strength, \
     weights_notice
@@ -67,18 +66,19 @@ def build_app(model, album: Album | None = None, source: str = "a model passed i
                                      info="how much the references are followed: 1 = fully, 0 = blind" if with_strength
                                      else "not available: this installation's FaceRestorer has no strength",
                                      interactive=with_strength, elem_id=ELEM["strength"])
-                auto = gr.Checkbox(False, label="auto: strength chosen per face from how degraded it is", interactive=with_strength,
+                auto = gr.Checkbox(False, label="auto: strength chosen per face from how degraded it is",
+                                   interactive=with_strength,
                                    elem_id=ELEM["auto"])
                 run = gr.Button("Restore", variant="primary", elem_id=ELEM["run"])
             with gr.Column(scale=2):
-                compare = gr.ImageSlider(label="before / after (drag the handle)", type="numpy", interactive=False,
-                                         elem_id=ELEM["compare"])
+                compare = gr.ImageSlider(label="before / after (drag the handle)", type="numpy", format="png",
+                                         interactive=False, elem_id=ELEM["compare"])
                 status = gr.Markdown(elem_id=ELEM["status"])
         table = gr.Dataframe(headers=TABLE_COLUMNS, label="faces", interactive=False, wrap=True,
                              elem_id=ELEM["table"])
         with gr.Row():
-            after = gr.Image(label="restored: click a point on a face", type="numpy", interactive=False,
-                             elem_id=ELEM["after"])
+            after = gr.Image(label="restored: click a point on a face", type="numpy", format="png",
+                             interactive=False, elem_id=ELEM["after"])
             with gr.Column():
                 attention = gr.Image(label="attention map", type="pil", interactive=False, elem_id=ELEM["attention"])
                 note = gr.Markdown(elem_id=ELEM["attention_note"])

@@ -25,7 +25,7 @@ from ..faces.align import apply_affine
 from ..images import load_image, to_rgb8
 
 AUTO_MATCH = "(match every face to the album)"
-DROPPED = "references"  # the person name dropped reference photos get
+DROPPED = "dropped references"  # the person (album folder) dropped reference photos make
 TABLE_COLUMNS = ["face", "person", "similarity", "references", "restored", "strength", "note"]
 PUBLISHED_WEIGHTS = ("the authors' published checkpoint (`instantrestore convert-official "
                      "hf://hwdz15508/InstantRestore/final_model_ckpt.pt --out models/instantrestore`, then "
@@ -162,11 +162,12 @@ def _rgb_array(photo) -> np.ndarray:
 
 
 def _dropped_album(files: list[Path], root: Path, ctx: UiContext) -> Album:
-    """A one-person album in ``root`` made of the dropped files (copied: gradio's upload names may repeat)."""
+    """A one-person album in ``root`` made of copies of the dropped files (their names kept where unique)."""
     folder = root / DROPPED
     folder.mkdir()
     for i, path in enumerate(files):
-        shutil.copyfile(path, folder / f"{i:02d}_{path.name}")
+        target = folder / path.name
+        shutil.copyfile(path, target if not target.exists() else folder / f"{i:02d}_{path.name}")
     crop_size = ctx.album.crop_size if ctx.album is not None else 512
     embedder = ctx.album.embedder if ctx.album is not None else None
     return Album(root, embedder=embedder, crop_size=crop_size, cache_dir=False)
@@ -188,7 +189,8 @@ def face_rows(report: PhotoReport) -> list[list]:
     for face in report.faces:
         sim = face.get("similarity")
         person = face.get("person") or (f"no one (closest {face['closest']})" if face.get("closest") else "no one")
-        note = "; ".join(([face["fallback"]["reason"]] if face.get("fallback") else []) + list(face.get("warnings", [])))
+        fallback = [face["fallback"]["reason"]] if face.get("fallback") else []
+        note = "; ".join(fallback + list(face.get("warnings", [])))
         strength = face.get("strength")
         rows.append([face["index"], person, "" if sim is None else f"{sim:.3f}", ", ".join(face.get("references", [])),
                      face.get("restored") or "kept", "" if strength is None else _fmt_strength(strength), note])

@@ -1,0 +1,118 @@
+"""The web UI in a real browser: Playwright drives Debian's chromium (never a browser Playwright
+downloads) against the page served in this process with the shipped tiny model.
+
+It drops a real photo and four reference photos, restores, waits for the result, checks the
+image and the per-face table, clicks the face for its attention map, and saves a screenshot:
+to $INSTANTRESTORE_UI_SCREENSHOT when set (``docs/images/ui.png`` is made that way, docs/ui.md),
+else under the test's tmp folder. Skips with the reason where chromium, Playwright or gradio is
+missing; CI installs all three (.ci/run)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PHOTO = ("obama", "raw_photos", "o8.png")
+TIMEOUT_MS = 90_000  # the restore click on a busy 2-core machine
+
+
+def _chromium() -> str:
+    path = os.environ.get("INSTANTRESTORE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("chromium not found (apt-get install chromium, or set INSTANTRESTORE_CHROMIUM); CI installs it")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served():
+    """(the page's address, the app) for the shipped tiny model, served until the module's tests end."""
+    pytest.importorskip("gradio", reason="the web UI needs the extra: pip install 'instantrestore[ui]'")
+    from instantrestore.assets import load_shipped_model
+    from instantrestore.model_io import SyntheticModelWarning
+    from instantrestore.ui import build_app, launch_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntheticModelWarning)
+        model = load_shipped_model(device="cpu")
+    app = build_app(model, source="the shipped tiny synthetic model")
+    port = _free_port()
+    launch_app(app, host="127.0.0.1", port=port, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}/", app
+    finally:
+        app.close()
+
+
+@pytest.fixture()
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install 'instantrestore[browser]'")
+    executable = _chromium()
+    with sync_api.sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1300})
+        finally:
+            browser.close()
+
+
+def _screenshot_path(tmp_path: Path) -> Path:
+    target = os.environ.get("INSTANTRESTORE_UI_SCREENSHOT")
+    return Path(target) if target else tmp_path / "ui.png"
+
+
+def test_restore_a_photo_with_dropped_references(served, page, realfaces_dir, tmp_path):
+    url, _ = served
+    photo = realfaces_dir.joinpath(*PHOTO)
+    refs = sorted((realfaces_dir / "obama" / "aligned_references").iterdir())[:4]
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_text("Weights loaded").wait_for()
+    assert "trained only on synthetic faces" in page.inner_text("#ir-weights")  # the page says it plainly
+
+    page.set_input_files("#ir-photo input[type=file]", str(photo))
+    page.wait_for_selector("#ir-photo img")  # the upload's preview
+    page.set_input_files("#ir-refs input[type=file]", [str(p) for p in refs])
+    for ref in refs:  # every upload listed (gradio shows each name as stem + extension)
+        page.locator(f'#ir-refs td.filename[aria-label="{ref.name}"]').wait_for()
+    page.click("#ir-restore")
+
+    # the result: the restored photo, and one table row per detected face, naming its person
+    page.wait_for_function("() => { const img = document.querySelector('#ir-after img');"
+                           " return img && img.complete && img.naturalWidth > 0; }")
+    size = page.eval_on_selector("#ir-after img", "img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [1200, 675], size  # the whole photo comes back, at its size
+    status = page.inner_text("#ir-status")
+    assert "1 face(s) found, 1 restored" in status, status
+    grid = page.locator("#ir-table [role=grid]")
+    assert grid.get_attribute("aria-rowcount") == "2", page.inner_text("#ir-table")  # the header + one face
+    rows = page.locator("#ir-table div[role=row]")
+    assert rows.count() == 1, page.inner_text("#ir-table")
+    row = rows.first.inner_text()
+    # the person column names who the face matched (the dropped photos' person), then the files used
+    assert "dropped references" in row and "0.9" in row and "o1.png" in row, row
+
+    # a click on the face asks for its attention map; the note says what it shows (or why not)
+    after = page.locator("#ir-after img")
+    after.scroll_into_view_if_needed()
+    box = after.bounding_box()
+    after.click(position={"x": box["width"] * 392 / 1200, "y": box["height"] * 263 / 675})  # the face's centre
+    page.wait_for_function("() => document.querySelector('#ir-attention-note').innerText.includes('face 0')"
+                           " || document.querySelector('#ir-attention-note').innerText.includes('attention maps need')")
+
+    shot = _screenshot_path(tmp_path)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
