@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # CI runs it (make test-all); ~30-90 s on 2 cores
 
 PHOTO = ("obama", "raw_photos", "o8.png")
 TIMEOUT_MS = 90_000  # the restore click on a busy 2-core machine

@@ -176,11 +176,12 @@ def _dropped_album(files: list[Path], root: Path, ctx: UiContext) -> Album:
 def _face_state(entry: dict, album: Album | None) -> dict:
     """What ``attention_at`` needs of one face, kept in the page's state between clicks."""
     crops: list[np.ndarray] = []
-    if album is not None and entry.get("person") and entry.get("references"):
+    names: list[str] = list(entry.get("references") or [])
+    if album is not None and entry.get("person") and names:
         refs = album.references(entry["person"])
-        crops = [refs.crops[refs.names.index(name)] for name in entry["references"]]
+        crops = [refs.crops[refs.names.index(name)] for name in names]
     return {"index": entry["index"], "box": entry["box"], "matrix": entry["matrix"], "crop_size": entry["crop_size"],
-            "person": entry.get("person"), "restored": entry.get("restored"), "references": crops}
+            "person": entry.get("person"), "restored": entry.get("restored"), "references": crops, "names": names}
 
 
 def face_rows(report: PhotoReport) -> list[list]:
@@ -249,7 +250,11 @@ def attention_at(ctx: UiContext, result: RestoreResult | None, point: tuple[floa
         return None, "attention maps need instantrestore.attention_map, which this installation lacks"
     crop = face_crop(result.before, face)
     refs = [Image.fromarray(c) for c in face["references"]]
-    amap = attention_map(ctx.model, Image.fromarray(crop), refs, point=(u, v))
+    try:
+        amap = attention_map(ctx.model, Image.fromarray(crop), refs, point=(u, v))
+    except ValueError as exc:  # e.g. a point on the crop's padding edge
+        return None, f"face {face['index']}: {exc}"
     image = render_attention_map(amap, refs, face=Image.fromarray(crop))
+    masses = ", ".join(f"{name} {m:.0%}" for name, m in zip(face["names"], amap.mass))
     return image, (f"face {face['index']} ({face['person']}), point ({u:.0f}, {v:.0f}) of its {face['crop_size']} px "
-                   f"crop: where it attends in its {len(refs)} reference(s)")
+                   f"crop: where it attends in its {len(refs)} reference(s); attention mass: {masses}")
