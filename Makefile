@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,browser]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,7 +24,8 @@ demo: install
 test: install
 	$(PY) -m pytest -q -m "not slow"
 
-# Everything, slow tests included (what CI runs).
+# Everything, slow tests included (what CI runs). The web UI's browser test needs Debian's chromium
+# (apt-get install chromium; .ci/run installs it) and skips without it outside CI.
 test-all: install
 	$(PY) -m pytest -q
 
