@@ -45,7 +45,7 @@ def _digests(folder) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_two_cpu_processes_write_what_one_process_writes(realfaces_dir, tmp_path):
-    """accelerate launch --num_processes 2 --cpu -m instantrestore restore ...: every output file
+    """accelerate launch --multi_gpu --num_processes 2 -m instantrestore restore ... on CPUs: every output file
     (photos, reports, before/after) byte-identical to a one-process run; both processes share the
     album's caches."""
     album, photos = tmp_path / "album", tmp_path / "photos"
@@ -63,7 +63,9 @@ def test_two_cpu_processes_write_what_one_process_writes(realfaces_dir, tmp_path
     one = subprocess.run([sys.executable, "-m", "instantrestore", *job, "--out", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    # --multi_gpu starts torchrun-style workers, which form a gloo group where there is no GPU
+    # (plain --cpu runs a single process unless MPI is set up)
+    two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "--main_process_port", str(_free_port()), "-m", "instantrestore", *job,
                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)

@@ -59,7 +59,10 @@ def current_shard() -> Shard:
     else the whole job (accelerate is not even imported, so a plain run starts no process group)."""
     if not launched():
         return Shard()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # several processes but no GPU (torchrun / `accelerate launch --multi_gpu` on a CPU machine):
+    # accelerate forms the gloo process group only when told the run is on CPU
+    state = PartialState(cpu=not torch.cuda.is_available())
     return Shard(index=state.process_index, count=state.num_processes, device=str(state.device))
