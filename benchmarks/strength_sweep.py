@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -44,24 +45,30 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-@torch.inference_mode()
 def sweep(identities: int, preset: str, world_seed: int, device: str) -> dict:
     """Rows: blind, then 4 references at each strength and at ``auto``; metric means over people."""
     from instantrestore.assets import load_shipped_eval_network, load_shipped_model
-    from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
     from instantrestore.bench.synth import eval_embedder
+
+    # Loaded outside inference mode: parameters made there cannot be fingerprinted for reference caches.
+    model = load_shipped_model(device=device).eval()
+    embed = eval_embedder(load_shipped_eval_network(device=device).eval()).embed
+    with torch.inference_mode():
+        return _sweep(model, embed, identities, preset, world_seed)
+
+
+def _sweep(model, embed, identities: int, preset: str, world_seed: int) -> dict:
+    from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
     from instantrestore.faces.identity import cosine_similarity
     from instantrestore.images import uint8_to_tensor
     from instantrestore.metrics.image import psnr
     from instantrestore.strength import auto_strength
 
-    model = load_shipped_model(device=device).eval()
-    embed = eval_embedder(load_shipped_eval_network(device=device).eval()).embed
     cases = make_cases(world_seed, identities, model.config.image_size, preset)
     rows: dict[str, dict[str, list]] = {}
     settings = [("blind", None)] + [(f"4 refs, s={s:g}", s) for s in STRENGTHS] + [("4 refs, s=auto", "auto")]
     start = time.perf_counter()
-    for case in cases:
+    for case in tqdm(cases, desc="strength sweep", unit="person"):
         lq = uint8_to_tensor(case.lq).to(model.device)
         gt_emb = embed(uint8_to_tensor(case.hq))
         cache = model.encode_references(uint8_to_tensor(case.refs).to(model.device))
@@ -85,6 +92,7 @@ def sweep(identities: int, preset: str, world_seed: int, device: str) -> dict:
                       "eye_color_error": _mean(acc["eye"]), "psnr": _mean(acc["psnr"]), "n": len(acc["id_sim"])})
     return {"settings": {"identities": identities, "preset": preset, "world_seed": world_seed,
                          "model": "shipped tiny-synth", "device": str(model.device),
+                         "torch_threads": torch.get_num_threads(),
                          "seconds": round(time.perf_counter() - start, 1)},
             "rows": table}
 
@@ -104,7 +112,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--calibrate", action="store_true", help="print estimate_degradation per preset instead")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.calibrate:
         table = calibrate()
         for name, row in table.items():
