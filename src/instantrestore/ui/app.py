@@ -84,9 +84,12 @@ def build_app(model, album: Album | None = None, source: str = "a model passed i
                 attention = gr.Image(label="attention map", type="pil", interactive=False, elem_id=ELEM["attention"])
                 note = gr.Markdown(elem_id=ELEM["attention_note"])
         state = gr.State(None)
+        # One model call at a time across both events and all visitors: the album's caches are
+        # filled as faces come, and the model is not made for concurrent calls.
         run.click(on_restore, [photo, person, refs, strength, auto],
-                  [compare, after, table, status, state, attention, note])
-        after.select(on_click, [state], [attention, note])
+                  [compare, after, table, status, state, attention, note], concurrency_id="model",
+                  concurrency_limit=1)
+        after.select(on_click, [state], [attention, note], concurrency_id="model", concurrency_limit=1)
     return app
 
 
