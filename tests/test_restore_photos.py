@@ -154,6 +154,38 @@ def test_unknown_keep_and_settings_recorded(job, stubs, micro_weights, capsys):
     assert rc == 0 and json.loads((out / "stranger.json").read_text())["faces"][0]["restored"] == "blind"
 
 
+def test_strength_is_resolved_per_face_recorded_and_zero_is_blind(job, stubs, micro_weights, capsys):
+    photo = job / "photos" / "ann.png"
+    results = {}
+    for strength in ("0", "0.5", "auto"):
+        out = job / f"s{strength}.png"
+        rc, _, err = _run(capsys, "restore", photo, "--album", job / "album", "--out", out, *_model(micro_weights),
+                          "--strength", strength)
+        assert rc == 0, err
+        face, = json.loads(out.with_suffix(".json").read_text())["faces"]
+        assert face["restored"] == "references" and 0.0 <= face["strength"] <= 1.0, face
+        results[strength] = (face["strength"], np.asarray(load_image(out)))
+    assert results["0"][0] == 0.0 and results["0.5"][0] == 0.5
+    assert _run(capsys, "restore", photo, "--out", job / "blind.png", *_model(micro_weights))[0] == 0
+    assert np.array_equal(results["0"][1], np.asarray(load_image(job / "blind.png")))  # strength 0 = blind
+    assert not np.array_equal(results["0.5"][1], results["0"][1])
+
+
+def test_enhance_strength_overrides_the_restorers(job, stubs, micro_weights):
+    from instantrestore import InstantRestore
+    from instantrestore.album import Album
+    from instantrestore.face_restorer import FaceRestorer
+
+    with pytest.warns(UserWarning):
+        model = InstantRestore.from_pretrained(micro_weights / "model")
+    restorer = FaceRestorer(model, album=Album(job / "album", embedder=MeanColourEmbedder()), strength=0.25)
+    photo = job / "photos" / "bob.png"
+    assert restorer.enhance(photo)[1][0]["strength"] == 0.25
+    assert restorer.enhance(photo, strength=0.75)[1][0]["strength"] == 0.75
+    with pytest.raises(ValueError, match="strength"):
+        FaceRestorer(model, strength=2)
+
+
 def test_one_photo_to_a_file_and_without_an_album(job, stubs, micro_weights, capsys):
     out = job / "result.png"
     rc, stdout, err = _run(capsys, "restore", job / "photos" / "ann.png", "--out", out, *_model(micro_weights))
@@ -226,3 +258,53 @@ def test_summary_counts_faces_and_problems():
     assert summary.line() == ("2 photo(s), 3 face(s) found: 1 restored with references, 1 blind, 1 kept; "
                               "2 problem(s)")
     assert summary.problems == ["a.jpg#2: restore: RuntimeError: oom; kept", "b.jpg: no face found"]
+
+
+# ------------------------------------------------------------------ real photos (dlib)
+@pytest.mark.slow
+def test_real_photos_matched_restored_reported_and_the_album_cached(realfaces_dir, tmp_path, capsys):
+    """obama's photos: found, matched to obama, restored with his references and pasted; a stranger
+    restored blind; a photo with no face reported; the rest of every photo byte-identical. A second
+    run encodes nothing; new contents in one person's folder re-encode only that person."""
+    import shutil
+
+    album, photos = tmp_path / "album", tmp_path / "photos"
+    (album / "obama").mkdir(parents=True)
+    (album / "00022").mkdir()
+    for name in ("o1.png", "o2.png", "o3.png"):
+        shutil.copy(realfaces_dir / "obama" / "aligned_references" / name, album / "obama" / name)
+    for name in ("1.png", "2.png", "3.png"):
+        shutil.copy(realfaces_dir / "celebref" / "00022" / "references" / name, album / "00022" / name)
+    photos.mkdir()
+    for name in ("o6.jpg", "o8.png"):
+        (photos / name).symlink_to(realfaces_dir / "obama" / "raw_photos" / name)
+    (photos / "stranger.png").symlink_to(realfaces_dir / "celebref" / "00075" / "references" / "0.png")
+    Image.fromarray(np.full((90, 120, 3), 60, np.uint8)).save(photos / "wall.png")
+    job = ["restore", photos, "--album", album, "--backbone", "tiny", "-k", "2"]
+
+    rc, stdout, err = _run(capsys, *job, "--out", tmp_path / "first")
+    assert rc == 0, err
+    assert "4 photo(s), 3 face(s) found: 2 restored with references, 1 blind, 0 kept; 1 problem(s)" in stdout
+    assert "aligned references of 00022, obama; encoded references of obama" in err
+    for name in ("o6", "o8", "stranger"):
+        report = json.loads((tmp_path / "first" / f"{name}.json").read_text())
+        face, = report["faces"]
+        if name == "stranger":
+            assert face["person"] is None and face["restored"] == "blind", face
+        else:
+            assert face["person"] == "obama" and face["restored"] == "references", face
+            assert len(face["references"]) == 2 and face["similarity"] >= 0.92
+        photo = np.asarray(load_image(photos / report["photo"].rsplit("/", 1)[1]))
+        restored = np.asarray(load_image(tmp_path / "first" / f"{name}.png"))
+        matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"])
+        region = paste_region(matrix, face["restored_size"], photo.shape[:2])
+        assert np.array_equal(restored[~region], photo[~region]) and (restored[region] != photo[region]).any()
+    assert json.loads((tmp_path / "first" / "wall.json").read_text())["problems"] == ["no face found"]
+
+    rc, _, err = _run(capsys, *job, "--out", tmp_path / "second")
+    assert rc == 0 and "album: all references from the cache" in err
+    assert _digests(tmp_path / "second") == _digests(tmp_path / "first")
+
+    shutil.copy(realfaces_dir / "obama" / "aligned_references" / "o4.png", album / "obama" / "o3.png")
+    rc, _, err = _run(capsys, *job, "--out", tmp_path / "third")
+    assert rc == 0 and "album: aligned references of obama; encoded references of obama" in err

@@ -36,6 +36,7 @@ from .faces.paste import paste_restored
 from .faces.select import SelectionWeights, select_references
 from .faces.verify import ReferenceMismatchError, ReferenceWarning
 from .images import load_image, to_rgb8, uint8_to_tensor
+from .strength import resolve_strength
 
 UNKNOWN = ("blind", "keep")
 
@@ -210,15 +211,9 @@ class FaceRestorer:
         None when blind: there are no references to weigh)."""
         if cache is None:
             return np.asarray(self.model.restore(crop, references=None, seed=seed))
-        if strength == 1.0:  # the default needs no resolving and leaves restore's call as it always was
-            value = 1.0
-        else:
-            from .strength import resolve_strength
-
-            value = float(resolve_strength(strength, crop))
+        value = float(resolve_strength(strength, crop))
         entry["strength"] = value
-        extra = {} if value == 1.0 else {"strength": value}
-        return np.asarray(self.model.restore(crop, references=cache, seed=seed, **extra))
+        return np.asarray(self.model.restore(crop, references=cache, seed=seed, strength=value))
 
     def _match(self, embedding, entry: dict) -> tuple[str | None, str]:
         """(the album person the face is, or None with why not); records the similarities in ``entry``."""

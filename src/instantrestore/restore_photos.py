@@ -45,7 +45,12 @@ class PhotoOutputs:
 def output_paths(photos: list[Path], out: Path) -> list[PhotoOutputs]:
     """Output names for ``photos`` in the folder ``out``: ``NAME.png`` / ``NAME.json`` /
     ``NAME_before_after.jpg``; photos whose names clash (a.jpg, a.png, or one name in two input
-    folders) are told apart by their folder and suffix."""
+    folders) are told apart by their folder and suffix. One photo and an ``out`` with a suffix (not
+    a folder): the image goes there, the report beside it (``result.png`` -> ``result.json``)."""
+    if out.suffix and not out.is_dir():
+        if len(photos) != 1:
+            raise ValueError(f"--out {out} looks like a file, but there are {len(photos)} photos; give a folder")
+        return [PhotoOutputs(photos[0], out, out.with_suffix(".json"), out.with_name(out.stem + BEFORE_AFTER_SUFFIX))]
     stems = Counter(p.stem for p in photos)
     outputs = []
     for photo in photos:

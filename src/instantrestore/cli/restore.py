@@ -12,8 +12,7 @@ from tqdm import tqdm
 from ..face_restorer import check_strength_setting
 from ..files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
 from ..images import read_provenance, save_image
-from ..restore_photos import (BEFORE_AFTER_SUFFIX, PhotoOutputs, model_fingerprint, output_paths, plan,
-                              restore_photo, summarize)
+from ..restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize
 from ..restore_photos import provenance as photo_provenance
 from .common import add_model_arguments, load_model, warn_kept
 
@@ -220,8 +219,9 @@ def run_aligned(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     for path, o, made in tqdm(todo, desc="restoring", unit="face", disable=len(todo) < 2):
-        extra = {} if cache is None or args.strength == 1.0 else {"strength": _crop_strength(args.strength, path)}
-        save_image(model.restore(path, references=cache, **extra), o, provenance=json.dumps(made, sort_keys=True))
+        strength = 1.0 if cache is None or args.strength == 1.0 else _crop_strength(args.strength, path)
+        save_image(model.restore(path, references=cache, strength=strength), o,
+                   provenance=json.dumps(made, sort_keys=True))
     if todo:
         per = (time.perf_counter() - start) / len(todo)
         print(f"restored {len(todo)} face(s) with {len(cache) if cache else 0} reference(s), "
@@ -239,16 +239,6 @@ def _crop_strength(strength: float | str, path: Path) -> float:
     return float(resolve_strength(strength, np.asarray(load_image(path))))
 
 
-def _photo_outputs(inputs: list[Path], out: Path) -> list[PhotoOutputs]:
-    """One photo to a file (``--out result.png``: report ``result.json``) or photos to a folder."""
-    if len(inputs) == 1 and out.suffix and not out.is_dir():
-        return [PhotoOutputs(inputs[0], out, out.with_suffix(".json"),
-                             out.with_name(out.stem + BEFORE_AFTER_SUFFIX))]
-    if out.suffix and not out.is_dir():
-        raise ValueError(f"--out {out} looks like a file, but there are {len(inputs)} photos; give a folder")
-    return output_paths(inputs, out)
-
-
 def run_photos(args: argparse.Namespace) -> int:
     """Whole photos: every face matched to the album, restored with its person's references, pasted back."""
     import warnings
@@ -261,9 +251,15 @@ def run_photos(args: argparse.Namespace) -> int:
 
     photos = _expand(args.inputs)
     out = Path(args.out)
-    outputs = _photo_outputs(photos, out)
+    outputs = output_paths(photos, out)
     folders = [Path(p) for p in args.inputs if Path(p).is_dir()] + ([Path(args.album)] if args.album else [])
-    ensure_outside_inputs(outputs[0].image.parent if len(outputs) == 1 else out, folders)
+    if outputs[0].image == out:  # one photo to a file: it may sit beside the inputs, not among them
+        where = out.resolve().parent
+        for folder in folders:
+            if folder.resolve() == where or folder.resolve() in where.parents:
+                raise ValueError(f"--out {out} lies inside the input folder {folder}; choose an --out outside it")
+    else:
+        ensure_outside_inputs(out, folders)
     for o in outputs:
         for path in (o.image, o.report, o.before_after):
             ensure_not_input(path, photos)
