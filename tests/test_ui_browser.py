@@ -2,7 +2,8 @@
 downloads) against the page served in this process with the shipped tiny model.
 
 It drops a real photo and four reference photos, restores, waits for the result, checks the
-image and the per-face table, clicks the face for its attention map, and saves a screenshot:
+image and the per-face table, clicks the face for its attention map, and saves a screenshot
+(a second test picks a person of the album instead of dropping references). The screenshot goes
 to $INSTANTRESTORE_UI_SCREENSHOT when set (``docs/images/ui.png`` is made that way, docs/ui.md),
 else under the test's tmp folder. Skips with the reason where chromium, Playwright or gradio is
 missing on a developer's machine; CI (CI=true) installs all three (.ci/run) and fails without them."""
@@ -20,6 +21,7 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # CI runs it (make test-all); ~30-90 s on 2 cores
 
 PHOTO = ("obama", "raw_photos", "o8.png")
+ALBUM_OBAMA = ("o5.png", "o6.png", "o7.png", "o9.png")  # the album's photos of the person; o1-o4 are dropped
 TIMEOUT_MS = 90_000  # the restore click on a busy 2-core machine
 
 
@@ -51,17 +53,25 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served():
-    """(the page's address, the app) for the shipped tiny model, served until the module's tests end."""
+def served(realfaces_dir, tmp_path_factory):
+    """(the page's address, the app) for the shipped tiny model with a two-person album (obama: four
+    photos other than the ones dropped below; 00022 of celebref), served until the module's tests end."""
     _import("gradio", "pip install 'instantrestore[ui]'")
+    from instantrestore.album import Album
     from instantrestore.assets import load_shipped_model
     from instantrestore.model_io import SyntheticModelWarning
     from instantrestore.ui import build_app, launch_app
 
+    root = tmp_path_factory.mktemp("album")
+    for person, folder, names in (("obama", realfaces_dir / "obama" / "aligned_references", ALBUM_OBAMA),
+                                  ("00022", realfaces_dir / "celebref" / "00022" / "references", ("0.png", "1.png"))):
+        (root / person).mkdir()
+        for name in names:
+            (root / person / name).symlink_to(folder / name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntheticModelWarning)
         model = load_shipped_model(device="cpu")
-    app = build_app(model, source="the shipped tiny synthetic model")
+    app = build_app(model, album=Album(root), source="the shipped tiny synthetic model")
     port = _free_port()
     launch_app(app, host="127.0.0.1", port=port, block=False)
     try:
@@ -131,3 +141,25 @@ def test_restore_a_photo_with_dropped_references(served, page, realfaces_dir, tm
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def _restored_rows(page) -> list[str]:
+    """Wait for the restored photo; the per-face table's rows as text."""
+    page.wait_for_function("() => { const img = document.querySelector('#ir-after img');"
+                           " return img && img.complete && img.naturalWidth > 0; }")
+    return [row.inner_text() for row in page.locator("#ir-table div[role=row]").all()]
+
+
+def test_pick_an_album_person(served, page, realfaces_dir):
+    url, _ = served
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.set_input_files("#ir-photo input[type=file]", str(realfaces_dir.joinpath(*PHOTO)))
+    page.wait_for_selector("#ir-photo img")
+    page.click("#ir-person input")
+    page.get_by_role("option", name="obama", exact=True).click()
+    assert page.input_value("#ir-person input") == "obama"
+    page.click("#ir-restore")
+    [row] = _restored_rows(page)
+    assert "obama" in row and "references" in row and "o5.png" in row, row  # the album's photos, not dropped ones
+    assert "1 face(s) found, 1 restored" in page.inner_text("#ir-status")
