@@ -116,6 +116,17 @@ def test_second_run_encodes_nothing_and_a_changed_file_reencodes_only_its_person
     assert fourth.encodes == {"ann": 1, "bob": 1}
 
 
+def test_album_key_follows_contents_not_timestamps(two_people):
+    key = _stub_album(two_people).key()
+    os.utime(two_people / "bob" / "04.png", ns=(1, 1))
+    assert _stub_album(two_people).key() == key  # touched, same contents
+    _write(two_people / "bob" / "04.png", 77, (-100, -100, 100))
+    changed = _stub_album(two_people).key()
+    assert changed != key
+    _write(two_people / "cat" / "01.png", 3)  # a new person
+    assert _stub_album(two_people).key() not in (key, changed)
+
+
 def test_another_model_encodes_again_without_preparing_again(two_people, stub_faces, model, micro_weights):
     _stub_album(two_people).reference_cache("ann", model)
     with pytest.warns(UserWarning):
