@@ -106,9 +106,13 @@ def test_attention_at_says_why_there_is_no_map(model):
     assert image is None and "restored blind" in note and "no references" in note
 
 
-def test_no_photo_is_refused(model):
+def test_no_photo_or_a_bad_strength_is_refused(model):
     with pytest.raises(ValueError, match="drop a photo"):
         restore_photo(UiContext(model), None)
+    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+        restore_photo(UiContext(model), np.zeros((64, 64, 3), np.uint8), strength=1.5)
+    with pytest.raises(ValueError, match="uint8"):
+        restore_photo(UiContext(model), np.zeros((64, 64, 3), np.float32))
 
 
 def test_missing_gradio_says_how_to_install(monkeypatch):
@@ -184,5 +188,7 @@ def test_album_person_picked_or_matched(model, photo, album_dir):
     assert row[1] == "no one (closest 00075)" and row[4] == "blind"
     [row] = restore_photo(ctx, photo, "00022", strength=0.5).rows
     assert row[1] == "00022" and row[5] == "0.50"
+    [row] = restore_photo(ctx, photo, "00022", strength=0.5, auto_strength=True).rows  # auto wins over the slider
+    assert row[1] == "00022" and 0.0 <= float(row[5]) <= 1.0
     with pytest.raises(ValueError, match="not a person of the album"):
         restore_photo(ctx, photo, "nobody")

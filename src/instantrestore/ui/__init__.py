@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from .app import ELEM, INSTALL_HINT, build_app, import_gradio, launch_app
 from .session import (AUTO_MATCH, TABLE_COLUMNS, RestoreResult, UiContext, attention_at, face_at, face_rows,
-                      restore_photo, supports_strength, weights_notice)
+                      restore_photo, weights_notice)
 
 __all__ = ["AUTO_MATCH", "ELEM", "INSTALL_HINT", "TABLE_COLUMNS", "RestoreResult", "UiContext", "attention_at",
-           "build_app", "face_at", "face_rows", "import_gradio", "launch_app", "restore_photo", "supports_strength",
-           "weights_notice"]
+           "build_app", "face_at", "face_rows", "import_gradio", "launch_app", "restore_photo", "weights_notice"]

@@ -5,8 +5,7 @@
 """
 # No `from __future__ import annotations`: gradio reads the event-data annotation (gr.SelectData) at run time.
 from ..album import Album
-from .session import TABLE_COLUMNS, RestoreResult, UiContext, attention_at, restore_photo, supports_strength, \
-    weights_notice
+from .session import TABLE_COLUMNS, RestoreResult, UiContext, attention_at, restore_photo, weights_notice
 
 INSTALL_HINT = "the web UI needs gradio: pip install 'instantrestore[ui]'"
 TITLE = "InstantRestore"
@@ -35,7 +34,6 @@ def build_app(model, album: Album | None = None, source: str = "a model passed i
     from for the notice at the top (``weights_notice``); ``k`` / ``unknown`` go to ``FaceRestorer``."""
     gr = import_gradio()
     ctx = UiContext(model=model, album=album, k=k, unknown=unknown)
-    with_strength = supports_strength()
 
     def on_restore(photo, person, files, strength, auto):
         try:
@@ -64,11 +62,9 @@ def build_app(model, album: Album | None = None, source: str = "a model passed i
                 refs = gr.File(label="or drop reference photos of the person (used instead of the album)",
                                file_count="multiple", file_types=["image"], type="filepath", elem_id=ELEM["refs"])
                 strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="strength",
-                                     info="how much the references are followed: 1 = fully, 0 = blind" if with_strength
-                                     else "not available: this installation's FaceRestorer has no strength",
-                                     interactive=with_strength, elem_id=ELEM["strength"])
+                                     info="how much the references are followed: 1 = fully, 0 = blind",
+                                     elem_id=ELEM["strength"])
                 auto = gr.Checkbox(False, label="auto: strength chosen per face from how degraded it is",
-                                   interactive=with_strength,
                                    elem_id=ELEM["auto"])
                 run = gr.Button("Restore", variant="primary", elem_id=ELEM["run"])
             with gr.Column(scale=2):

@@ -8,7 +8,6 @@ they can restore real faces.
 """
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -51,11 +50,6 @@ def weights_notice(model, source: str, random_weights: bool = False) -> str:
         why = ("SD-Turbo weights from a checkpoint: real faces are restored as well as this checkpoint was "
                f"trained to; the paper's results need {PUBLISHED_WEIGHTS}.")
     return head + "\n\n" + why
-
-
-def supports_strength() -> bool:
-    """Whether this installation's ``FaceRestorer.enhance`` takes a ``strength`` (the slider is off otherwise)."""
-    return "strength" in inspect.signature(FaceRestorer.enhance).parameters
 
 
 class _PersonAlbum(Album):
@@ -108,34 +102,23 @@ class RestoreResult:
     faces: list[dict]
 
 
-def _strength_value(strength: float | None, auto: bool) -> float | str | None:
-    if auto:
-        return "auto"
-    return None if strength is None else float(strength)
-
-
 def restore_photo(ctx: UiContext, photo: np.ndarray | Image.Image | str | None, person: str | None = None,
-                  reference_files: Sequence[str] | None = None, strength: float | None = 1.0,
+                  reference_files: Sequence[str] | None = None, strength: float = 1.0,
                   auto_strength: bool = False, seed: int = 0) -> RestoreResult:
     """Restore every face of ``photo`` (uint8 RGB (H, W, 3), PIL image or path).
 
     reference_files: photos of the person to restore (whole photos or aligned crops); when given
     they are used for this photo instead of the album, as a one-person album: a face they do not
     match is restored blind, and the table says so. person: an album person to match faces against
-    (``AUTO_MATCH`` or None: every person). strength / auto_strength: passed to ``enhance`` where
-    this installation supports it (``supports_strength``). Raises ValueError with no photo.
+    (``AUTO_MATCH`` or None: every person). strength: the reference strength in [0, 1] (1: follow the
+    references fully, 0: blind); auto_strength: choose it per face instead (``strength='auto'``).
+    Raises ValueError with no photo, an unknown person or a strength out of range.
     """
     if photo is None:
         raise ValueError("drop a photo first")
     before = _rgb_array(photo)
     refs = [Path(p) for p in (reference_files or []) if p]
-    kwargs = {}
     notes = []
-    value = _strength_value(strength, auto_strength)
-    if value is not None and supports_strength():
-        kwargs["strength"] = value
-    elif value not in (None, 1.0):
-        notes.append("strength ignored: this installation's FaceRestorer has no strength")
     with tempfile.TemporaryDirectory(prefix="instantrestore-ui-") as tmp:
         if refs:
             album = _dropped_album(refs, Path(tmp), ctx)
@@ -143,7 +126,7 @@ def restore_photo(ctx: UiContext, photo: np.ndarray | Image.Image | str | None, 
         else:
             album = ctx.album_for(person)
         restorer = FaceRestorer(ctx.model, album=album, k=ctx.k, unknown=ctx.unknown)
-        after, report = restorer.enhance(before, seed=seed, **kwargs)
+        after, report = restorer.enhance(before, seed=seed, strength="auto" if auto_strength else float(strength))
         faces = [_face_state(entry, album) for entry in report.faces]  # reference crops read before tmp goes
     status = _status(report, notes)
     return RestoreResult(before=before, after=np.asarray(after), rows=face_rows(report), status=status, faces=faces)
@@ -156,9 +139,11 @@ def _rgb_array(photo) -> np.ndarray:
     if isinstance(photo, Image.Image):
         return np.asarray(to_rgb8(photo))
     image = np.asarray(photo)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"photo: expected a uint8 image, got {image.dtype} {image.shape}")
     if image.ndim == 2:  # grey
         image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image[..., :3]).astype(np.uint8, copy=False)  # RGBA -> RGB
+    return np.ascontiguousarray(image[..., :3])  # gradio hands RGB already (image_mode='RGB'); drop any alpha
 
 
 def _dropped_album(files: list[Path], root: Path, ctx: UiContext) -> Album:
