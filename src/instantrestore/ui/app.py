@@ -55,8 +55,9 @@ def build_app(model, album: Album | None = None, source: str = "a model passed i
                 photo = gr.Image(label="photo (any size; every face is restored)", type="numpy", image_mode="RGB",
                                  sources=["upload", "clipboard"], elem_id=ELEM["photo"])
                 person = gr.Dropdown(ctx.persons(), value=ctx.persons()[0], label="album person",
-                                     info=(f"faces are matched to this person (or to everyone); a face that is not "
-                                           f"them is restored {unknown}") if album is not None
+                                     info=("faces are matched to this person (or to everyone); a face that is not "
+                                           "them is " + ("restored blind" if unknown == "blind" else "kept as it is"))
+                                     if album is not None
                                      else "no album: start with --album DIR to pick a person, or drop references",
                                      interactive=album is not None, elem_id=ELEM["person"])
                 refs = gr.File(label="or drop reference photos of the person (used instead of the album)",
