@@ -100,6 +100,7 @@ def test_every_face_matched_restored_with_its_persons_references_and_pasted(mode
         face = report[0]
         assert face["person"] == "obama" and face["similarity"] >= album.threshold, (path.name, face)
         assert face["restored"] == "references" and face["fallback"] is None, face
+        assert face["strength"] == 1.0  # the restorer's default, as resolved for this face
         assert len(face["references"]) == K and set(face["references"]) <= set(album.references("obama").names)
         assert face["restored_size"] == model.config.image_size
         assert_only_faces_changed(photo, restored, report)
@@ -147,7 +148,7 @@ def test_unknown_face_restored_blind_or_kept(model, album_dir, realfaces_dir, tm
     assert np.array_equal(kept, photo)
 
     blind, report = FaceRestorer(model, album=album, unknown="blind").enhance(path)
-    assert report[0]["restored"] == "blind" and report[0]["references"] == []
+    assert report[0]["restored"] == "blind" and report[0]["references"] == [] and report[0]["strength"] is None
     assert "restored blind" in report[0]["fallback"]["reason"]
     assert_only_faces_changed(photo, blind, report)
     assert album.encodes == {}

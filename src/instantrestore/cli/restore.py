@@ -277,7 +277,7 @@ def run_photos(args: argparse.Namespace) -> int:
     if album is None:
         print(f"no --album: every face is {'restored blind' if (args.unknown or 'blind') == 'blind' else 'kept'}",
               file=sys.stderr)
-    elif shard.is_main:
+    elif shard.is_main and args.verify_refs != "off":
         for line in album.problems():
             print(f"warning: album: {line}", file=sys.stderr)
     unknown, k = args.unknown or "blind", args.select_refs or 4
