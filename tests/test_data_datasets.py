@@ -146,6 +146,23 @@ def test_synthetic_dataset_items():
         SyntheticIdentityDataset(0, 2, 1)
 
 
+def test_synthetic_oracle_reference_curriculum():
+    """oracle_reference = 1: the first reference is the target re-rendered with jitter (close to hq,
+    its landmarks near hq's); the other references, lq and hq are exactly those of p = 0."""
+    plain = SyntheticIdentityDataset(2, 3, 4, size=48, refs_max=3, style="detail")
+    oracle = SyntheticIdentityDataset(2, 3, 4, size=48, refs_max=3, style="detail", oracle_reference=1.0)
+    for i in (1, 6):
+        a, b = plain[i], oracle[i]
+        assert torch.equal(a["hq"], b["hq"]) and torch.equal(a["lq"], b["lq"]) and torch.equal(a["ref_mask"], b["ref_mask"])
+        assert torch.equal(a["refs"][1:], b["refs"][1:])
+        assert (b["refs"][0] - b["hq"]).abs().mean() < (a["refs"][0] - a["hq"]).abs().mean()
+        assert not torch.equal(b["refs"][0], b["hq"])  # a re-render, not a copy
+        near = (b["landmarks_refs"][0, :68] - b["landmarks_hq"][:68]).norm(dim=1).median()
+        assert near < (a["landmarks_refs"][0, :68] - a["landmarks_hq"][:68]).norm(dim=1).median()
+    with pytest.raises(ValueError, match="oracle_reference"):
+        SyntheticIdentityDataset(2, 3, 4, oracle_reference=1.5)
+
+
 def test_make_test_set_is_reproducible_and_resumable(layouts, tmp_path, capsys):
     out_a, out_b = tmp_path / "ta", tmp_path / "tb"
     report = make_test_set(layouts, out_a, preset="sr8", seed=4, refs=4, size=SIZE, progress=False)

@@ -170,3 +170,31 @@ def test_synth_cli_test_layout(tmp_path):
     assert sorted(p.name for p in (case / "conditioning").iterdir()) == ["ref_00.json", "ref_00.png", "ref_01.json", "ref_01.png"]
     meta = json.loads((case / "degradation.json").read_text())
     assert meta["preset"] == "sr8" and meta["params"]["scale"] == 8.0
+
+
+def test_world_styles_change_only_the_marks():
+    from instantrestore.data.synthetic import WORLD_STYLES, get_world_style
+
+    for i in range(6):
+        classic, detail = sample_identity(5, i), sample_identity(5, i, "detail")
+        assert sample_identity(5, i, "classic") == classic and classic.style == "classic" and detail.style == "detail"
+        assert dataclasses.replace(detail, marks=classic.marks, style="classic") == classic  # the same person
+        lo, hi = WORLD_STYLES["detail"].mark_radius
+        assert all(lo <= m.radius * 128 <= hi for m in detail.marks)  # >= 6 px wide: over one 4 px latent cell
+        assert all(m.radius * 128 <= 1.5 for m in classic.marks)
+    with pytest.raises(ValueError, match="unknown world style 'huge'.*classic, detail"):
+        get_world_style("huge")
+
+
+def test_jittered_rerender_is_a_nearby_copy_of_the_photo():
+    person = sample_identity(5, 3, "detail")
+    photo, again = render(person, 0), render(person, 0, jitter=7)
+    assert again.image.tobytes() == render(person, 0, jitter=7).image.tobytes()  # deterministic
+    assert again.image.tobytes() != photo.image.tobytes() != render(person, 0, jitter=8).image.tobytes()
+    shift = np.abs(again.landmarks - photo.landmarks).max(1)
+    assert 0.0 < np.median(shift) < 4.0  # a small pose change, landmarks exact for the new pose
+    other = render(person, 1)  # another photo of the same person moves far more
+    assert np.abs(other.landmarks - photo.landmarks).max(1).mean() > 2 * shift.mean()
+    for xy in again.landmarks[again.mark_slice]:
+        if 8 <= xy.min() and xy.max() <= 120:
+            assert mark_contrast(again.image, xy, radius=3.0) > 40  # every mark drawn where its landmark says

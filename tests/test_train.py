@@ -112,6 +112,33 @@ def test_prior_with_frozen_vae_trains_only_the_unet(tmp_path):
     assert any(not torch.equal(base0[k], base1[k]) for k in base0 if k.startswith("unet."))
 
 
+def test_prior_with_references_reads_them_through_concat_attention(tmp_path):
+    """prior_references: the prior's decoder self-attention also sees the references ("concat"),
+    so they change its output and their gradient reaches the base UNet; off, they change nothing."""
+    from instantrestore.train.stages import STAGES, Prior
+
+    config = tiny_config(tmp_path, stage="prior", prior_references=True, oracle_reference=1.0,
+                         **{"loss.landmark_attention": 0.0})
+    stage = STAGES["prior"].from_config(config)
+    assert isinstance(stage, Prior) and stage.with_references
+    assert not STAGES["prior"].from_config(config.replace(prior_references=False)).with_references
+    model = build.build_model(config)
+    ds, train_idx, _ = build.build_dataset(config)
+    batch = collate([ds[i] for i in train_idx[:2]])
+    other = {**batch, "refs": batch["refs"].flip(0), "ref_mask": batch["ref_mask"].flip(0)}
+    t = torch.full((2,), 499)
+    with torch.no_grad():
+        a, b = (stage.sample(model, x) for x in (batch, other))
+        blind = (Prior().sample(model, x) for x in (batch, other))
+    assert (a - b).abs().max() > 1e-4
+    assert torch.equal(*blind)
+    stage.set_trainable(model, freeze_vae=True)
+    stage.forward(model, batch, t, torch.zeros(2, 4, 12, 12), []).image.mean().backward()
+    grads = [p.grad for n, p in model.unet.named_parameters() if "attn1.to_q" in n and "lora" not in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert stage.grid_references(batch) is batch["refs"]
+
+
 # What each registered stage trains, as (module, adapter) groups of the model's parameters.
 # A new stage adds its rows here.
 TRAINED_GROUPS = {

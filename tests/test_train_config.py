@@ -52,6 +52,14 @@ def test_invalid_values_fail_clearly():
         TrainConfig(refs_min=3, refs_max=2)
     with pytest.raises(ValueError, match="landmark_attention must be 0"):
         TrainConfig(stage="prior", loss=LossWeights(landmark_attention=1.0))
+    with pytest.raises(ValueError, match="world_style must be one of"):
+        TrainConfig(world_style="huge")
+    with pytest.raises(ValueError, match="oracle_reference must be in"):
+        TrainConfig(oracle_reference=2.0)
+    with pytest.raises(ValueError, match="synthetic only"):
+        TrainConfig(data="some/folder", oracle_reference=0.5)
+    with pytest.raises(ValueError, match="prior_references applies to stage 'prior'"):
+        TrainConfig(stage="instantrestore", prior_references=True)
 
 
 @pytest.mark.parametrize("name", ["sd-turbo.yaml", "tiny-autoencoder.yaml", "tiny-prior.yaml", "tiny.yaml"])
@@ -60,7 +68,8 @@ def test_shipped_recipes_parse(name):
     stage = {"tiny-autoencoder.yaml": "autoencoder", "tiny-prior.yaml": "prior"}.get(name, "instantrestore")
     assert config.stage == stage
     assert config.freeze_vae == (stage == "prior")  # the prior restores with stage 0's VAE fixed
-    if name == "sd-turbo.yaml":  # the paper's appendix A
+    if name == "sd-turbo.yaml":  # the paper's appendix A; the tiny world's options stay off
+        assert (config.world_style, config.oracle_reference, config.prior_references) == ("classic", 0.0, False)
         assert config.lr == 5e-4
         assert (config.unet_lora_rank, config.vae_lora_rank, config.steps) == (32, 32, 50000)
         assert config.train_timesteps == (249, 499, 749) and config.adain

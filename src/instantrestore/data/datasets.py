@@ -288,14 +288,22 @@ class SyntheticIdentityDataset(Dataset):
     """Synthetic identities rendered on the fly (no disk): item i = photo i % M of identity i // M.
 
     Landmarks: P = 68 + max_marks rows (marks NaN-padded). Item i depends only on (seed, epoch, i).
+    style: the world style (``synthetic.WORLD_STYLES``). oracle_reference: the chance that the
+    first reference is the target photo itself, re-rendered with a small pose/light jitter (exact
+    landmarks from the renderer): a reference whose details can simply be copied, so attention
+    learns to find them (a tiny-world curriculum option; 0 = the paper's other photos only).
     """
 
     def __init__(self, seed: int, num_identities: int, images_per_identity: int, size: int = 128,
                  refs_max: int = 4, refs_min: int = 1, preset: str | DegradationPreset = "sr8",
-                 max_marks: int = synthetic.MAX_MARKS, epoch: int = 0):
+                 max_marks: int = synthetic.MAX_MARKS, epoch: int = 0, style: str = "classic",
+                 oracle_reference: float = 0.0):
         _check_refs(refs_min, refs_max)
         if images_per_identity < 2 or num_identities < 1:
             raise ValueError(f"need >= 1 identity with >= 2 images each, got {num_identities} x {images_per_identity}")
+        if not 0.0 <= oracle_reference <= 1.0:
+            raise ValueError(f"oracle_reference is a probability in [0, 1], got {oracle_reference}")
+        self.style, self.oracle_reference = synthetic.get_world_style(style).name, float(oracle_reference)
         self.seed, self.num_identities, self.images_per_identity = int(seed), int(num_identities), int(images_per_identity)
         self.size, self.refs_max, self.refs_min = int(size), int(refs_max), int(refs_min)
         self.preset, self.max_marks, self.epoch = get_preset(preset), int(max_marks), int(epoch)
@@ -312,11 +320,13 @@ class SyntheticIdentityDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rng = _item_rng(self.seed, self.epoch, index)
         ident_idx, target = divmod(index, self.images_per_identity)
-        ident = synthetic.sample_identity(self.seed, ident_idx)
+        ident = synthetic.sample_identity(self.seed, ident_idx, self.style)
         ref_ids = sample_references(rng, self.images_per_identity, target, self.refs_min, self.refs_max)
         hq = synthetic.render(ident, target, self.size)
         refs = [synthetic.render(ident, j, self.size) for j in ref_ids]
         lq = random_degrade(hq.image, self.preset, rng)
+        if self.oracle_reference > 0 and rng.random() < self.oracle_reference:  # drawn last: p = 0 keeps the stream
+            refs[0] = synthetic.render(ident, target, self.size, jitter=int(rng.integers(2**31)))
         return make_item(hq.image, lq, [r.image for r in refs], hq.landmarks, [r.landmarks for r in refs],
                          self.refs_max, self.num_points, synthetic_identity_name(self.seed, ident_idx), index)
 

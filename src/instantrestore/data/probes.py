@@ -11,20 +11,26 @@ def _luma(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def mark_contrast(image: np.ndarray, xy, scale: float = 1.0) -> float:
-    """How dark a spot at pixel ``xy`` is: median luma of the ring 3-5 px away minus the darkest
-    luma within 1 px (both radii times ``scale`` = size / 128). uint8 (H, W, 3) RGB input.
-    Clean marks score above ~25; skin alone and marks after ``sr8`` stay below ~10.
+def mark_contrast(image: np.ndarray, xy, scale: float = 1.0, radius: float | None = None) -> float:
+    """How dark a spot at pixel ``xy`` is: median luma of a ring around it minus the darkest luma
+    of its core. uint8 (H, W, 3) RGB input. Without ``radius``: core within 1 px, ring 3-5 px
+    (both times ``scale`` = size / 128; clean 1-3 px marks score above ~25, skin alone and such
+    marks after ``sr8`` below ~10). With the mark's ``radius`` in pixels: core within
+    max(1, radius / 2) px, ring from radius + 2 to radius + 4 px, so a large mark is measured
+    against the skin around it rather than against itself.
     """
     h, w = image.shape[:2]
     x, y = float(xy[0]), float(xy[1])
-    r_out = 5 * scale
+    if radius is None:
+        r_core, r_in, r_out = scale + 0.5, 3 * scale, 5 * scale
+    else:
+        r_core, r_in, r_out = max(1.0, radius / 2), radius + 2, radius + 4
     x0, x1 = max(0, int(x - r_out - 1)), min(w, int(x + r_out + 2))
     y0, y1 = max(0, int(y - r_out - 1)), min(h, int(y + r_out + 2))
     lum = _luma(image[y0:y1, x0:x1])
     yy, xx = np.mgrid[y0:y1, x0:x1]
     d = np.hypot(xx - x, yy - y)
-    inner, ring = lum[d <= scale + 0.5], lum[(d >= 3 * scale) & (d <= r_out)]
+    inner, ring = lum[d <= r_core], lum[(d >= r_in) & (d <= r_out)]
     if inner.size == 0 or ring.size == 0:
         return 0.0
     return float(np.median(ring) - inner.min())

@@ -11,6 +11,12 @@ side (face centred near (0.5, 0.5)); a per-photo similarity maps it to pixels, w
 centres at integer coordinates (x = u * size - 0.5), so the same photo at 128/256/512 px is the
 same picture and landmarks scale with the size. Strong degradation (``sr8``) erases the marks and
 blurs the irises into the sclera: those details are recoverable only from references.
+
+World styles (:data:`WORLD_STYLES`) change what a person's marks look like: ``classic`` (the
+default, 1-3 px marks: below one 4 px latent cell of the tiny VAE, so no latent can hold them)
+and ``detail`` (6-8 px dark marks, 1.5-2 latent cells: a VAE keeps them, ``sr8`` still erases
+them), a recipe option for the tiny world only (docs/data.md). ``render(..., jitter=k)``
+re-renders a photo with a small pose/light change: the "oracle" reference of a curriculum.
 """
 from __future__ import annotations
 
@@ -25,7 +31,38 @@ from . import _raster as R
 NUM_IBUG = 68
 MAX_MARKS = 7
 MIN_MARKS = 3
-_TAG_IDENTITY, _TAG_IMAGE = 0x1D, 0x1A  # keep identity and photo random streams disjoint
+_TAG_IDENTITY, _TAG_IMAGE, _TAG_JITTER = 0x1D, 0x1A, 0x17  # keep identity, photo and jitter streams disjoint
+
+
+@dataclass(frozen=True)
+class WorldStyle:
+    """How a world draws its people's marks. Radii are pixels at 128 px; a mark's colour is the
+    skin's times a darkness drawn from ``mark_darkness``; centres lie ``mark_spacing`` apart
+    (canonical units) at least."""
+
+    name: str
+    mark_radius: tuple[float, float]
+    mark_darkness: tuple[float, float]
+    mark_count: tuple[int, int]
+    mark_spacing: float
+
+
+WORLD_STYLES: dict[str, WorldStyle] = {
+    "classic": WorldStyle("classic", mark_radius=(0.6, 1.5), mark_darkness=(0.3, 0.5), mark_count=(3, 7),
+                          mark_spacing=0.035),
+    # Marks a latent cell can hold (the tiny VAE has 4 px cells) and sr8 (8 px) still erases.
+    "detail": WorldStyle("detail", mark_radius=(3.0, 4.0), mark_darkness=(0.12, 0.25), mark_count=(3, 6),
+                         mark_spacing=0.075),
+}
+
+
+def get_world_style(style: str | WorldStyle) -> WorldStyle:
+    """A world style by name (or as given); ValueError naming the choices otherwise."""
+    if isinstance(style, WorldStyle):
+        return style
+    if style not in WORLD_STYLES:
+        raise ValueError(f"unknown world style {style!r}; choose one of {', '.join(WORLD_STYLES)}")
+    return WORLD_STYLES[style]
 
 IRIS_PALETTE = {  # RGB
     "brown": (105, 62, 30), "dark_brown": (70, 40, 22), "blue": (60, 115, 200), "light_blue": (120, 175, 225),
@@ -92,6 +129,7 @@ class Identity:
     glasses_round: bool
     glasses_radius: float
     marks: tuple[Mark, ...]
+    style: str = "classic"
 
 
 @dataclass(frozen=True)
@@ -121,8 +159,10 @@ def _rgb(rng: np.random.Generator, base, jitter: float) -> tuple[int, int, int]:
 
 # ------------------------------------------------------------------ identity sampling
 
-def sample_identity(seed: int, identity: int) -> Identity:
-    """Identity ``identity`` of world ``seed``; the same arguments always give the same person."""
+def sample_identity(seed: int, identity: int, style: str | WorldStyle = "classic") -> Identity:
+    """Identity ``identity`` of world ``seed``; the same arguments always give the same person.
+    ``style``: how the marks are drawn (:data:`WORLD_STYLES`); everything else is the same person."""
+    style = get_world_style(style)
     rng = np.random.default_rng([_TAG_IDENTITY, int(seed), int(identity)])
     u = rng.uniform
     skin = _rgb(rng, SKIN_TONES[rng.integers(len(SKIN_TONES))], 6)
@@ -150,13 +190,14 @@ def sample_identity(seed: int, identity: int) -> Identity:
         glasses_color=_rgb(rng, [(20, 20, 20), (110, 70, 30), (160, 160, 170), (120, 20, 30)][rng.integers(4)], 6),
         glasses_round=bool(rng.random() < 0.5), glasses_radius=u(0.052, 0.064),
     )
-    params["marks"] = _sample_marks(rng, params)
+    params["marks"] = _sample_marks(rng, params, style)
+    params["style"] = style.name
     return Identity(**{k: (float(v) if isinstance(v, np.floating) else v) for k, v in params.items()})
 
 
-def _sample_marks(rng: np.random.Generator, p: dict) -> tuple[Mark, ...]:
+def _sample_marks(rng: np.random.Generator, p: dict, style: WorldStyle) -> tuple[Mark, ...]:
     """Rejection-sample marks on the cheeks, jaw and chin, clear of glasses, nose and mouth."""
-    count = int(rng.integers(MIN_MARKS, MAX_MARKS + 1))
+    count = int(rng.integers(style.mark_count[0], style.mark_count[1] + 1))
     outline = _face_outline(p["face_width"], p["face_height"], p["forehead_height"], p["jaw_taper"],
                             p["jaw_power"], p["eye_y"])
     cx, ye = 0.5, p["eye_y"]
@@ -173,11 +214,11 @@ def _sample_marks(rng: np.random.Generator, p: dict) -> tuple[Mark, ...]:
             continue
         if ((x - cx) / (mw / 2 + 0.025)) ** 2 + ((y - my) / 0.055) ** 2 < 1:
             continue
-        if any((x - m.x) ** 2 + (y - m.y) ** 2 < 0.035 ** 2 for m in marks):
+        if any((x - m.x) ** 2 + (y - m.y) ** 2 < style.mark_spacing ** 2 for m in marks):
             continue
-        darkness = rng.uniform(0.3, 0.5)
+        darkness = rng.uniform(*style.mark_darkness)
         color = tuple(int(c * darkness) for c in p["skin_color"])
-        marks.append(Mark(float(x), float(y), float(rng.uniform(0.6, 1.5) / 128), color))
+        marks.append(Mark(float(x), float(y), float(rng.uniform(*style.mark_radius) / 128), color))
     return tuple(marks)
 
 
@@ -277,6 +318,19 @@ def _photo_params(ident: Identity, image_index: int) -> dict:
     )
 
 
+def _jittered(ident: Identity, image_index: int, jitter: int) -> dict:
+    """Photo ``image_index``'s parameters nudged by draw ``jitter``: about 1.5 degrees, 1.5 % scale,
+    1 % shift, a little light and colour; the same expression, glasses and background."""
+    ph = dict(_photo_params(ident, image_index))
+    rng = np.random.default_rng([_TAG_JITTER, ident.seed, ident.index, int(image_index), int(jitter)])
+    n = rng.normal
+    ph.update(angle=ph["angle"] + math.radians(n(0, 1.5)), scale=ph["scale"] * (1 + n(0, 0.015)),
+              shift=ph["shift"] + n(0, 0.01, size=2), gaze=np.clip(ph["gaze"] + n(0, 0.15, size=2), -1, 1),
+              light=float(np.clip(ph["light"] + n(0, 0.02), 0, 0.2)), cast=ph["cast"] * (1 + n(0, 0.01, size=3)),
+              gain=ph["gain"] * (1 + n(0, 0.02)))
+    return ph
+
+
 def _matrix(ph: dict, size: int) -> np.ndarray:
     """Canonical -> pixel affine [2, 3]: similarity about (0.5, 0.5), then x * size - 0.5."""
     c, s = math.cos(ph["angle"]) * ph["scale"], math.sin(ph["angle"]) * ph["scale"]
@@ -314,9 +368,12 @@ def _hair_polys(ident: Identity):
     return back, np.concatenate([line, over])
 
 
-def render(identity: Identity, image_index: int, size: int = 128) -> SyntheticImage:
-    """Draw photo ``image_index`` of ``identity`` at ``size`` x ``size`` px (see module docs)."""
-    ident, ph = identity, _photo_params(identity, image_index)
+def render(identity: Identity, image_index: int, size: int = 128, jitter: int | None = None) -> SyntheticImage:
+    """Draw photo ``image_index`` of ``identity`` at ``size`` x ``size`` px (see module docs).
+    ``jitter``: re-render that photo with small pose/light changes drawn from this number (the
+    same number always gives the same picture); None = the photo itself."""
+    ident = identity
+    ph = _photo_params(identity, image_index) if jitter is None else _jittered(identity, image_index, jitter)
     m = _matrix(ph, size)
     px = lambda pts: np.asarray(pts, np.float64) @ m[:, :2].T + m[:, 2]  # noqa: E731
     unit = size * ph["scale"]  # pixels per canonical unit

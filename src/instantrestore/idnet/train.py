@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.synthetic import IRIS_PALETTE, Identity, render, sample_identity
+from ..data.synthetic import IRIS_PALETTE, Identity, get_world_style, render, sample_identity
 from ..files import atomic_write_text
 from ..images import uint8_to_tensor
 from .networks import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
@@ -38,6 +38,7 @@ class IdentityTrainConfig:
     arch: str = "cnn-a"
     seed: int = 0                      # weights, batch order, augmentation, dropout
     world_seed: int = 0                # training identities: people of this synthetic world
+    world_style: str = "classic"       # how their marks look (data.synthetic.WORLD_STYLES)
     identities: int = 800
     images_per_identity: int = 8
     steps: int = 600
@@ -58,6 +59,7 @@ class IdentityTrainConfig:
     heldout_images_per_identity: int = 4
 
     def validate(self) -> None:
+        get_world_style(self.world_style)  # ValueError naming the styles
         if self.identities < 2 or self.images_per_identity < 1:
             raise ValueError("need at least 2 identities and 1 image per identity to train")
         if self.heldout_identities < 2 or self.heldout_images_per_identity < 2:
@@ -95,13 +97,13 @@ def detail_twin(person: Identity) -> Identity:
 
 def render_faces(world_seed: int, identities: int, images_per_identity: int, input_size: int,
                  render_size: int = 128, progress: bool = False, desc: str = "render",
-                 twins: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 twins: int = 0, style: str = "classic") -> tuple[torch.Tensor, torch.Tensor]:
     """Clean photos of identities 0..N-1 of ``world_seed``, photos 0..M-1 each, then ``twins``
     extra classes N..N+T-1: ``detail_twin`` of identities 0..T-1 (same photo parameters).
 
     Returns (images uint8 [(N+T)*M, 3, S, S] RGB, labels int64 [(N+T)*M]), class-major order.
     """
-    people = [sample_identity(world_seed, i) for i in range(identities)]
+    people = [sample_identity(world_seed, i, style) for i in range(identities)]
     people += [detail_twin(p) for p in people[:twins]]
     out = np.empty((len(people) * images_per_identity, input_size, input_size, 3), np.uint8)
     with tqdm(total=len(out), desc=desc, disable=not progress, unit="img") as bar:
@@ -173,7 +175,7 @@ def verification_metrics(embeddings: torch.Tensor, labels: torch.Tensor, images_
 
 
 def detail_sensitivity(network: torch.nn.Module, world_seed: int, identities: int, input_size: int,
-                       render_size: int = 128) -> dict:
+                       render_size: int = 128, style: str = "classic") -> dict:
     """How much the embedding moves when only a fine identity detail changes (photo 0 of each person).
 
     - cos_marks_removed: mean cos(photo, same photo without the person's marks);
@@ -182,7 +184,7 @@ def detail_sensitivity(network: torch.nn.Module, world_seed: int, identities: in
     """
     photos = {"original": [], "marks_removed": [], "iris_changed": []}
     for i in range(identities):
-        person = sample_identity(world_seed, i)
+        person = sample_identity(world_seed, i, style)
         iris = _far_iris(person.iris_colors[0])
         for key, edited in (("original", person), ("marks_removed", replace(person, marks=())),
                             ("iris_changed", replace(person, iris_colors=(iris, iris)))):
@@ -213,10 +215,11 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
     heldout_seed = config.world_seed + 1 if config.heldout_world_seed is None else config.heldout_world_seed
     twins = round(config.detail_twins * config.identities)
     images, labels = render_faces(config.world_seed, config.identities, config.images_per_identity,
-                                  config.input_size, config.render_size, progress, "render train", twins)
+                                  config.input_size, config.render_size, progress, "render train", twins,
+                                  config.world_style)
     held_images, held_labels = render_faces(heldout_seed, config.heldout_identities,
                                             config.heldout_images_per_identity, config.input_size,
-                                            config.render_size, progress, "render held-out")
+                                            config.render_size, progress, "render held-out", style=config.world_style)
     # all randomness (init, dropout, order, augmentation) derives from config.seed; global state is restored
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -253,7 +256,7 @@ def train_identity_network(config: IdentityTrainConfig, out_dir: str | Path, pro
     network = IdentityNetwork(backbone, config.arch, config.input_size, config.embedding_dim).eval()
     metrics = verification_metrics(embed_all(network, held_images), held_labels, config.heldout_images_per_identity)
     metrics.update(detail_sensitivity(network, heldout_seed, min(config.heldout_identities, 100),
-                                      config.input_size, config.render_size))
+                                      config.input_size, config.render_size, config.world_style))
     metrics.update(final_loss=float(np.mean(recent_loss)), train_top1=recent_hits / max(1, recent_n),
                    heldout_world_seed=heldout_seed, seconds=round(time.perf_counter() - start, 1))
     out_dir = Path(out_dir)

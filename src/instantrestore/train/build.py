@@ -88,7 +88,8 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[int], list[int]]:
     if config.is_synthetic:
         m = config.images_per_identity
         ds = SyntheticIdentityDataset(seed=config.world_seed, num_identities=config.identities + config.val_identities,
-                                      images_per_identity=m, **common)
+                                      images_per_identity=m, style=config.world_style,
+                                      oracle_reference=config.oracle_reference, **common)
         train = list(range(config.identities * m))
         held = range(config.identities, config.identities + config.val_identities)
         val = [i * m + j for j in range(m) for i in held]  # photo j of every held-out identity, then j+1

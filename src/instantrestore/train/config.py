@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..data.synthetic import WORLD_STYLES
 from ..losses import LandmarkAttentionConfig, LossWeights
 from .schedule import LR_SCHEDULES
 from .stages import STAGES
@@ -61,6 +62,13 @@ class TrainConfig:
     # data
     data: str = "synthetic"
     world_seed: int = 0
+    # tiny-world recipe options (off in the paper's recipe; docs/training.md): how the synthetic
+    # people's marks look, and the chance a reference is the target itself re-rendered with jitter
+    world_style: str = "classic"
+    oracle_reference: float = 0.0
+    # stage prior only: its decoder self-attention also reads the (oracle) references' keys/values
+    # ("concat"), so the stand-in prior's attention learns to copy as SD-Turbo's already can
+    prior_references: bool = False
     identities: int = 1000
     images_per_identity: int = 8
     val_identities: int = 4
@@ -119,6 +127,11 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         need(0 <= self.lr_warmup_steps < self.steps, f"lr_warmup_steps must be in [0, steps), got {self.lr_warmup_steps}")
         need(0.0 <= self.lr_final_ratio <= 1.0, f"lr_final_ratio must be in [0, 1], got {self.lr_final_ratio}")
+        need(self.world_style in WORLD_STYLES, f"world_style must be one of {tuple(WORLD_STYLES)}, got {self.world_style!r}")
+        need(0.0 <= self.oracle_reference <= 1.0, f"oracle_reference must be in [0, 1], got {self.oracle_reference}")
+        need(not (self.oracle_reference or self.world_style != "classic") or self.is_synthetic,
+             "world_style and oracle_reference apply to data: synthetic only")
+        need(not self.prior_references or self.stage == "prior", "prior_references applies to stage 'prior' only")
         for problem in STAGES[self.stage].config_problems(self):
             need(False, problem)
         if self.train_timesteps is not None:

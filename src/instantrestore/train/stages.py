@@ -67,6 +67,11 @@ class Stage:
     needs_trained_base: ClassVar[bool] = False
 
     @classmethod
+    def from_config(cls, config: TrainConfig) -> "Stage":
+        """The stage with the options ``config`` sets for it (most stages have none)."""
+        return cls()
+
+    @classmethod
     def config_problems(cls, config: TrainConfig) -> list[str]:
         """What in ``config`` this stage cannot run with (messages for TrainConfig's check)."""
         if not cls.references and config.loss.landmark_attention != 0:
@@ -168,20 +173,41 @@ class Autoencoder(BaseStage):
 
 
 class Prior(BaseStage):
-    """Stage 1: the blind one-step restorer; the base UNet (and VAE unless ``freeze_vae``) trains."""
+    """Stage 1: the blind one-step restorer; the base UNet (and VAE unless ``freeze_vae``) trains.
+
+    with_references (``prior_references``, a tiny-world option): the decoder self-attention also
+    reads the batch's references ("concat": own keys plus the references'), so the stand-in
+    prior's attention learns to find and copy details - what SD-Turbo's pretrained attention
+    brings to the paper's stage 2. The base still restores blind when given no references.
+    """
 
     name = "prior"
+
+    def __init__(self, with_references: bool = False):
+        self.with_references = with_references
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "Prior":
+        return cls(with_references=config.prior_references)
 
     def trains(self, in_vae: bool, adapter: bool, freeze_vae: bool) -> bool:
         return not adapter and not (freeze_vae and in_vae)
 
+    def _references(self, batch: dict) -> dict:
+        if not self.with_references:
+            return {"references": None}
+        return {"references": batch["refs"], "ref_mask": batch["ref_mask"], "attention_mode": "concat"}
+
     def forward(self, model, batch, timesteps, noise, capture) -> GeneratorOutput:
         with adapters_disabled(model.unet, model.vae):
-            return model(batch["lq"], references=None, timesteps=timesteps, noise=noise)
+            return model(batch["lq"], timesteps=timesteps, noise=noise, **self._references(batch))
 
     def sample(self, model, batch) -> torch.Tensor:
         with adapters_disabled(model.unet, model.vae):
-            return model(batch["lq"]).image.float()
+            return model(batch["lq"], **self._references(batch)).image.float()
+
+    def grid_references(self, batch: dict) -> torch.Tensor | None:
+        return batch["refs"] if self.with_references else None
 
 
 class InstantRestoreStage(Stage):

@@ -35,7 +35,7 @@ from .config import TrainConfig
 from .reporting import MetricsLogger, save_grid, validation_grid
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
 from .schedule import lr_factor
-from .stages import Stage, stage_for
+from .stages import STAGES, Stage
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def _setup(config: TrainConfig) -> Run:
     AcceleratorState._reset_state(reset_partial_state=False)
     acc = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
                       log_with=None, cpu=cpu_group or None)
-    stage = stage_for(config.stage)
+    stage = STAGES[config.stage].from_config(config)
     model = build.build_model(config)
     params = stage.set_trainable(model, freeze_vae=config.freeze_vae)
     if config.gradient_checkpointing:
