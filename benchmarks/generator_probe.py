@@ -31,13 +31,13 @@ import torch
 
 
 @torch.inference_mode()
-def probe(model, identities: int, world_seed: int) -> dict[str, float]:
+def probe(model, identities: int, world_seed: int, style: str = "classic") -> dict[str, float]:
     from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
     from instantrestore.images import uint8_to_tensor
     from instantrestore.metrics.image import psnr
     from instantrestore.adapters import adapters_disabled
 
-    cases = make_cases(world_seed, identities, model.config.image_size)
+    cases = make_cases(world_seed, identities, model.config.image_size, style=style)
     eps: list[torch.Tensor] = []
     hook = model.unet.register_forward_hook(lambda module, args, out: eps.append(out.sample))
     rms, rms_base, unet_share, eps_change, pixel_change = [], [], [], [], []
@@ -56,7 +56,7 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
             rms_base.append(float(model.encode_latents(lq).pow(2).mean().sqrt()))
             clean = to_uint8(model.autoencode(uint8_to_tensor(case.hq)).clamp(-1, 1))
         psnrs.append(float(psnr(clean, case.hq)[0]))
-        f, t = marks_present(clean, case.marks)
+        f, t = marks_present(clean, case)
         found, total = found + f, total + t
         eye.append(eye_color_error(clean, case))
     hook.remove()
@@ -69,7 +69,8 @@ def probe(model, identities: int, world_seed: int) -> dict[str, float]:
 
 
 @torch.inference_mode()
-def key_correspondence(model, identities: int, world_seed: int, radius: float = 1.5) -> dict[str, dict[str, float]]:
+def key_correspondence(model, identities: int, world_seed: int, radius: float = 1.5,
+                       style: str = "classic") -> dict[str, dict[str, float]]:
     """Per injected layer: nn_hit, chance and self_query_mass (see the module docstring)."""
     from instantrestore.bench.cases import make_cases, tokens_near
     from instantrestore.data.synthetic import NUM_IBUG
@@ -78,7 +79,7 @@ def key_correspondence(model, identities: int, world_seed: int, radius: float = 
 
     size = model.config.image_size
     sums: dict[str, np.ndarray] = {}
-    for case in make_cases(world_seed, identities, size):
+    for case in make_cases(world_seed, identities, size, style=style):
         src, dst = (lm[:NUM_IBUG] for lm in case.ref_landmarks[:2])
         usable = np.flatnonzero(inside_image(src, (size, size)) & inside_image(dst, (size, size)))
         keys_values, _ = model.reference_keys_values(uint8_to_tensor(case.refs[:2]))
@@ -109,9 +110,12 @@ def main() -> None:
     from instantrestore.model import InstantRestore
 
     model = (InstantRestore.from_pretrained(args.model) if args.model else load_shipped_model()).eval()
-    result = probe(model, args.identities, args.world_seed)
+    from instantrestore.bench.recipe import recorded_world_style
+
+    style = recorded_world_style(args.model)
+    result = probe(model, args.identities, args.world_seed, style)
     result["reference_keys"] = {name: {k: round(v, 4) for k, v in layer.items()}
-                                for name, layer in key_correspondence(model, args.identities, args.world_seed).items()}
+                                for name, layer in key_correspondence(model, args.identities, args.world_seed, style=style).items()}
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
 
 

@@ -64,7 +64,10 @@ def _sweep(model, embed, identities: int, preset: str, world_seed: int) -> dict:
     from instantrestore.metrics.image import psnr
     from instantrestore.strength import auto_strength
 
-    cases = make_cases(world_seed, identities, model.config.image_size, preset)
+    from instantrestore.bench.recipe import recorded_world_style
+
+    # the shipped model's world (its training config records the style)
+    cases = make_cases(world_seed, identities, model.config.image_size, preset, style=recorded_world_style(None))
     rows: dict[str, dict[str, list]] = {}
     settings = [("blind", None)] + [(f"4 refs, s={s:g}", s) for s in STRENGTHS] + [("4 refs, s=auto", "auto")]
     start = time.perf_counter()
@@ -78,7 +81,7 @@ def _sweep(model, embed, identities: int, preset: str, world_seed: int) -> dict:
             strength = auto_strength(case.lq) if s == "auto" else (1.0 if s is None else s)
             out = model(lq, references=None if s is None else cache, strength=strength).image
             image = to_uint8(out)
-            found, total = marks_present(image, case.marks)
+            found, total = marks_present(image, case)
             acc["id_sim"].append(float(cosine_similarity(embed(out.float().cpu()), gt_emb)[0]))
             acc["marks_found"].append(found)
             acc["marks_total"].append(total)

@@ -30,7 +30,7 @@ _OTHER_OFFSET = 10_000
 
 
 def _measure(image: np.ndarray, case, embedding: torch.Tensor, gt_embedding: torch.Tensor) -> dict[str, float]:
-    found, total = marks_present(image, case.marks)
+    found, total = marks_present(image, case)
     return {"id_sim": float(cosine_similarity(embedding, gt_embedding)[0]), "psnr": float(psnr(image, case.hq)[0]),
             "ssim": float(ssim(image, case.hq)[0]), "marks_present": found / total if total else float("nan"),
             "eye_color_error": eye_color_error(image, case)}
@@ -38,16 +38,17 @@ def _measure(image: np.ndarray, case, embedding: torch.Tensor, gt_embedding: tor
 
 @torch.inference_mode()
 def run_demo(out: str | Path, model: InstantRestore, eval_network: nn.Module, identity: int = 0, refs: int = 4,
-             world_seed: int = DEFAULT_WORLD_SEED, preset: str = "sr8") -> dict:
-    """Restore held-out person ``identity`` of ``world_seed`` blind and with ``refs`` (1-4) references;
-    write ``out/grid.png`` and ``out/metrics.json`` atomically; return the metrics dict."""
+             world_seed: int = DEFAULT_WORLD_SEED, preset: str = "sr8", style: str = "classic") -> dict:
+    """Restore held-out person ``identity`` of ``world_seed`` (world style ``style``, the model's
+    training world's) blind and with ``refs`` (1-4) references; write ``out/grid.png`` and
+    ``out/metrics.json`` atomically; return the metrics dict."""
     if not 1 <= refs <= 4:
         raise ValueError(f"--refs must be 1..4 (the demo renders 4 reference photos), got {refs}")
     if identity < 0:
         raise ValueError(f"--identity must be >= 0, got {identity}")
     start = time.perf_counter()
     model.eval()
-    case = make_case(world_seed, identity, identity + _OTHER_OFFSET, model.config.image_size, preset)
+    case = make_case(world_seed, identity, identity + _OTHER_OFFSET, model.config.image_size, preset, style=style)
     lq = uint8_to_tensor(case.lq).to(model.device)
     reference_images = case.refs[:refs]
     blind = model(lq).image
@@ -69,7 +70,7 @@ def run_demo(out: str | Path, model: InstantRestore, eval_network: nn.Module, id
         "marks_present_degraded": measured["degraded"]["marks_present"],
         "eye_color_error_blind": measured["blind"]["eye_color_error"],
         "eye_color_error_refs": measured["with references"]["eye_color_error"],
-        "identity": identity, "world_seed": world_seed, "refs": refs, "preset": preset,
+        "identity": identity, "world_seed": world_seed, "world_style": style, "refs": refs, "preset": preset,
         "image_size": model.config.image_size, "marks": len(case.marks),
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -164,6 +164,23 @@ def train_all(out: str | Path, seed: int = 0, ablation: bool = True, heldout_see
     return TrainedRun(model=model, model_no_las=no_las, eval_network=eval_net, train_network=train_net)
 
 
+def recorded_world_style(model_dir: str | Path | None) -> str:
+    """The world style a model was trained on, as its training config recorded it: the shipped
+    model's ``train_instantrestore.json``, or a run part's ``config.yaml`` beside ``final/``;
+    ``classic`` when neither says (models made before world styles existed)."""
+    import yaml
+
+    if model_dir is None:
+        from ..assets import MODEL_NAME
+
+        model_dir = Path(__file__).resolve().parents[1] / "assets" / MODEL_NAME
+    model_dir = Path(model_dir)
+    for path in (model_dir / "train_instantrestore.json", model_dir.parent / "config.yaml"):
+        if path.is_file():
+            return str((yaml.safe_load(path.read_text()) or {}).get("world_style", "classic"))
+    return "classic"
+
+
 def ship(run: TrainedRun, out: Path, assets_dir: str | Path) -> Path:
     """Copy the trained model (+ its training configs, timings, benchmark results) and the evaluation
     network into ``assets_dir/tiny-synth`` and ``assets_dir/idnet-eval`` (replacing what is there)."""

@@ -58,7 +58,7 @@ def results_markdown(results: SynthResults, command: str | None = None) -> str:
             + f"; time: batch 1, reference encoding included, {s['torch_threads']} threads on {s['device']}.\n\n")
     if command:
         text += f"Command: `{command}`\n\n"
-    text += markdown_table(results.rows) + "\n## Targets (issue 7)\n\n" + targets_markdown(results.targets)
+    text += markdown_table(results.rows) + "\n## Targets (issue 15)\n\n" + targets_markdown(results.targets)
     return text
 
 

@@ -47,6 +47,9 @@ def register(subparsers) -> None:
     p.add_argument("--heldout-seed", type=int, default=1000, help="world seed of the evaluated people")
     p.add_argument("--identities", type=int, default=48, help="held-out people evaluated")
     p.add_argument("--preset", default="sr8", help="degradation preset of the targets")
+    p.add_argument("--world-style", choices=("classic", "detail"), default=None,
+                   help="how the evaluated people's marks look (docs/data.md); default: what the model's "
+                        "training config records (classic for older models)")
     p.add_argument("--timing-images", type=int, default=8, help="images timed per row (0: no timing)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before timing each row")
     p.add_argument("--grid", type=int, default=4, help="identities shown in grid.png")
@@ -89,7 +92,7 @@ def _refuse_inputs(out: Path, inputs: list[Path | None]) -> None:
 
 def run_bench_synth(args: argparse.Namespace) -> int:
     from ..assets import load_shipped_eval_network, load_shipped_model
-    from ..bench.recipe import read_timings, ship, train_all
+    from ..bench.recipe import read_timings, recorded_world_style, ship, train_all
     from ..bench.report import results_markdown, write_results
     from ..bench.synth import evaluate_synth
     from ..model import InstantRestore
@@ -126,9 +129,11 @@ def run_bench_synth(args: argparse.Namespace) -> int:
     extra["weights"] = {"model": str(model_dir or "shipped"), "model_no_las": str(no_las_dir) if no_las_dir else None,
                         "eval_network": str(eval_dir or "shipped")}
     print(f"bench: evaluating on {args.identities} held-out identities of world {args.heldout_seed}", flush=True)
+    style = args.world_style or recorded_world_style(model_dir)
+    print(f"bench: world style {style}", flush=True)
     results = evaluate_synth(model, eval_network, model_no_las=no_las, world_seed=args.heldout_seed,
                              identities=args.identities, preset=args.preset, timing_images=args.timing_images,
-                             warmup=args.warmup, grid_identities=args.grid)
+                             warmup=args.warmup, grid_identities=args.grid, style=style)
     command = "instantrestore " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else None
     paths = write_results(results, args.out, command=command, extra=extra)
     print(results_markdown(results, command), end="")

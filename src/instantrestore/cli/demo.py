@@ -39,6 +39,7 @@ def register(subparsers) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..assets import load_shipped_eval_network, load_shipped_model
     from ..bench.demo import run_demo, summary
+    from ..bench.recipe import recorded_world_style
     from ..model import InstantRestore
 
     device = resolve_device(args.device)
@@ -56,7 +57,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     else:
         network = load_shipped_eval_network(device=device)
     metrics = run_demo(args.out, model, network, identity=args.identity, refs=args.refs, world_seed=args.seed,
-                       preset=args.preset)
+                       preset=args.preset, style=recorded_world_style(args.checkpoint))
     print(summary(metrics))
     print(f"demo: wrote {args.out / 'grid.png'} and {args.out / 'metrics.json'}")
     return 0
