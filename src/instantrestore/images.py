@@ -278,3 +278,16 @@ def read_provenance(path: str | os.PathLike) -> str | None:
             return comment[len(PROVENANCE_KEY) + 1:] if comment.startswith(PROVENANCE_KEY + ":") else None
     except (OSError, ValueError):
         return None
+
+
+def read_recorded_settings(path: str | os.PathLike) -> dict | None:
+    """The settings dict ``save_image`` stored as JSON provenance in ``path``, or None (none, not
+    JSON, or not a dict): what resumable folder jobs compare before skipping an output."""
+    import json
+
+    text = read_provenance(path)
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write_text
-from .images import ImageError, load_image, read_provenance, save_image
+from .images import ImageError, load_image, read_recorded_settings, save_image
 
 BEFORE_AFTER_SUFFIX = "_before_after.jpg"
 
@@ -89,16 +89,6 @@ def provenance(model_id: str, album_key: str | None, settings: dict, photo: Path
             "settings": settings, "input": photo.name, "input_sha256": file_sha(photo)}
 
 
-def recorded(path: Path) -> dict | None:
-    """The provenance ``save_image`` stored in an existing output, or None (none, or not JSON)."""
-    text = read_provenance(path)
-    try:
-        value = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 @dataclass
 class Plan:
     """What a (resumed) job does: ``todo`` (outputs, provenance) pairs, and the photos it leaves:
@@ -119,7 +109,7 @@ def plan(outputs: list[PhotoOutputs], made: list[dict], overwrite: bool = False,
     result = Plan()
     for o, prov in zip(outputs, made):
         if o.image.exists() and not overwrite:
-            previous = recorded(o.image)
+            previous = read_recorded_settings(o.image)
             if previous is None:
                 result.foreign.append(o)
                 continue

@@ -150,16 +150,9 @@ def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
 # ------------------------------------------------------------------ resumable folder jobs
 def recorded_settings(path: Path) -> dict | None:
     """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
-    import json
+    from ..images import read_recorded_settings
 
-    from ..images import read_provenance
-
-    text = read_provenance(path)
-    try:
-        recorded = json.loads(text) if text else None
-    except ValueError:
-        return None
-    return recorded if isinstance(recorded, dict) else None
+    return read_recorded_settings(path)
 
 
 def warn_kept(command: str, kept_other: list[str], kept_unknown: list[str], other: str, redo: str = "redo them") -> None:
