@@ -258,3 +258,19 @@ def test_restore_passes_strength_through(model):
 def test_bad_strength_is_refused_clearly(model, bad):
     with pytest.raises(ValueError, match="strength"):
         model(images(2, 0), strength=bad)
+
+
+def test_adapters_stay_off_when_adapters_disabled_is_nested():
+    """The reference branch switches adapters off inside a base-weights forward (the prior with
+    references); leaving the inner block must not switch them back on for the rest of the outer one."""
+    from instantrestore.adapters import adapters_disabled
+
+    model = InstantRestore.from_config("tiny", seed=0)
+    layers = [m for m in model.unet.modules() if hasattr(m, "enable_adapters") and m is not model.unet]
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    with adapters_disabled(model.unet, model.vae):
+        with adapters_disabled(model.unet, model.vae):
+            pass
+        assert layers and all(layer.disable_adapters for layer in layers)
+    assert not any(layer.disable_adapters for layer in layers)
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == flags

@@ -49,12 +49,15 @@ def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
     """
     flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
     layers = [sub for m in modules for sub in m.modules() if hasattr(sub, "enable_adapters") and sub is not m]
+    # Restore each layer's own state, so that nesting (the reference branch inside a base-weights
+    # forward, e.g. the prior with references) leaves the adapters off until the outer block ends.
+    was_off = [bool(getattr(layer, "disable_adapters", False)) for layer in layers]
     for layer in layers:
         layer.enable_adapters(False)
     try:
         yield
     finally:
-        for layer in layers:
-            layer.enable_adapters(True)
+        for layer, off in zip(layers, was_off):
+            layer.enable_adapters(not off)
         for p, flag in flags:
             p.requires_grad_(flag)
