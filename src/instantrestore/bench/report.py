@@ -52,7 +52,7 @@ def results_markdown(results: SynthResults, command: str | None = None) -> str:
     chance = four.attention_chance if four else None
     text = (f"# Synthetic benchmark\n\n{s['identities']} held-out identities of world seed {s['world_seed']}, "
             f"{s['image_size']} px, degradation `{s['preset']}` (draw seed {s['degrade_seed']}); identity similarity "
-            f"by the evaluation network; marks present = `mark_contrast` > {s['mark_threshold']:g}; attention mass "
+            f"by the evaluation network; marks present = contrast >= {s['mark_threshold']:g} x the ground truth's; attention mass "
             f"within {s['attention_radius_tokens']:g} tokens, mean over {len(s['attention_layers'])} injected layers"
             + (f" (uniform attention would give {chance:.3f})" if chance else "")
             + f"; time: batch 1, reference encoding included, {s['torch_threads']} threads on {s['device']}.\n\n")
