@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .album import file_digest
 from .files import atomic_write_text
 from .images import ImageError, load_image, read_recorded_settings, save_image
 
@@ -65,28 +66,28 @@ def output_paths(photos: list[Path], out: Path) -> list[PhotoOutputs]:
     return outputs
 
 
-def model_fingerprint(model) -> str:
-    """A short fingerprint of everything in ``model`` that changes its output: the base weights and
-    the trained adapters (sums and norms of the adapter tensors; enough to tell models apart)."""
+def tensors_digest(tensors) -> str:
+    """A short fingerprint of some tensors (sums and norms; enough to tell models / references apart)."""
     import torch
 
     digest = hashlib.sha256()
     with torch.no_grad():
-        for t in model.adapter_state_dict().values():
+        for t in tensors:
             t = t.detach().float()
             digest.update(torch.stack([t.sum(), torch.linalg.vector_norm(t)]).double().cpu().numpy().tobytes())
-    return f"{model.weights_fingerprint()}-{digest.hexdigest()[:16]}"
+    return digest.hexdigest()[:16]
 
 
-def file_sha(path: Path) -> str:
-    """First 16 hex digits of the sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def model_fingerprint(model) -> str:
+    """A short fingerprint of everything in ``model`` that changes its output: the base weights and
+    the trained adapters (:func:`tensors_digest` of the adapter tensors)."""
+    return f"{model.weights_fingerprint()}-{tensors_digest(model.adapter_state_dict().values())}"
 
 
 def provenance(model_id: str, album_key: str | None, settings: dict, photo: Path) -> dict:
     """What makes a restored photo: the model, the album (None: no album), the settings, the input."""
     return {"command": "restore", "mode": "photos", "model": model_id, "album": album_key,
-            "settings": settings, "input": photo.name, "input_sha256": file_sha(photo)}
+            "settings": settings, "input": photo.name, "input_sha256": file_digest(photo)[:16]}
 
 
 @dataclass

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..face_restorer import check_strength_setting
 from ..files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
 from ..images import read_provenance, save_image
-from ..restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize
+from ..restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize, tensors_digest
 from ..restore_photos import provenance as photo_provenance
 from .common import add_model_arguments, load_model, warn_kept
 
@@ -67,24 +67,10 @@ def _outputs(inputs: list[Path], out: Path) -> list[Path]:
     return [out / f"{p.stem}.png" for p in inputs]
 
 
-def _digest(tensors) -> str:
-    """A short fingerprint of some tensors (sums and norms; enough to tell models / references apart)."""
-    import hashlib
-
-    import torch
-
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for t in tensors:
-            t = t.detach().float()
-            digest.update(torch.stack([t.sum(), torch.linalg.vector_norm(t)]).double().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def provenance(model, cache, path: Path, strength: float | str = 1.0) -> dict:
     """What makes an output: the model (base and trained weights), the encoded references, the input
     (and the strength, when not the default, so outputs made before strength existed still match)."""
-    refs = "none" if cache is None else _digest(cache.keys[n] for n in sorted(cache.keys))
+    refs = "none" if cache is None else tensors_digest(cache.keys[n] for n in sorted(cache.keys))
     made = {"model": model_fingerprint(model), "references": refs, "input": path.name}
     if strength != 1.0:
         made["strength"] = strength
