@@ -11,8 +11,24 @@ from instantrestore.attention import SharedAttentionCall, SharedAttnProcessor
 EPS = 1e-5
 
 
-def naive_shared_attention(attn, x, ref_k, ref_v, mode, use_adain, mask=None):
-    """Loop-and-einsum version of the paper's equations, written independently of the processor."""
+def naive_position_bias(query_hw, key_hw, sigma):
+    """-d^2 / (2 sigma^2) between token centres in image-side units, one pair at a time."""
+    rows = []
+    for qy in range(query_hw[0]):
+        for qx in range(query_hw[1]):
+            row = []
+            for ky in range(key_hw[0]):
+                for kx in range(key_hw[1]):
+                    dy = (qy + 0.5) / query_hw[0] - (ky + 0.5) / key_hw[0]
+                    dx = (qx + 0.5) / query_hw[1] - (kx + 0.5) / key_hw[1]
+                    row.append(-(dy * dy + dx * dx) / (2 * sigma * sigma))
+            rows.append(row)
+    return torch.tensor(rows)
+
+
+def naive_shared_attention(attn, x, ref_k, ref_v, mode, use_adain, mask=None, bias=None):
+    """Loop-and-einsum version of the paper's equations, written independently of the processor.
+    bias: (query_hw, key_hw, sigma) of the tiny-world position prior, or None."""
     q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
     b, n = ref_k.shape[:2]
     heads = attn.heads
@@ -37,6 +53,12 @@ def naive_shared_attention(attn, x, ref_k, ref_v, mode, use_adain, mask=None):
     for h in range(heads):
         sl = slice(h * d, (h + 1) * d)
         scores = torch.einsum("bqd,bkd->bqk", q[..., sl], keys[..., sl]) / d**0.5
+        if bias is not None:
+            query_hw, key_hw, sigma = bias
+            prior = naive_position_bias(query_hw, key_hw, sigma).repeat(1, n)
+            if mode == "concat":
+                prior = torch.cat([naive_position_bias(query_hw, query_hw, sigma), prior], 1)
+            scores = scores + prior
         scores = scores.masked_fill(~key_ok[:, None, :], float("-inf"))
         p = torch.softmax(scores, dim=-1)
         probs.append(p)
@@ -202,3 +224,42 @@ def test_capture_at_partial_strength_records_the_shared_branch():
         attn(x, shared=half)
     torch.testing.assert_close(half.captured["layer"].probs, full.captured["layer"].probs)
     assert half.captured["layer"].self_probs is None
+
+
+@pytest.mark.parametrize("mode", ["refs_only", "concat"])
+@pytest.mark.parametrize("want_probs", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_position_prior_matches_naive(mode, want_probs, masked):
+    """The tiny-world locality option adds -d^2/(2 sigma^2) to every shared-attention logit, on
+    both the fused (SDPA) and the probability-returning path, with and without padding."""
+    channels, heads, batch, n = 8, 2, 2, 2
+    attn = make_layer(channels, heads)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(batch, 12, channels, generator=gen)
+    ref_x = torch.randn(batch, n, 9, channels, generator=gen)
+    mask = torch.tensor([[True, True], [True, False]]) if masked else None
+    with torch.no_grad():
+        ref_k, ref_v = attn.to_k(ref_x), attn.to_v(ref_x)
+        shared = SharedAttentionCall(references={"layer": (ref_k, ref_v)}, ref_mask=mask, mode=mode, adain=False,
+                                     latent_hw=(3, 4), ref_latent_hw=(3, 3), locality=0.3,
+                                     capture=frozenset({"layer"}) if want_probs else frozenset())
+        out = attn(x, shared=shared)
+        expected, probs = naive_shared_attention(attn, x, ref_k, ref_v, mode, False, mask, bias=((3, 4), (3, 3), 0.3))
+        plain = attn(x, shared=SharedAttentionCall(references={"layer": (ref_k, ref_v)}, ref_mask=mask, mode=mode,
+                                                   adain=False, latent_hw=(3, 4), ref_latent_hw=(3, 3)))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert (out - plain).abs().max() > 1e-3  # the prior changes the result
+    if want_probs:
+        ref_part = probs[..., 12:] if mode == "concat" else probs
+        torch.testing.assert_close(shared.captured["layer"].probs, ref_part.reshape(batch, heads, 12, n, 9),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_position_prior_rejects_a_non_positive_sigma():
+    from instantrestore.attention import position_prior
+    from instantrestore.config import backbone_config
+
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        position_prior((2, 2), (2, 2), 0.0)
+    with pytest.raises(ValueError, match="attention_locality must be > 0"):
+        backbone_config("tiny", attention_locality=-1.0)

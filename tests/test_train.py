@@ -139,6 +139,55 @@ def test_prior_with_references_reads_them_through_concat_attention(tmp_path):
     assert stage.grid_references(batch) is batch["refs"]
 
 
+def test_prior_with_references_takes_the_landmark_attention_loss(tmp_path):
+    """A blind prior may not ask for LAS (nothing to supervise); with prior_references it captures
+    the injected layers and the loss term is logged."""
+    with pytest.raises(ValueError, match="blind"):
+        tiny_config(tmp_path, stage="prior")
+    config = tiny_config(tmp_path, stage="prior", prior_references=True, oracle_reference=1.0, steps=1,
+                         **{"loss.identity": 0.0, "loss.adversarial": 0.0, "landmark_attention.form": "ce",
+                            "loss.landmark_attention": 0.5})
+    run = _setup(config)
+    assert run.capture == run.model.injected_layers
+    train(config, progress=False)
+    (row,) = read_metrics(Path(config.out))
+    assert row["landmark_attention"] > 0
+
+
+def test_zero_unet_output_starts_from_the_vae_round_trip(tmp_path):
+    """unet_zero_out: eps = 0, so the untrained generator returns its input's VAE round trip."""
+    config = tiny_config(tmp_path, stage="prior", unet_zero_out=True, **{"loss.landmark_attention": 0.0})
+    model = build.build_model(config).eval()
+    lq = torch.rand(1, 3, 48, 48) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(lq).image, model.autoencode(lq).clamp(-1, 1), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(build.build_model(config.replace(unet_zero_out=False))(lq).image,
+                                  model.autoencode(lq).clamp(-1, 1), atol=1e-3)
+
+
+def test_train_noise_off_trains_on_the_inference_path(tmp_path, monkeypatch):
+    """train_noise=False: the generator sees zero latent noise (same random stream either way)."""
+    from instantrestore.train import trainer
+
+    seen = []
+    config = tiny_config(tmp_path, stage="prior", train_noise=False, **{"loss.landmark_attention": 0.0})
+    run = _setup(config)
+    monkeypatch.setattr(run.stage, "forward", lambda model, batch, t, noise, capture: seen.append(noise))
+    ds, train_idx, _ = build.build_dataset(config)
+    batch = collate([ds[i] for i in train_idx[:2]])
+    trainer.generator_forward(run, batch, torch.Generator().manual_seed(0))
+    run_noisy = _setup(config.replace(train_noise=True))
+    monkeypatch.setattr(run_noisy.stage, "forward", lambda model, batch, t, noise, capture: seen.append(noise))
+    trainer.generator_forward(run_noisy, batch, torch.Generator().manual_seed(0))
+    assert torch.equal(seen[0], torch.zeros_like(seen[0])) and seen[1].abs().sum() > 0
+
+
+def test_attention_locality_reaches_the_saved_model(tmp_path):
+    config = tiny_config(tmp_path, attention_locality=0.05, steps=1)
+    assert build.build_model(config).config.attention_locality == 0.05
+    assert InstantRestore.from_pretrained(train(config, progress=False)).config.attention_locality == 0.05
+
+
 # What each registered stage trains, as (module, adapter) groups of the model's parameters.
 # A new stage adds its rows here.
 TRAINED_GROUPS = {

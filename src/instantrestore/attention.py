@@ -53,6 +53,9 @@ class SharedAttentionCall:
         self-attention); 1 = the paper's layer (the self-attention is then never computed),
         0 = the blind layer. ``captured`` holds the shared branch's probabilities, unweighted:
         the output takes s times that mass on the references (1 - s on the image's own tokens).
+    locality: a tiny-world option (None in the paper's model): sigma, as a fraction of the image
+        side, of a Gaussian position prior added to the shared attention's logits (see
+        :func:`position_prior`).
     """
 
     references: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -68,6 +71,7 @@ class SharedAttentionCall:
     ref_latent_hw: tuple[int, int] | None = None
     query_chunk_size: int | None = None
     strength: float | torch.Tensor = 1.0
+    locality: float | None = None
 
     def full_strength(self) -> bool:
         """True when the blend is a no-op (s == 1 everywhere): the paper's path, bit for bit."""
@@ -196,19 +200,43 @@ class SharedAttnProcessor:
 
         heads = attn.heads
         want = self.name in shared.capture
+        query_hw, key_hw = token_grid(lq, shared.latent_hw), token_grid(lk, shared.ref_latent_hw or shared.latent_hw)
+        bias = None
+        if shared.locality is not None:
+            bias = position_prior(query_hw, key_hw, shared.locality, query.device).repeat(1, n_refs)
+            if shared.mode == "concat":
+                bias = torch.cat([position_prior(query_hw, query_hw, shared.locality, query.device), bias], dim=1)
         out, probs = attend(split_heads(query, heads), split_heads(ref_keys, heads), split_heads(ref_values, heads),
-                             key_mask, attn.scale, want, shared.query_chunk_size)
+                             key_mask, attn.scale, want, shared.query_chunk_size, bias=bias)
         if want:
             self_probs = None
             if shared.mode == "concat":
                 self_probs, probs = probs[..., :lq], probs[..., lq:]
-            shared.captured[self.name] = CapturedAttention(
-                probs.reshape(batch, heads, lq, n_refs, lk),
-                token_grid(lq, shared.latent_hw),
-                token_grid(lk, shared.ref_latent_hw or shared.latent_hw),
-                self_probs,
-            )
+            shared.captured[self.name] = CapturedAttention(probs.reshape(batch, heads, lq, n_refs, lk),
+                                                           query_hw, key_hw, self_probs)
         return out.transpose(1, 2).reshape(batch, lq, -1)
+
+
+def position_prior(query_hw: tuple[int, int], key_hw: tuple[int, int], sigma: float,
+                   device: torch.device | None = None) -> torch.Tensor:
+    """Logit bias [Lq, Lk] = -d^2 / (2 sigma^2), d the distance between a query's and a key's
+    token centres in image-side units (so one sigma serves every layer's grid).
+
+    Why (tiny world only): SD-Turbo's pretrained features already say which face part a token
+    is, so its attention can match parts between photos; a small UNet trained for minutes on CPU
+    has no such features (its q/k gradients for the landmark loss are ~0). In aligned face crops
+    a part sits at about the same place in every photo, so this prior stands in for that
+    knowledge: the content-based logits then only choose within a neighbourhood.
+    """
+    if sigma <= 0:
+        raise ValueError(f"locality sigma must be > 0, got {sigma}")
+
+    def centres(hw: tuple[int, int]) -> torch.Tensor:
+        ys = (torch.arange(hw[0], device=device, dtype=torch.float32) + 0.5) / hw[0]
+        xs = (torch.arange(hw[1], device=device, dtype=torch.float32) + 0.5) / hw[1]
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+
+    return -torch.cdist(centres(query_hw), centres(key_hw)).pow(2) / (2.0 * sigma**2)
 
 
 def decoder_self_attention_layers(unet: torch.nn.Module) -> list[str]:

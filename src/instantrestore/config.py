@@ -135,6 +135,9 @@ class ModelConfig:
     freeu: dict[str, float] | None = None  # FreeU factors s1, s2, b1, b2 on the UNet (both branches)
     adain_std: AdainStd = "biased"  # "biased": sqrt(var + eps); "unbiased": torch.std + eps (official)
     missing_references: MissingReferences = "mask"  # padded reference slots: masked out, or zero K/V (official)
+    # tiny-world option (None in the paper's model): sigma (image-side fraction) of a Gaussian
+    # position prior on the shared attention's logits (attention.position_prior)
+    attention_locality: float | None = None
 
     def __post_init__(self) -> None:
         if self.attention_mode not in ("refs_only", "concat"):
@@ -145,6 +148,8 @@ class ModelConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.attention_locality is not None and not self.attention_locality > 0:
+            raise ValueError(f"attention_locality must be > 0 or None, got {self.attention_locality}")
         n = self.schedule["num_train_timesteps"]
         extra = () if self.reference_timestep is None else (self.reference_timestep,)
         for t in (self.timestep, *self.train_timesteps, *extra):

@@ -322,7 +322,8 @@ class InstantRestore(nn.Module):
                                      adain=self.config.adain if adain is None else adain, adain_eps=self.config.adain_eps,
                                      adain_std=self.config.adain_std, capture=frozenset(capture),
                                      query_chunk_size=self.config.query_chunk_size,
-                                     strength=strength if isinstance(strength, float) else strength.to(self.device))
+                                     strength=strength if isinstance(strength, float) else strength.to(self.device),
+                                     locality=self.config.attention_locality)
         draws = NoiseDraws(generator, dict(noises or {})) if self.samples_noise and noise is None else None
         latents = self.encode_latents(lq, draws, "input_posterior")  # first: the authors' order of draws
         if isinstance(references, torch.Tensor) and references.ndim == 4:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 def model_overrides(config: TrainConfig) -> dict:
     """ModelConfig fields the training config sets (None = keep the model's own)."""
     pairs = {"unet_lora_rank": config.unet_lora_rank, "vae_lora_rank": config.vae_lora_rank,
-             "train_timesteps": config.train_timesteps, "adain": config.adain}
+             "train_timesteps": config.train_timesteps, "adain": config.adain,
+             "attention_locality": config.attention_locality}
     out = {k: v for k, v in pairs.items() if v is not None}
     out["image_size"] = config.image_size
     return out
@@ -29,7 +31,25 @@ def model_overrides(config: TrainConfig) -> dict:
 
 def build_model(config: TrainConfig) -> InstantRestore:
     """The generator to train. ``init_from`` gives base weights (adapters always start fresh from
-    ``model_seed``); ``base_model`` a diffusers base; otherwise random ``backbone`` weights."""
+    ``model_seed``); ``base_model`` a diffusers base; otherwise random ``backbone`` weights.
+    ``unet_zero_out``: the UNet's last conv is zeroed afterwards (see :func:`zero_unet_output`)."""
+    model = _load_or_build(config)
+    if config.unet_zero_out:
+        zero_unet_output(model)
+    return model
+
+
+def zero_unet_output(model: InstantRestore) -> None:
+    """Zero the UNet's output conv: the noise prediction is 0, so the one-step output is the VAE
+    round trip of the input. A random tiny UNet otherwise starts by destroying its input latent,
+    and a few hundred CPU steps go to undoing that before any restoring is learned."""
+    with torch.no_grad():
+        model.unet.conv_out.weight.zero_()
+        if model.unet.conv_out.bias is not None:
+            model.unet.conv_out.bias.zero_()
+
+
+def _load_or_build(config: TrainConfig) -> InstantRestore:
     overrides = model_overrides(config)
     if config.init_from is not None:
         return model_io.build_with_base_of(InstantRestore, config.init_from, seed=config.model_seed,

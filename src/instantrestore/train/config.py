@@ -56,6 +56,7 @@ class TrainConfig:
     vae_lora_rank: int | None = None
     train_timesteps: tuple[int, ...] | None = None
     adain: bool | None = None
+    attention_locality: float | None = None  # tiny-world option, see ModelConfig.attention_locality
     # keep the VAE fixed: in stage prior its base weights (an autoencoder-stage output, so the UNet
     # must restore); in stage instantrestore its LoRA and conv_in copy (the latent scale stays put)
     freeze_vae: bool = False
@@ -69,6 +70,12 @@ class TrainConfig:
     # stage prior only: its decoder self-attention also reads the (oracle) references' keys/values
     # ("concat"), so the stand-in prior's attention learns to copy as SD-Turbo's already can
     prior_references: bool = False
+    # False: train on the inference path (no latent noise at the drawn timestep), a deterministic
+    # one-step regression a small UNet learns in hundreds of steps; the paper adds noise (True)
+    train_noise: bool = True
+    # zero the UNet's output conv before training (stage prior from a random UNet): the untrained
+    # prior then returns its input's VAE round trip and learns the restoration as a residual
+    unet_zero_out: bool = False
     identities: int = 1000
     images_per_identity: int = 8
     val_identities: int = 4

@@ -190,6 +190,15 @@ class Prior(BaseStage):
     def from_config(cls, config: TrainConfig) -> "Prior":
         return cls(with_references=config.prior_references)
 
+    @classmethod
+    def config_problems(cls, config: TrainConfig) -> list[str]:
+        if config.prior_references:  # references given, so the landmark attention loss may supervise them
+            return []
+        return super().config_problems(config)
+
+    def capture_layers(self, model, loss) -> list[str]:
+        return loss.capture_layers(model.injected_layers) if self.with_references else []
+
     def trains(self, in_vae: bool, adapter: bool, freeze_vae: bool) -> bool:
         return not adapter and not (freeze_vae and in_vae)
 
@@ -200,7 +209,7 @@ class Prior(BaseStage):
 
     def forward(self, model, batch, timesteps, noise, capture) -> GeneratorOutput:
         with adapters_disabled(model.unet, model.vae):
-            return model(batch["lq"], timesteps=timesteps, noise=noise, **self._references(batch))
+            return model(batch["lq"], timesteps=timesteps, noise=noise, capture=capture, **self._references(batch))
 
     def sample(self, model, batch) -> torch.Tensor:
         with adapters_disabled(model.unet, model.vae):

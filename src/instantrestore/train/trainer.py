@@ -76,6 +76,8 @@ def generator_forward(run: Run, batch: dict, gen: torch.Generator) -> GeneratorO
     """One generator pass in the run's stage (the draws are made whether the stage uses them or not)."""
     acc = run.accelerator
     t, noise = _noise_and_timesteps(run.model, batch["lq"], gen, acc.num_processes, acc.process_index)
+    if not run.config.train_noise:  # drawn all the same, so the stream does not depend on the option
+        noise = torch.zeros_like(noise)
     return run.stage.forward(run.model, batch, t, noise, run.capture)
 
 
