@@ -28,7 +28,7 @@ def test_demo_writes_grid_and_metrics(weights, tmp_path, capsys):
     assert -1 <= metrics["id_sim_blind"] <= 1 + 1e-5 and -1 <= metrics["id_sim_refs"] <= 1 + 1e-5
     assert 0 <= metrics["marks_present_refs"] <= 1 and metrics["refs"] == 2 and metrics["identity"] == 3
     grid = Image.open(out / "grid.png")
-    assert grid.width >= 6 * SIZE and grid.height > SIZE  # 4 columns + 2 references, labelled
+    assert grid.width >= 6 * SIZE and grid.height > 3 * SIZE  # 4 columns + 2 references; + marks and eyes zoomed
     printed = capsys.readouterr().out
     assert "identity similarity" in printed and "grid.png" in printed
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
@@ -43,3 +43,22 @@ def test_demo_is_deterministic_and_refuses_bad_arguments(weights, tmp_path):
     assert a["id_sim_refs"] == b["id_sim_refs"] and a["psnr_blind"] == b["psnr_blind"]
     assert main(["demo", "--out", str(tmp_path / "c"), *args[:4], "--refs", "5"]) == 2
     assert main(["demo", "--out", str(weights / "model"), *args]) == 2  # never into an input
+
+
+def test_detail_boxes_hold_the_marks_and_eyes_and_zoom_keeps_pixels():
+    import numpy as np
+
+    from instantrestore.bench.cases import make_case
+    from instantrestore.bench.demo import detail_boxes, zoom
+
+    case = make_case(1000, 0, 1, 128, style="detail")
+    boxes = detail_boxes(case)
+    assert len(boxes) == 2
+    for (x0, y0, side), points in zip(boxes, (case.marks, case.eye_centers)):
+        assert 0 <= x0 and 0 <= y0 and x0 + side <= 128 and y0 + side <= 128
+        assert ((points >= [x0, y0]) & (points <= [x0 + side, y0 + side])).all()
+    big = zoom(case.hq, boxes[0])
+    assert big.shape == case.hq.shape
+    x0, y0, side = boxes[0]
+    assert set(map(tuple, big.reshape(-1, 3))) <= set(map(tuple, case.hq[y0:y0 + side, x0:x0 + side].reshape(-1, 3)))
+    assert np.array_equal(big[0, 0], case.hq[y0, x0])

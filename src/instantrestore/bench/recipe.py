@@ -33,7 +33,7 @@ AUTOENCODER_CONFIG, PRIOR_CONFIG, STAGE2_CONFIG = "tiny-autoencoder.yaml", "tiny
 FINAL = "final"
 # The pipeline's identity networks train for fewer steps than `train-id`'s default, to keep the
 # whole --train run within an hour on a 2-core CPU (the shipped model was made with these).
-PIPELINE_IDNET: dict[str, Any] = {"steps": 300}
+PIPELINE_IDNET: dict[str, Any] = {"steps": 300, "world_style": "detail", "detail_twins": 0.5}
 # The keys of train_all's ``overrides`` (`bench synth --set PART.KEY=VALUE`); both stage-2 runs share the last.
 OVERRIDE_PARTS = ("idnet", "autoencoder", "prior", "instantrestore")
 
