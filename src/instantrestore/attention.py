@@ -11,6 +11,7 @@ Per-call inputs and outputs travel in a :class:`SharedAttentionCall` object pass
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -203,9 +204,10 @@ class SharedAttnProcessor:
         query_hw, key_hw = token_grid(lq, shared.latent_hw), token_grid(lk, shared.ref_latent_hw or shared.latent_hw)
         bias = None
         if shared.locality is not None:
-            bias = position_prior(query_hw, key_hw, shared.locality, query.device).repeat(1, n_refs)
+            bias = _cached_position_prior(query_hw, key_hw, shared.locality, query.device).repeat(1, n_refs)
             if shared.mode == "concat":
-                bias = torch.cat([position_prior(query_hw, query_hw, shared.locality, query.device), bias], dim=1)
+                own = _cached_position_prior(query_hw, query_hw, shared.locality, query.device)
+                bias = torch.cat([own, bias], dim=1)
         out, probs = attend(split_heads(query, heads), split_heads(ref_keys, heads), split_heads(ref_values, heads),
                              key_mask, attn.scale, want, shared.query_chunk_size, bias=bias)
         if want:
@@ -237,6 +239,14 @@ def position_prior(query_hw: tuple[int, int], key_hw: tuple[int, int], sigma: fl
         return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
 
     return -torch.cdist(centres(query_hw), centres(key_hw)).pow(2) / (2.0 * sigma**2)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_position_prior(query_hw: tuple[int, int], key_hw: tuple[int, int], sigma: float,
+                           device: torch.device) -> torch.Tensor:
+    """:func:`position_prior`, computed once per grid pair, sigma and device: every injected layer of
+    every UNet call needs the same few maps. Callers only read it (repeat / cat / slices copy)."""
+    return position_prior(query_hw, key_hw, sigma, device)
 
 
 def decoder_self_attention_layers(unet: torch.nn.Module) -> list[str]:
