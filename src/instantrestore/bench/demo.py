@@ -3,8 +3,9 @@
 It renders a person of a world seed the shipped model never saw (references = photos 1..k, target
 = photo 0 degraded with ``sr8``), restores it twice with the same model - without and with the
 references - and writes ``grid.png`` (degraded / blind / with references / ground truth /
-references, then the same four enlarged around the marks and around the eyes) and ``metrics.json`` (identity similarity by the evaluation network, PSNR, SSIM,
-marks present, eye-colour error, for both). Runs on a CPU in seconds, with no download.
+references, then the same four enlarged around the marks and around the eyes) and
+``metrics.json`` (identity similarity by the evaluation network, PSNR, SSIM, marks present,
+eye-colour error, for both). Runs on a CPU in seconds, with no download.
 """
 from __future__ import annotations
 
