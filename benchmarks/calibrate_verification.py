@@ -21,10 +21,10 @@ import numpy as np
 from instantrestore.faces.detect import detect_faces
 from instantrestore.faces.align import align_faces
 from instantrestore.faces.identity import DlibEmbedder
-from instantrestore.degradations import get_preset, random_degrade
+from instantrestore.data.degradations import get_preset, random_degrade
 from instantrestore.faces.verify import FACE_SCORE_THRESHOLD, LQ_MARGIN, aligned_face_score
-from instantrestore.files import list_images
-from instantrestore.images import load_image, uint8_to_tensor
+from instantrestore.utils.files import list_images
+from instantrestore.utils.images import load_image, uint8_to_tensor
 
 ROOT = Path(os.environ.get("INSTANTRESTORE_REALFACES", Path(__file__).resolve().parents[2] / "shared" / "realfaces"))
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from instantrestore.faces import (FFHQ_TEMPLATE_5_512, DlibEmbedder, align_face, aligned_landmarks, detect_faces,
                                   paste_face, soft_mask, template_points)
-from instantrestore.images import load_image, uint8_to_tensor
+from instantrestore.utils.images import load_image, uint8_to_tensor
 
 ROOT = Path(os.environ.get("INSTANTRESTORE_REALFACES", Path(__file__).resolve().parents[2] / "shared" / "realfaces"))
 

@@ -33,9 +33,9 @@ import torch
 @torch.inference_mode()
 def probe(model, identities: int, world_seed: int, style: str = "classic") -> dict[str, float]:
     from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
-    from instantrestore.images import uint8_to_tensor
+    from instantrestore.utils.images import uint8_to_tensor
     from instantrestore.metrics.image import psnr
-    from instantrestore.adapters import adapters_disabled
+    from instantrestore.generator.adapters import adapters_disabled
 
     cases = make_cases(world_seed, identities, model.config.image_size, style=style)
     eps: list[torch.Tensor] = []
@@ -74,8 +74,8 @@ def key_correspondence(model, identities: int, world_seed: int, radius: float = 
     """Per injected layer: nn_hit, chance and self_query_mass (see the module docstring)."""
     from instantrestore.bench.cases import make_cases, tokens_near
     from instantrestore.data.synthetic import NUM_IBUG
-    from instantrestore.images import uint8_to_tensor
-    from instantrestore.token_grid import containing_tokens, inside_image
+    from instantrestore.utils.images import uint8_to_tensor
+    from instantrestore.generator.token_grid import containing_tokens, inside_image
 
     size = model.config.image_size
     sums: dict[str, np.ndarray] = {}
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--world-seed", type=int, default=1000, help="world of the held-out people")
     args = parser.parse_args()
     from instantrestore.assets import load_shipped_model
-    from instantrestore.model import InstantRestore
+    from instantrestore.generator.model import InstantRestore
 
     model = (InstantRestore.from_pretrained(args.model) if args.model else load_shipped_model()).eval()
     from instantrestore.bench.recipe import recorded_world_style

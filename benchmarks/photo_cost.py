@@ -32,10 +32,10 @@ def _sync(device: torch.device) -> None:
 
 def measure(args: argparse.Namespace) -> dict:
     from instantrestore import InstantRestore
-    from instantrestore.album import Album
-    from instantrestore.face_restorer import FaceRestorer
+    from instantrestore.pipeline.album import Album
+    from instantrestore.pipeline.face_restorer import FaceRestorer
     from instantrestore.faces.align import align_photo
-    from instantrestore.images import load_image
+    from instantrestore.utils.images import load_image
 
     model = InstantRestore.from_config(args.backbone, seed=0).to(args.device).eval()
     photo = np.asarray(load_image(args.photo))

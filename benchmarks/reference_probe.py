@@ -20,9 +20,9 @@ import torch
 @torch.inference_mode()
 def probe(model, identities: int, world_seed: int, style: str, prior: bool) -> dict[str, tuple[float, float, float]]:
     """Row name -> (PSNR dB, marks present fraction, eye-colour error), means over the people."""
-    from instantrestore.adapters import adapters_disabled
+    from instantrestore.generator.adapters import adapters_disabled
     from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
-    from instantrestore.images import uint8_to_tensor as t
+    from instantrestore.utils.images import uint8_to_tensor as t
     from instantrestore.metrics.image import psnr
 
     cases = make_cases(world_seed, identities, model.config.image_size, style=style)
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--world-style", default="detail", help="classic or detail")
     parser.add_argument("--prior", action="store_true", help="probe a stage-1 prior: adapters off, concat attention")
     args = parser.parse_args()
-    from instantrestore.model import InstantRestore
+    from instantrestore.generator.model import InstantRestore
 
     model = InstantRestore.from_pretrained(args.model).eval()
     for name, (p, marks, eye) in probe(model, args.identities, args.world_seed, args.world_style, args.prior).items():

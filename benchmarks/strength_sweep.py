@@ -27,8 +27,8 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def calibrate(world_seed: int = 7, people: int = 32, size: int = 128) -> dict[str, dict[str, float]]:
     """Median fine-energy share and degradation estimate of synthetic faces, clean and under each preset."""
     from instantrestore.data import synthetic
-    from instantrestore.degradations import PRESETS, random_degrade
-    from instantrestore.strength import estimate_degradation, fine_energy_share
+    from instantrestore.data.degradations import PRESETS, random_degrade
+    from instantrestore.pipeline.strength import estimate_degradation, fine_energy_share
 
     faces = [synthetic.render(synthetic.sample_identity(world_seed, i), 0, size).image for i in range(people)]
     table = {}
@@ -60,9 +60,9 @@ def sweep(identities: int, preset: str, world_seed: int, device: str) -> dict:
 def _sweep(model, embed, identities: int, preset: str, world_seed: int) -> dict:
     from instantrestore.bench.cases import eye_color_error, make_cases, marks_present, to_uint8
     from instantrestore.faces.identity import cosine_similarity
-    from instantrestore.images import uint8_to_tensor
+    from instantrestore.utils.images import uint8_to_tensor
     from instantrestore.metrics.image import psnr
-    from instantrestore.strength import auto_strength
+    from instantrestore.pipeline.strength import auto_strength
 
     from instantrestore.bench.recipe import recorded_world_style
 

@@ -28,9 +28,9 @@ def micro_weights(tmp_path_factory) -> Path:
     (resnet-b) and ``eval_net_cnn`` (cnn-a)."""
     import torch
 
-    from instantrestore.config import TINY_UNET, TINY_VAE
+    from instantrestore.generator.config import TINY_UNET, TINY_VAE
     from instantrestore.idnet.networks import IdentityNetwork, build_identity_network, save_identity_network
-    from instantrestore.model import InstantRestore
+    from instantrestore.generator.model import InstantRestore
 
     micro = dict(image_size=MICRO_SIZE, vae={**TINY_VAE, "block_out_channels": [16, 32, 32]},
                  unet={**TINY_UNET, "block_out_channels": [16, 32, 32], "attention_head_dim": [1, 2, 2],

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-import instantrestore.album as album_module
+import instantrestore.pipeline.album as album_module
 from instantrestore import InstantRestore
-from instantrestore.album import CACHE_DIR, Album, model_key
-from instantrestore.images import load_image, uint8_to_tensor
+from instantrestore.pipeline.album import CACHE_DIR, Album, model_key
+from instantrestore.utils.images import load_image, uint8_to_tensor
 
 SIDE = 64
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from instantrestore.adain import adain, channel_stats
-from instantrestore.attention import SharedAttentionCall, SharedAttnProcessor
+from instantrestore.generator.adain import adain, channel_stats
+from instantrestore.generator.attention import SharedAttentionCall, SharedAttnProcessor
 
 EPS = 1e-5
 
@@ -256,8 +256,8 @@ def test_position_prior_matches_naive(mode, want_probs, masked):
 
 
 def test_position_prior_rejects_a_non_positive_sigma():
-    from instantrestore.attention import position_prior
-    from instantrestore.config import backbone_config
+    from instantrestore.generator.attention import position_prior
+    from instantrestore.generator.config import backbone_config
 
     with pytest.raises(ValueError, match="sigma must be > 0"):
         position_prior((2, 2), (2, 2), 0.0)

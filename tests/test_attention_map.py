@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from instantrestore import InstantRestore
-from instantrestore.attention_map import TILE, CAPTION, attention_map, render_attention_map
+from instantrestore.generator.attention_map import TILE, CAPTION, attention_map, render_attention_map
 from instantrestore.cli import main
-from instantrestore.config import TINY_UNET, TINY_VAE
-from instantrestore.images import face_crops_to_tensor
+from instantrestore.generator.config import TINY_UNET, TINY_VAE
+from instantrestore.utils.images import face_crops_to_tensor
 
 SIZE = 64
 

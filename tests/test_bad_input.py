@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from instantrestore.cli import main
-from instantrestore.files import atomic_path, clean_stale_temporaries, ensure_outside_inputs
-from instantrestore.images import ImageError, check_image_tensor, load_image, read_provenance, save_image
-from instantrestore.tensor_io import UntrustedPickleError, load_tensors, read_config, save_tensors
+from instantrestore.utils.files import atomic_path, clean_stale_temporaries, ensure_outside_inputs
+from instantrestore.utils.images import ImageError, check_image_tensor, load_image, read_provenance, save_image
+from instantrestore.utils.tensor_io import UntrustedPickleError, load_tensors, read_config, save_tensors
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -257,7 +257,7 @@ def _checkpoint_cases(root: Path, micro: Path) -> dict[str, tuple[list[str], str
     torch.save({"a": torch.ones(2)}, pickled)
     pt_folder = root / "ptfolder"
     shutil.copytree(micro, pt_folder)
-    from instantrestore.tensor_io import load_tensors as load
+    from instantrestore.utils.tensor_io import load_tensors as load
     torch.save(load(micro / "adapters.safetensors"), pt_folder / "adapters.pt")
     (pt_folder / "adapters.safetensors").unlink()
     return {
@@ -305,7 +305,7 @@ def test_api_warns_once_for_a_synthetic_world_model_and_the_cli_prints_one_line(
     import warnings
 
     from instantrestore import InstantRestore
-    from instantrestore.model_io import SyntheticModelWarning
+    from instantrestore.generator.model_io import SyntheticModelWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

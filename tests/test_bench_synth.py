@@ -11,13 +11,13 @@ import torch
 
 from instantrestore.assets import (ShippedAssetsMissing, load_shipped_eval_network, load_shipped_model,
                                    shipped_assets_present, shipped_model_path)
-from instantrestore.attention import CapturedAttention
+from instantrestore.generator.attention import CapturedAttention
 from instantrestore.bench.cases import correct_region_mass, eye_color_error, make_case, make_cases, marks_present
 from instantrestore.bench.recipe import recorded_world_style
 from instantrestore.bench.synth import COLUMNS, DEFAULT_ROWS, SANITY_ROWS, evaluate_synth
 from instantrestore.cli import main
-from instantrestore.images import uint8_to_tensor
-from instantrestore.model import InstantRestore
+from instantrestore.utils.images import uint8_to_tensor
+from instantrestore.generator.model import InstantRestore
 
 SIZE = 64  # conftest.MICRO_SIZE: the micro weights' image size
 
@@ -223,7 +223,7 @@ def test_train_all_chains_every_part_at_one_step(tmp_path):
     """The whole --train pipeline at a few steps: each part starts from the previous one's final/
     (the prior from the autoencoder, stage 2 from the prior) and the frozen parts stay frozen."""
     from instantrestore.bench.recipe import PARTS, read_timings, train_all
-    from instantrestore.tensor_io import BASE_NAME, load_tensors
+    from instantrestore.utils.tensor_io import BASE_NAME, load_tensors
 
     small = {"steps": 1, "image_size": 48, "batch_size": 2, "identities": 3, "images_per_identity": 3,
              "val_identities": 1, "val_batch": 1, "refs_max": 2}

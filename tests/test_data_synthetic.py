@@ -10,7 +10,7 @@ import pytest
 from instantrestore.cli import main
 from instantrestore.data.probes import iris_color, mark_contrast
 from instantrestore.data.synthetic import MAX_MARKS, MIN_MARKS, NUM_IBUG, Identity, render, sample_identity
-from instantrestore.degradations import random_degrade
+from instantrestore.data.degradations import random_degrade
 
 MARK_T = 20.0  # mark_contrast threshold: a dark spot is there
 

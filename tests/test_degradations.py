@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from instantrestore.cli import main
-from instantrestore.degradations import (
+from instantrestore.data.degradations import (
     PRESETS, DegradationParams, add_blur, add_gaussian_noise, add_jpeg_compression, degrade, gaussian_kernel,
     get_preset, random_degradation_params, random_degrade,
 )

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from instantrestore import InstantRestore
-from instantrestore.album import Album
-from instantrestore.face_restorer import FaceRestorer
+from instantrestore.pipeline.album import Album
+from instantrestore.pipeline.face_restorer import FaceRestorer
 from instantrestore.faces.paste import paste_region, scale_matrix
 from instantrestore.faces.verify import ReferenceWarning
-from instantrestore.images import load_image
+from instantrestore.utils.images import load_image
 
 K = 3
 

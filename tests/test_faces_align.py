@@ -10,7 +10,7 @@ from PIL import Image
 from instantrestore.cli import main
 from instantrestore.faces import (FFHQ_TEMPLATE_5_512, align_face, aligned_landmarks, detect_faces, paste_face,
                                   soft_mask, template_points)
-from instantrestore.images import load_image
+from instantrestore.utils.images import load_image
 
 
 @pytest.fixture(scope="module")

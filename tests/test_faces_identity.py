@@ -11,7 +11,7 @@ from instantrestore.faces import (DlibEmbedder, FaceEmbedder, ReferenceMismatchE
                                   cosine_similarity, load_embedder, select_references, verify_references)
 from instantrestore.faces.select import head_pose, sharpness
 from instantrestore.faces.verify import ReferenceWarning, verify_embeddings
-from instantrestore.images import load_image, uint8_to_tensor
+from instantrestore.utils.images import load_image, uint8_to_tensor
 
 PER_ID = 3  # references per identity used here (keeps the test fast)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from instantrestore.files import atomic_write_text, ensure_not_input, list_images
-from instantrestore.images import (ImageError, check_image_tensor, crop_and_resize, load_image, pil_to_tensor,
+from instantrestore.utils.files import atomic_write_text, ensure_not_input, list_images
+from instantrestore.utils.images import (ImageError, check_image_tensor, crop_and_resize, load_image, pil_to_tensor,
                                    tensor_to_pil, uint8_to_tensor)
 
 
@@ -80,7 +80,7 @@ def test_module_entry_points_print_help():
 def test_atomic_write_gets_umask_mode_not_0600(tmp_path):
     import torch
 
-    from instantrestore.tensor_io import save_tensors
+    from instantrestore.utils.tensor_io import save_tensors
 
     old = os.umask(0o022)
     try:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from instantrestore.tensor_io import UntrustedPickleError, save_tensors
+from instantrestore.utils.tensor_io import UntrustedPickleError, save_tensors
 from instantrestore.cli import main
 from instantrestore.idnet import (ArcMarginHead, IdentityTrainConfig, build_arcface, build_identity_network,
                                   load_arcface, load_identity_network, train_identity_network)

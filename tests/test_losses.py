@@ -12,7 +12,7 @@ from instantrestore.losses import (
     discriminator_adversarial_loss, generator_adversarial_loss, l1_loss, l2_loss, landmark_heatmap_mask,
     ms_ssim_settings, resolve_layers,
 )
-from instantrestore.images import crop_and_resize
+from instantrestore.utils.images import crop_and_resize
 
 NO_LPIPS = dict(lpips=0.0)
 

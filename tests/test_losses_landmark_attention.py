@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from instantrestore.attention import CapturedAttention
+from instantrestore.generator.attention import CapturedAttention
 from instantrestore.losses import ideal_attention, landmark_attention_loss, landmark_targets
 
 NAN = float("nan")

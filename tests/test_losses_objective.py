@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from instantrestore.data.datasets import SyntheticIdentityDataset
 from instantrestore.losses import Discriminator, FaceAlignmentConfig, LossWeights, RestorationLoss
-from instantrestore.model import InstantRestore
+from instantrestore.generator.model import InstantRestore
 
 
 class TinyID(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from instantrestore.images import load_image
+from instantrestore.utils.images import load_image
 from instantrestore.metrics import (LPIPS, MetricUnavailable, affine_landmark_distance, ald_eye, ald_mouth,
                                     l2_landmark_distance, ms_ssim, psnr, ssim)
 

@@ -7,8 +7,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from PIL import Image
 
 from instantrestore import InstantRestore, ReferenceCache
-from instantrestore.tensor_io import UntrustedPickleError, load_tensors
-from instantrestore.images import ImageError
+from instantrestore.utils.tensor_io import UntrustedPickleError, load_tensors
+from instantrestore.utils.images import ImageError
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,7 @@ def test_bad_strength_is_refused_clearly(model, bad):
 def test_adapters_stay_off_when_adapters_disabled_is_nested():
     """The reference branch switches adapters off inside a base-weights forward (the prior with
     references); leaving the inner block must not switch them back on for the rest of the outer one."""
-    from instantrestore.adapters import adapters_disabled
+    from instantrestore.generator.adapters import adapters_disabled
 
     model = InstantRestore.from_config("tiny", seed=0)
     layers = [m for m in model.unet.modules() if hasattr(m, "enable_adapters") and m is not model.unet]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from instantrestore import InstantRestore
-from instantrestore.config import TINY_UNET, TINY_VAE, official_config
-from instantrestore.noise import NOISE_NAMES
+from instantrestore.generator.config import TINY_UNET, TINY_VAE, official_config
+from instantrestore.generator.noise import NOISE_NAMES
 from instantrestore.official import OfficialCheckpointError, convert_official, read_official
 
 SIZE = 64
@@ -171,7 +171,7 @@ def test_random_draws_follow_the_authors_order(reference_model, inputs):
     """Seeded draws equal the named noises drawn by hand in the documented order and layouts."""
     lq, refs = inputs
     gen = torch.Generator().manual_seed(11)
-    from instantrestore.adapters import adapters_disabled
+    from instantrestore.generator.adapters import adapters_disabled
 
     scale = reference_model.config.vae["scaling_factor"]
     with torch.no_grad():

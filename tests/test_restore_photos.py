@@ -14,15 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-import instantrestore.album as album_module
-import instantrestore.face_restorer as restorer_module
+import instantrestore.pipeline.album as album_module
+import instantrestore.pipeline.face_restorer as restorer_module
 import instantrestore.faces.identity as identity_module
 from instantrestore.cli import main
 from instantrestore.faces.align import AlignedFace
 from instantrestore.faces.detect import Face
 from instantrestore.faces.paste import paste_region, scale_matrix
-from instantrestore.images import load_image
-from instantrestore.restore_photos import Summary, output_paths
+from instantrestore.utils.images import load_image
+from instantrestore.pipeline.restore_photos import Summary, output_paths
 
 BOX = (60, 40, 124, 104)  # where the stub finds the face: a 64 px square
 TINTS = {"ann": (100, -100, -100), "bob": (-100, -100, 100), "stranger": (-100, 100, -100)}
@@ -173,8 +173,8 @@ def test_strength_is_resolved_per_face_recorded_and_zero_is_blind(job, stubs, mi
 
 def test_enhance_strength_overrides_the_restorers(job, stubs, micro_weights):
     from instantrestore import InstantRestore
-    from instantrestore.album import Album
-    from instantrestore.face_restorer import FaceRestorer
+    from instantrestore.pipeline.album import Album
+    from instantrestore.pipeline.face_restorer import FaceRestorer
 
     with pytest.warns(UserWarning):
         model = InstantRestore.from_pretrained(micro_weights / "model")
@@ -198,7 +198,7 @@ def test_one_photo_to_a_file_and_without_an_album(job, stubs, micro_weights, cap
 
 @pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights, monkeypatch, capsys):
-    import instantrestore.restore_photos as photos_module
+    import instantrestore.pipeline.restore_photos as photos_module
 
     args = ["--album", job / "album", *_model(micro_weights)]
     assert _run(capsys, "restore", job / "photos", "--out", job / "full", *args)[0] == 0

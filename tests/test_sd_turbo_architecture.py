@@ -9,8 +9,8 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
 from instantrestore import InstantRestore
-from instantrestore.attention import PassThroughAttnProcessor, SharedAttnProcessor
-from instantrestore.adapters import is_adapter_param
+from instantrestore.generator.attention import PassThroughAttnProcessor, SharedAttnProcessor
+from instantrestore.generator.adapters import is_adapter_param
 
 DECODER_SELF = re.compile(r"^up_blocks\.[1-3]\.attentions\.[0-2]\.transformer_blocks\.0\.attn1$")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instantrestore.sharding import Shard, current_shard, launched
+from instantrestore.pipeline.sharding import Shard, current_shard, launched
 
 
 def test_shards_interleave_and_cover_every_item_once():

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from instantrestore import strength as st
+from instantrestore.pipeline import strength as st
 from instantrestore.data import synthetic
-from instantrestore.degradations import DegradationParams, degrade, random_degrade
-from instantrestore.images import uint8_to_tensor
+from instantrestore.data.degradations import DegradationParams, degrade, random_degrade
+from instantrestore.utils.images import uint8_to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 import numpy as np
 import torch
 
-from instantrestore.attention import CapturedAttention
+from instantrestore.generator.attention import CapturedAttention
 from instantrestore.bench.cases import correct_region_mass
 from instantrestore.losses import landmark_targets
-from instantrestore.token_grid import containing_tokens, inside_image, token_coords
+from instantrestore.generator.token_grid import containing_tokens, inside_image, token_coords
 
 SIZE, GRID = 16, (4, 4)
 

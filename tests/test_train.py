@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from instantrestore.tensor_io import load_tensors
-from instantrestore.model import InstantRestore
+from instantrestore.utils.tensor_io import load_tensors
+from instantrestore.generator.model import InstantRestore
 from instantrestore.train import TrainConfig, read_metrics, train
 from instantrestore.train import build
 from instantrestore.train.trainer import _setup, train_step
@@ -200,7 +200,7 @@ TRAINED_GROUPS = {
 
 
 def test_every_stage_trains_exactly_its_groups(tmp_path):
-    from instantrestore.adapters import is_adapter_param
+    from instantrestore.generator.adapters import is_adapter_param
     from instantrestore.train.stages import STAGES, stage_for
 
     assert {name for name, _ in TRAINED_GROUPS} == set(STAGES)

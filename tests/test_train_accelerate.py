@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from instantrestore.tensor_io import load_tensors
+from instantrestore.utils.tensor_io import load_tensors
 from instantrestore.train import read_metrics, train
 
 from test_train import tiny_config

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from instantrestore import InstantRestore
-from instantrestore.album import Album
-from instantrestore.face_restorer import PhotoReport
+from instantrestore.pipeline.album import Album
+from instantrestore.pipeline.face_restorer import PhotoReport
 from instantrestore.ui import AUTO_MATCH, TABLE_COLUMNS, UiContext, attention_at, face_at, face_rows, restore_photo, \
     weights_notice
 from instantrestore.ui.session import RestoreResult

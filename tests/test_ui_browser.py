@@ -57,9 +57,9 @@ def served(realfaces_dir, tmp_path_factory):
     """(the page's address, the app) for the shipped tiny model with a two-person album (obama: four
     photos other than the ones dropped below; 00022 of celebref), served until the module's tests end."""
     _import("gradio", "pip install 'instantrestore[ui]'")
-    from instantrestore.album import Album
+    from instantrestore.pipeline.album import Album
     from instantrestore.assets import load_shipped_model
-    from instantrestore.model_io import SyntheticModelWarning
+    from instantrestore.generator.model_io import SyntheticModelWarning
     from instantrestore.ui import build_app, launch_app
 
     root = tmp_path_factory.mktemp("album")

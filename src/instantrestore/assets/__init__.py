@@ -59,8 +59,8 @@ def shipped_assets_present(assets_dir: str | Path | None = None) -> bool:
 
 
 def load_shipped_model(device: torch.device | str | None = None, assets_dir: str | Path | None = None):
-    """The shipped :class:`~instantrestore.model.InstantRestore` (tiny backbone, 128 px), in eval mode."""
-    from ..model import InstantRestore
+    """The shipped :class:`~instantrestore.generator.model.InstantRestore` (tiny backbone, 128 px), in eval mode."""
+    from ..generator.model import InstantRestore
 
     return InstantRestore.from_pretrained(shipped_model_path(assets_dir), device=device)
 

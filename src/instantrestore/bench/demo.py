@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from ..faces.identity import cosine_similarity
-from ..files import atomic_write_text
-from ..images import uint8_to_tensor
+from ..utils.files import atomic_write_text
+from ..utils.images import uint8_to_tensor
 from ..metrics.image import psnr, ssim
-from ..model import InstantRestore
+from ..generator.model import InstantRestore
 from .cases import eye_color_error, make_case, marks_present, to_uint8
 from .report import comparison_grid, write_png
 from .synth import DEFAULT_WORLD_SEED, eval_embedder

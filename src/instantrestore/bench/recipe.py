@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..files import atomic_write_text
+from ..utils.files import atomic_write_text
 
 PARTS = ("idnet-train", "idnet-eval", "autoencoder", "prior", "instantrestore", "instantrestore-no-las")
 ID_TRAIN_ARCH, ID_EVAL_ARCH = "cnn-a", "resnet-b"

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..files import atomic_path, atomic_write_text
+from ..utils.files import atomic_path, atomic_write_text
 from .synth import RowResult, SynthResults
 
 # column key -> (header, format)

@@ -19,9 +19,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..faces.identity import TorchEmbedder, cosine_similarity
-from ..images import uint8_to_tensor
+from ..utils.images import uint8_to_tensor
 from ..metrics.image import psnr, ssim
-from ..model import InstantRestore
+from ..generator.model import InstantRestore
 from .cases import (MARK_THRESHOLD, SynthCase, attention_mass, eye_color_error, make_cases, marks_present,
                     to_uint8)
 

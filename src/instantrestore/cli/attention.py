@@ -46,9 +46,9 @@ def resolve_layers(items: list[str] | None, injected: list[str]) -> list[str] | 
 
 
 def run_attention(args: argparse.Namespace) -> int:
-    from ..attention_map import attention_map, render_attention_map
-    from ..files import ensure_not_input
-    from ..images import save_image
+    from ..generator.attention_map import attention_map, render_attention_map
+    from ..utils.files import ensure_not_input
+    from ..utils.images import save_image
     from .restore import _expand
 
     point = parse_point(args.point)

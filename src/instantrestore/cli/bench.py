@@ -95,7 +95,7 @@ def run_bench_synth(args: argparse.Namespace) -> int:
     from ..bench.recipe import read_timings, recorded_world_style, ship, train_all
     from ..bench.report import results_markdown, write_results
     from ..bench.synth import evaluate_synth
-    from ..model import InstantRestore
+    from ..generator.model import InstantRestore
 
     if args.train and (args.checkpoint or args.checkpoint_no_las or args.eval_network):
         raise ValueError("--train makes its own weights; drop --checkpoint/--checkpoint-no-las/--eval-network")

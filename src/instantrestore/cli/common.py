@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-from ..tensor_io import PICKLE_SUFFIXES
+from ..utils.tensor_io import PICKLE_SUFFIXES
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -71,7 +71,7 @@ def _looks_like_local_path(text: str) -> bool:
 
 def check_checkpoint_path(text: str) -> None:
     """Refuse, with the fix, a --checkpoint that is neither a usable local folder nor a plausible hub id."""
-    from ..tensor_io import CONFIG_NAME
+    from ..utils.tensor_io import CONFIG_NAME
 
     path = Path(text).expanduser()
     if path.is_dir():
@@ -90,7 +90,7 @@ def check_checkpoint_path(text: str) -> None:
 @contextlib.contextmanager
 def quiet_synthetic_warning() -> Iterator[None]:
     """Silence the library's SyntheticModelWarning: a front-end prints its own line (``warn_model``)."""
-    from ..model_io import SyntheticModelWarning
+    from ..generator.model_io import SyntheticModelWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntheticModelWarning)
@@ -100,7 +100,7 @@ def quiet_synthetic_warning() -> Iterator[None]:
 def load_model(args: argparse.Namespace, what: str = "this model"):
     """The model the arguments ask for, on the chosen device and dtype, in eval mode; warns on stderr
     when the model is not trained on real faces (tiny synthetic-world backbone, random weights)."""
-    from ..model import InstantRestore
+    from ..generator.model import InstantRestore
 
     device, dtype = resolve_device(args.device), DTYPES[args.dtype]
     if args.checkpoint:
@@ -150,7 +150,7 @@ def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
 # ------------------------------------------------------------------ resumable folder jobs
 def recorded_settings(path: Path) -> dict | None:
     """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
-    from ..images import read_recorded_settings
+    from ..utils.images import read_recorded_settings
 
     return read_recorded_settings(path)
 

@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..degradations import PRESETS, DegradationPreset, get_preset, random_degrade
-from ..files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
-from ..images import ImageError, load_image, save_image
+from ..data.degradations import PRESETS, DegradationPreset, get_preset, random_degrade
+from ..utils.files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
+from ..utils.images import ImageError, load_image, save_image
 from .common import recorded_settings, warn_kept
 
 class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -40,7 +40,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..assets import load_shipped_eval_network, load_shipped_model
     from ..bench.demo import run_demo, summary
     from ..bench.recipe import recorded_world_style
-    from ..model import InstantRestore
+    from ..generator.model import InstantRestore
 
     device = resolve_device(args.device)
     target = args.out.resolve()

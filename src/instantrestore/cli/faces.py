@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
+from ..utils.files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
                      refuse_foreign)
-from ..images import ImageError, load_image, save_image
+from ..utils.images import ImageError, load_image, save_image
 from .common import recorded_settings, warn_kept
 from ..faces.align import align_photo
 from ..faces.identity import load_embedder

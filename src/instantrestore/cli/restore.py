@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..face_restorer import check_strength_setting
-from ..files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
-from ..images import read_provenance, save_image
-from ..restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize, tensors_digest
-from ..restore_photos import provenance as photo_provenance
+from ..pipeline.face_restorer import check_strength_setting
+from ..utils.files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
+from ..utils.images import read_provenance, save_image
+from ..pipeline.restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize, tensors_digest
+from ..pipeline.restore_photos import provenance as photo_provenance
 from .common import add_model_arguments, load_model, warn_kept
 
 RESTORE_EPILOG = """examples:
@@ -82,7 +82,7 @@ def _check_inputs(inputs: list[Path], mode: str) -> None:
     import numpy as np
 
     from ..faces.verify import has_face
-    from ..images import load_image
+    from ..utils.images import load_image
 
     faceless = [p for p in inputs if not has_face(np.asarray(load_image(p)))]
     if not faceless:
@@ -101,7 +101,7 @@ def _verify_references(args, references: list[Path], inputs: list[Path]) -> None
 
     from ..faces.identity import load_embedder
     from ..faces.verify import verify_references
-    from ..images import load_image
+    from ..utils.images import load_image
 
     try:
         embedder = load_embedder(args.embedder)
@@ -169,7 +169,7 @@ def run_aligned(args: argparse.Namespace) -> int:
     model = load_model(args)
     cache = None
     if args.refs_cache:
-        from ..reference_cache import ReferenceCache
+        from ..generator.reference_cache import ReferenceCache
 
         cache = ReferenceCache.load(args.refs_cache, device=model.device)
     elif references:
@@ -219,8 +219,8 @@ def _crop_strength(strength: float | str, path: Path) -> float:
     """The strength for one aligned crop ('auto' looks at the crop)."""
     import numpy as np
 
-    from ..images import load_image
-    from ..strength import resolve_strength
+    from ..utils.images import load_image
+    from ..pipeline.strength import resolve_strength
 
     return float(resolve_strength(strength, np.asarray(load_image(path))))
 
@@ -229,11 +229,11 @@ def run_photos(args: argparse.Namespace) -> int:
     """Whole photos: every face matched to the album, restored with its person's references, pasted back."""
     import warnings
 
-    from ..album import Album
-    from ..face_restorer import FaceRestorer
+    from ..pipeline.album import Album
+    from ..pipeline.face_restorer import FaceRestorer
     from ..faces.identity import load_embedder
     from ..faces.verify import ReferenceWarning
-    from ..sharding import current_shard
+    from ..pipeline.sharding import current_shard
 
     photos = _expand(args.inputs)
     out = Path(args.out)
@@ -306,7 +306,7 @@ def run_photos(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..adapters import is_adapter_param
+    from ..generator.adapters import is_adapter_param
 
     model = load_model(args)
     count = lambda module: sum(p.numel() for n, p in module.named_parameters() if not is_adapter_param(n))  # noqa: E731

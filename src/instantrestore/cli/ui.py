@@ -62,7 +62,7 @@ def run_ui_command(args: argparse.Namespace) -> int:
     import_gradio()  # before loading a model: a missing extra is said at once
     album = None
     if args.album is not None:
-        from ..album import Album
+        from ..pipeline.album import Album
 
         album = Album(args.album)
         if not album.persons:

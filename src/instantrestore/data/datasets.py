@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..degradations import DegradationPreset, get_preset, random_degrade
-from ..files import atomic_write_text, list_images
-from ..images import ImageError, load_image, save_image, uint8_to_tensor
+from .degradations import DegradationPreset, get_preset, random_degrade
+from ..utils.files import atomic_write_text, list_images
+from ..utils.images import ImageError, load_image, save_image, uint8_to_tensor
 from . import synthetic
 
 log = logging.getLogger(__name__)

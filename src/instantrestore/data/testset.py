@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..degradations import DegradationParams, DegradationPreset, degrade, get_preset, random_degradation_params
-from ..files import atomic_write_text, ensure_not_input
-from ..images import save_image
+from .degradations import DegradationParams, DegradationPreset, degrade, get_preset, random_degradation_params
+from ..utils.files import atomic_write_text, ensure_not_input
+from ..utils.images import save_image
 from . import synthetic
 from .datasets import (landmarks_path, load_square, read_landmarks, scan_identity_folders, square_landmarks,
                        synthetic_identity_name, write_landmarks)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import check_image_tensor, crop_and_resize, tensor_to_uint8
+from ..utils.images import check_image_tensor, crop_and_resize, tensor_to_uint8
 from .detect import canonical_box, load_dlib, model_file, shape_predictor
 
 # Crop of an FFHQ-aligned face that ArcFace-style recognisers expect, as fractions of the

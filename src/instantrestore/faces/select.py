@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..images import uint8_to_tensor
+from ..utils.images import uint8_to_tensor
 from .detect import aligned_landmarks
 from .identity import DlibEmbedder, FaceEmbedder
 from .landmark_distance import ALD_EYE, affine_landmark_distance

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import uint8_to_tensor
+from ..utils.images import uint8_to_tensor
 from .identity import DlibEmbedder, FaceEmbedder
 
 MODES = ("off", "warn", "strict")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tensor_io import load_tensors
+from ..utils.tensor_io import load_tensors
 from ..faces.identity import ARCFACE_CROP
 
 ARCFACE_ARCHS: dict[str, tuple[int, int, int, int]] = {

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.synthetic import IRIS_PALETTE, Identity, get_world_style, render, sample_identity
-from ..files import atomic_write_text
-from ..images import uint8_to_tensor
+from ..utils.files import atomic_write_text
+from ..utils.images import uint8_to_tensor
 from .networks import ArcMarginHead, IdentityNetwork, build_identity_network, save_identity_network
 
 METRICS_NAME = "metrics.json"

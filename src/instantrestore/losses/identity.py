@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..images import crop_and_resize
+from ..utils.images import crop_and_resize
 
 
 def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

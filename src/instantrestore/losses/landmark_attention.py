@@ -1,6 +1,6 @@
 """Landmark attention supervision (LAS, paper sec. 3.4, eq. 7): L_LAS = || A_ideal - A_rest ||_2^2.
 
-Coordinates (``instantrestore.token_grid``). Landmarks are pixel (x, y) with pixel centres at
+Coordinates (``instantrestore.generator.token_grid``). Landmarks are pixel (x, y) with pixel centres at
 integers (this repo's convention: pixel i covers [i - 0.5, i + 0.5), so an image spans the half-open
 [-0.5, W - 0.5) x [-0.5, H - 0.5)); NaN marks a missing point. A layer grid of h x w tokens over an
 H x W image gives s = H / h pixels per token, and token (row i, col j) is centred on pixel
@@ -37,8 +37,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..attention import CapturedAttention
-from ..token_grid import inside_image, token_coords
+from ..generator.attention import CapturedAttention
+from ..generator.token_grid import inside_image, token_coords
 
 LAS_FORMS = ("mse", "ce", "official")
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..attention import CapturedAttention
+from ..generator.attention import CapturedAttention
 from .landmark_attention import grid_centres, point_subset
 
 OFFICIAL_BATCH_MODES = ("first", "per_sample")

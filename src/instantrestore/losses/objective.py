@@ -21,7 +21,7 @@ from .landmark_attention_official import official_landmark_attention_loss
 from .reconstruction import LossUnavailable, LPIPSLoss, MSSSIMLoss, l1_loss, l2_loss
 
 if TYPE_CHECKING:
-    from ..model import GeneratorOutput
+    from ..generator.model import GeneratorOutput
 
 
 class RestorationLoss(nn.Module):

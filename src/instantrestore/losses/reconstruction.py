@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..lpips_net import LPIPSUnavailable, load_lpips
+from ..utils.lpips_net import LPIPSUnavailable, load_lpips
 
 # Wang et al.'s MS-SSIM scale weights (finest first) and pytorch-msssim's default window.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -30,7 +30,7 @@ class LPIPSLoss(nn.Module):
     """LPIPS (eq. 1, weight 5 in the paper): the ``lpips`` package's differentiable distance.
 
     The lpips network is frozen (its parameters never train); gradients flow to the images.
-    The network comes from :func:`instantrestore.lpips_net.load_lpips` (no download); a missing
+    The network comes from :func:`instantrestore.utils.lpips_net.load_lpips` (no download); a missing
     package or backbone file raises :class:`LossUnavailable` saying how to provide it or to set
     the lpips weight to 0.
     """

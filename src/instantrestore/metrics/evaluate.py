@@ -21,8 +21,8 @@ import torch
 
 from ..faces.landmark_distance import ald_eye, ald_mouth, l2_landmark_distance
 from ..faces.verify import has_face
-from ..files import atomic_path, atomic_write_text, ensure_outside_inputs, list_images
-from ..images import ImageError, load_image, uint8_to_tensor
+from ..utils.files import atomic_path, atomic_write_text, ensure_outside_inputs, list_images
+from ..utils.images import ImageError, load_image, uint8_to_tensor
 from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
 
 # name -> (table header, higher is better)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..lpips_net import LPIPSUnavailable, load_lpips
+from ..utils.lpips_net import LPIPSUnavailable, load_lpips
 
 
 class MetricUnavailable(RuntimeError):
@@ -96,7 +96,7 @@ def ms_ssim(pred, gt) -> torch.Tensor:
 class LPIPS:
     """LPIPS distance (the ``lpips`` package) per image -> [B]; lower is more similar.
 
-    Never downloads (see :func:`instantrestore.lpips_net.load_lpips`): a missing package or
+    Never downloads (see :func:`instantrestore.utils.lpips_net.load_lpips`): a missing package or
     backbone file raises ``MetricUnavailable`` saying what to install or copy where.
     """
 

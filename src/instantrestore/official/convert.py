@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .. import model_io
-from ..config import OFFICIAL_BASE_VAE, ModelConfig, official_config
-from ..tensor_io import read_config
+from ..generator import model_io
+from ..generator.config import OFFICIAL_BASE_VAE, ModelConfig, official_config
+from ..utils.tensor_io import read_config
 from .checkpoint import ADAPTER_FILE, OfficialCheckpoint, OfficialCheckpointError, read_official
 from .prompt import prompt_embedding
 
 if TYPE_CHECKING:
-    from ..model import InstantRestore
+    from ..generator.model import InstantRestore
 
 log = logging.getLogger(__name__)
 OFFICIAL_BASE_UNET = "stabilityai/sd-turbo"
@@ -158,7 +158,7 @@ def convert_official(path: str | os.PathLike, out: str | os.PathLike, overwrite:
     """Write an official file as an instantrestore checkpoint folder: config.json +
     adapters.safetensors + base.safetensors (base weights bundled, in the file's own precision, so
     restoring needs no hub access). Returns the folder."""
-    from ..model import InstantRestore
+    from ..generator.model import InstantRestore
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import model_io
-from ..config import DEFAULT_PROMPT
+from ..generator import model_io
+from ..generator.config import DEFAULT_PROMPT
 
 # SD-Turbo's tokenizer (OpenCLIP's BPE; padded with "!" = 0 to 77) on DEFAULT_PROMPT, computed
 # once with open_clip's SimpleTokenizer, so a checkpoint's own text encoder can embed it offline.

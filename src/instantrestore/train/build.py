@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .. import model_io
-from ..model import InstantRestore
+from ..generator import model_io
+from ..generator.model import InstantRestore
 from .config import TrainConfig
 from .sampling import collate
 from .stages import STAGES

@@ -164,7 +164,7 @@ class TrainConfig:
         """The YAML text; also written atomically to ``path`` when given."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            from ..files import atomic_write_text
+            from ..utils.files import atomic_write_text
 
             atomic_write_text(path, text)
         return text

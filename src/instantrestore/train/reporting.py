@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..files import atomic_write_text
-from ..images import save_image, tensor_to_uint8
+from ..utils.files import atomic_write_text
+from ..utils.images import save_image, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from .. import model_io
-from ..adapters import adapters_disabled
-from ..model import GeneratorOutput, InstantRestore
+from ..generator import model_io
+from ..generator.adapters import adapters_disabled
+from ..generator.model import GeneratorOutput, InstantRestore
 from .sampling import collate
 
 if TYPE_CHECKING:

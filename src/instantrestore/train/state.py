@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import atomic_write_text
-from ..tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, save_tensors
+from ..utils.files import atomic_write_text
+from ..utils.tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, save_tensors
 
 if TYPE_CHECKING:
     from .trainer import Run

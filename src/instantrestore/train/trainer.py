@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..model import GeneratorOutput, InstantRestore
+from ..generator.model import GeneratorOutput, InstantRestore
 from . import build, state
 from .config import TrainConfig
 from .reporting import MetricsLogger, save_grid, validation_grid

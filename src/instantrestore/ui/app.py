@@ -4,7 +4,7 @@
     launch_app(app, host="127.0.0.1", port=7860)
 """
 # No `from __future__ import annotations`: gradio reads the event-data annotation (gr.SelectData) at run time.
-from ..album import Album
+from ..pipeline.album import Album
 from .session import TABLE_COLUMNS, RestoreResult, UiContext, attention_at, restore_photo, weights_notice
 
 INSTALL_HINT = "the web UI needs gradio: pip install 'instantrestore[ui]'"

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..album import Album
-from ..face_restorer import FaceRestorer, PhotoReport
+from ..pipeline.album import Album
+from ..pipeline.face_restorer import FaceRestorer, PhotoReport
 from ..faces.align import apply_affine
-from ..images import load_image, to_rgb8
+from ..utils.images import load_image, to_rgb8
 
 AUTO_MATCH = "(match every face to the album)"
 DROPPED = "dropped references"  # the person (album folder) dropped reference photos make
@@ -230,9 +230,9 @@ def attention_at(ctx: UiContext, result: RestoreResult | None, point: tuple[floa
     if not face["references"]:
         return None, f"face {face['index']} was restored {face['restored'] or 'not at all'}: no references to attend to"
     try:
-        from ..attention_map import attention_map, render_attention_map
+        from ..generator.attention_map import attention_map, render_attention_map
     except ImportError:
-        return None, "attention maps need instantrestore.attention_map, which this installation lacks"
+        return None, "attention maps need instantrestore.generator.attention_map, which this installation lacks"
     crop = face_crop(result.before, face)
     refs = [Image.fromarray(c) for c in face["references"]]
     try:

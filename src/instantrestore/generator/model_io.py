@@ -19,7 +19,7 @@ from torch import nn
 
 from .adapters import ADAPTER, is_adapter_param
 from .config import ModelConfig, backbone_config
-from .tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, save_tensors, write_config
+from ..utils.tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, save_tensors, write_config
 
 if TYPE_CHECKING:
     from .model import InstantRestore

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from .files import atomic_path
+from ..utils.files import atomic_path
 
 CACHE_FORMAT = "instantrestore.reference_cache/1"
 

@@ -22,7 +22,7 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask
             scale: float, want_probs: bool, chunk: int | None,
             bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax(q k^T * scale + bias) v over heads, with an optional key mask [B, Lk] (True =
-    attend) and logit bias [Lq, Lk] (e.g. :func:`~instantrestore.attention.position_prior`).
+    attend) and logit bias [Lq, Lk] (e.g. :func:`~instantrestore.generator.attention.position_prior`).
 
     Returns (out [B, heads, Lq, d], probs [B, heads, Lq, Lk] or None). Probabilities are only
     materialised when asked for; otherwise SDPA's fused kernels are used.

@@ -22,7 +22,7 @@ from . import model_io
 from .adapters import adapters_disabled, add_generator_adapters
 from .attention import CapturedAttention, SharedAttentionCall, install_shared_attention
 from .config import ModelConfig
-from .images import check_image_tensor, face_crops_to_tensor, tensor_to_pil
+from ..utils.images import check_image_tensor, face_crops_to_tensor, tensor_to_pil
 from .noise import NoiseDraws
 from .reference_cache import ReferenceCache
 
@@ -55,7 +55,7 @@ def check_strength(strength: float | torch.Tensor, batch: int | None = None) -> 
         return values
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating, np.integer)):
         raise ValueError(f"strength: expected a number in [0, 1] (0 = blind, 1 = full reference strength), "
-                         f"got {strength!r}; 'auto' is resolved by instantrestore.strength.resolve_strength")
+                         f"got {strength!r}; 'auto' is resolved by instantrestore.pipeline.strength.resolve_strength")
     value = float(strength)
     if not 0 <= value <= 1:
         raise ValueError(f"strength: must be in [0, 1] (0 = blind, 1 = full reference strength), got {value}")
@@ -110,7 +110,7 @@ class InstantRestore(nn.Module):
         """One of the authors' released files (``final_model_ckpt.pt`` and the ablations, or a
         ``save_model`` adapter file), in the ``official`` profile that reproduces their inference;
         ``hf://owner/repo/file`` is downloaded first. Keywords: see :func:`instantrestore.official.load_official`."""
-        from .official import load_official, resolve_checkpoint
+        from ..official import load_official, resolve_checkpoint
 
         return load_official(cls, resolve_checkpoint(str(path)), **kwargs)
 
@@ -302,10 +302,10 @@ class InstantRestore(nn.Module):
         (blind). timesteps: [B] (default ``config.timestep``); noise: latent noise added at those
         timesteps (training), None for the inference path. capture: injected layer names whose
         attention probabilities are returned. generator / noises: the random draws of a sampling
-        profile (``official``), named as in :data:`~instantrestore.noise.NOISE_NAMES`; drawn from
+        profile (``official``), named as in :data:`~instantrestore.generator.noise.NOISE_NAMES`; drawn from
         ``generator`` (None = torch's global RNG) in the authors' order unless given by name.
         strength: reference strength s in [0, 1], one float or a tensor [B] (see
-        :class:`~instantrestore.attention.SharedAttentionCall`): 1 = the paper's model, 0 = blind.
+        :class:`~instantrestore.generator.attention.SharedAttentionCall`): 1 = the paper's model, 0 = blind.
         """
         lq = check_image_tensor(lq, "lq").to(self.device, self.dtype)
         self._check_size(lq, "lq")
@@ -404,7 +404,7 @@ class InstantRestore(nn.Module):
         images, or None for blind restoration (an empty list is an error). ``seed`` / ``noises``:
         the random draws of a sampling profile (``official``); this project's profile draws none.
         ``strength``: how much the references steer the result, in [0, 1] (1 = the paper's model,
-        0 = blind; :func:`instantrestore.strength.resolve_strength` turns ``"auto"`` into a value)."""
+        0 = blind; :func:`instantrestore.pipeline.strength.resolve_strength` turns ``"auto"`` into a value)."""
         strength = check_strength(strength)
         as_tensor = isinstance(lq, torch.Tensor)
         single = (isinstance(lq, Image.Image) or (isinstance(lq, (str, os.PathLike)) and not Path(lq).is_dir())

@@ -30,12 +30,12 @@ import numpy as np
 from PIL import Image
 
 from .album import Album
-from .faces.align import AlignedFace, align_photo
-from .faces.identity import FaceEmbedder
-from .faces.paste import paste_restored
-from .faces.select import SelectionWeights, select_references
-from .faces.verify import ReferenceMismatchError, ReferenceWarning
-from .images import load_image, to_rgb8, uint8_to_tensor
+from ..faces.align import AlignedFace, align_photo
+from ..faces.identity import FaceEmbedder
+from ..faces.paste import paste_restored
+from ..faces.select import SelectionWeights, select_references
+from ..faces.verify import ReferenceMismatchError, ReferenceWarning
+from ..utils.images import load_image, to_rgb8, uint8_to_tensor
 from .strength import resolve_strength
 
 UNKNOWN = ("blind", "keep")

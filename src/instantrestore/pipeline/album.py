@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .files import atomic_path, list_images
-from .faces.align import align_face, is_aligned_crop
-from .faces.detect import aligned_landmarks, detect_faces
-from .faces.identity import DlibEmbedder, FaceEmbedder
-from .faces.verify import LQ_MARGIN, VerificationReport, verify_embeddings
-from .images import ImageError, load_image, uint8_to_tensor
-from .reference_cache import ReferenceCache
+from ..utils.files import atomic_path, list_images
+from ..faces.align import align_face, is_aligned_crop
+from ..faces.detect import aligned_landmarks, detect_faces
+from ..faces.identity import DlibEmbedder, FaceEmbedder
+from ..faces.verify import LQ_MARGIN, VerificationReport, verify_embeddings
+from ..utils.images import ImageError, load_image, uint8_to_tensor
+from ..generator.reference_cache import ReferenceCache
 
 CACHE_DIR = ".instantrestore-cache"
 FACES_FORMAT = "instantrestore.album_faces/1"

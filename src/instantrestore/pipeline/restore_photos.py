@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 
 from .album import file_digest
-from .files import atomic_write_text
-from .images import ImageError, load_image, read_recorded_settings, save_image
+from ..utils.files import atomic_write_text
+from ..utils.images import ImageError, load_image, read_recorded_settings, save_image
 
 BEFORE_AFTER_SUFFIX = "_before_after.jpg"
 

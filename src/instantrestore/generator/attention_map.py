@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .images import face_crops_to_tensor, load_image, tensor_to_uint8
+from ..utils.images import face_crops_to_tensor, load_image, tensor_to_uint8
 from .model import ImageLike, InstantRestore
 from .reference_cache import ReferenceCache
 from .token_grid import containing_tokens, inside_image

@@ -1,0 +1,2 @@
+"""Whole photos: personal albums, matching faces to people, reference strength, folder jobs
+(planning, resume, provenance) and sharding across processes."""

@@ -1,0 +1,1 @@
+"""The boundary with files: image loading and checks, atomic writes, safetensors I/O."""
