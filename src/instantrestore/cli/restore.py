@@ -12,7 +12,8 @@ from tqdm import tqdm
 from ..pipeline.face_restorer import check_strength_setting
 from ..utils.files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
 from ..utils.images import read_provenance, save_image
-from ..pipeline.restore_photos import model_fingerprint, output_paths, plan, restore_photo, summarize, tensors_digest
+from ..generator.fingerprints import model_fingerprint, tensors_digest
+from ..pipeline.restore_photos import output_paths, plan, restore_photo, summarize
 from ..pipeline.restore_photos import provenance as photo_provenance
 from .common import add_model_arguments, load_model, warn_kept
 

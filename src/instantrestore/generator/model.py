@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from PIL import Image
 from torch import nn
 
-from . import model_io
+from . import fingerprints, model_io
 from .adapters import adapters_disabled, add_generator_adapters
 from .attention import CapturedAttention, SharedAttentionCall, install_shared_attention
 from .config import ModelConfig
@@ -136,7 +136,7 @@ class InstantRestore(nn.Module):
 
     def weights_fingerprint(self) -> str:
         """Fingerprint of the reference branch's weights (base UNet and VAE); see model_io."""
-        return model_io.weights_fingerprint(self)
+        return fingerprints.weights_fingerprint(self)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive gradients: the LoRA adapters and the VAE encoder's first conv."""

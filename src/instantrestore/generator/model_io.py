@@ -1,5 +1,5 @@
 """Generator weights in and out: build a generator (random, over a diffusers base, or from a
-saved checkpoint), read and write its trained tensors, fingerprint its reference branch.
+saved checkpoint), read and write its trained tensors.
 
 Kept apart from :mod:`.model`, which holds only the method. The builders take the generator
 class as their first argument, so this module never imports the model (no import cycle);
@@ -7,7 +7,6 @@ class as their first argument, so this module never imports the model (no import
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -84,26 +83,6 @@ def load_base_state(model: InstantRestore, state: dict[str, torch.Tensor]) -> No
             for name, param in module.named_parameters():
                 if "modules_to_save" in name:
                     param.copy_(state[f"{prefix}." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
-
-
-def weights_fingerprint(model: InstantRestore) -> str:
-    """Fingerprint of the weights the reference branch runs (base UNet and VAE, adapters off).
-
-    Adapters never run in the reference branch, so a cache stays valid across LoRA checkpoints
-    that share base weights. Recomputed only when a base tensor was modified in place.
-    """
-    params = [p for module in (model.unet, model.vae) for n, p in module.named_parameters()
-              if not is_adapter_param(n)]
-    key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params[:4])
-    cached = getattr(model, "_fingerprint", None)
-    if cached is None or cached[0] != key:
-        digest = hashlib.sha256(model.config.backbone.encode())
-        with torch.no_grad():
-            sums = torch.stack([torch.stack([p.sum(), torch.linalg.vector_norm(p)]) for p in params]).double()
-        digest.update(sums.cpu().numpy().tobytes())
-        cached = (key, digest.hexdigest()[:16])
-        model._fingerprint = cached
-    return cached[1]
 
 
 # ------------------------------------------------------------------ builders

@@ -39,6 +39,7 @@ from ..faces.detect import aligned_landmarks, detect_faces
 from ..faces.identity import DlibEmbedder, FaceEmbedder
 from ..faces.verify import LQ_MARGIN, VerificationReport, verify_embeddings
 from ..utils.images import ImageError, load_image, uint8_to_tensor
+from ..generator.fingerprints import file_digest
 from ..generator.reference_cache import ReferenceCache
 
 CACHE_DIR = ".instantrestore-cache"
@@ -49,15 +50,6 @@ _CACHE_NAME = re.compile(r"^(?P<key>[0-9a-f]{16})(\.faces|-[0-9a-f]{16})\.safete
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_KEY_CHARS]
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_key(model) -> str:

@@ -16,7 +16,6 @@ folder shared between processes (``sharding.py``) gives the same files as one pr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .album import file_digest
+from ..generator.fingerprints import file_digest
 from ..utils.files import atomic_write_text
 from ..utils.images import ImageError, load_image, read_recorded_settings, save_image
 
@@ -64,24 +63,6 @@ def output_paths(photos: list[Path], out: Path) -> list[PhotoOutputs]:
         raise ValueError(f"several inputs would be written to the same output: {', '.join(clashes[:5])}; "
                          "rename them or restore the folders one at a time")
     return outputs
-
-
-def tensors_digest(tensors) -> str:
-    """A short fingerprint of some tensors (sums and norms; enough to tell models / references apart)."""
-    import torch
-
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for t in tensors:
-            t = t.detach().float()
-            digest.update(torch.stack([t.sum(), torch.linalg.vector_norm(t)]).double().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def model_fingerprint(model) -> str:
-    """A short fingerprint of everything in ``model`` that changes its output: the base weights and
-    the trained adapters (:func:`tensors_digest` of the adapter tensors)."""
-    return f"{model.weights_fingerprint()}-{tensors_digest(model.adapter_state_dict().values())}"
 
 
 def provenance(model_id: str, album_key: str | None, settings: dict, photo: Path) -> dict:
