@@ -2,7 +2,7 @@
 (the ground truth re-rendered with jitter), 4 references and 4 wrong references on held-out people
 of the tuning world - PSNR, marks present and eye-colour error per row. A few minutes cheaper than
 `instantrestore bench synth` (no identity network, no attention capture); used while tuning the
-issue-15 recipe (docs/benchmark.md, "What each recipe change bought").
+tiny recipe (docs/benchmark.md, "What each recipe change bought").
 
     python benchmarks/reference_probe.py runs/synth/instantrestore/final
     python benchmarks/reference_probe.py runs/synth/instantrestore/checkpoints/step_0000100 --identities 16

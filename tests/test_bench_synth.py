@@ -14,7 +14,8 @@ from instantrestore.assets import (ShippedAssetsMissing, load_shipped_eval_netwo
 from instantrestore.generator.attention import CapturedAttention
 from instantrestore.bench.cases import correct_region_mass, eye_color_error, make_case, make_cases, marks_present
 from instantrestore.bench.recipe import recorded_world_style
-from instantrestore.bench.synth import COLUMNS, DEFAULT_ROWS, SANITY_ROWS, evaluate_synth
+from instantrestore.bench.rows import COLUMNS, DEFAULT_ROWS, SANITY_ROWS
+from instantrestore.bench.synth import evaluate_synth
 from instantrestore.cli import main
 from instantrestore.utils.images import uint8_to_tensor
 from instantrestore.generator.model import InstantRestore
@@ -174,8 +175,9 @@ def test_pipeline_skips_finished_parts_and_ships(weights, tmp_path):
     assert model.config.image_size == SIZE and net.input_size == 32
 
 
-# Issue 15: references must raise identity similarity and marks present over blind by at least this
-# much on 6 held-out people (the benchmark's targets, on 48 people, are +0.2 and +50 points).
+# The shipped model's claim: references must raise identity similarity and marks present over blind
+# by at least this much on 6 held-out people (the benchmark's targets, on 48 people, are +0.2 and
+# +50 points).
 SHIPPED_ID_SIM_MARGIN = 0.1
 SHIPPED_MARKS_MARGIN = 0.15
 SHIPPED = pytest.mark.skipif(not shipped_assets_present(), reason="the trained tiny model is not shipped in this checkout")
@@ -207,7 +209,7 @@ def test_shipped_model_restores_through_the_unet():
 @SHIPPED
 @pytest.mark.slow
 def test_shipped_model_references_raise_identity_similarity():
-    """Issue 15: on held-out people the shipped model's references bring back identity and marks
+    """On held-out people the shipped model's references bring back identity and marks
     (48 people: ID +0.219, marks +36 points, docs/benchmark.md); here 6 people, smaller margins."""
     model, network = load_shipped_model(), load_shipped_eval_network()
     rows = tuple(spec for spec in DEFAULT_ROWS if spec.name in ("blind", "4 refs"))

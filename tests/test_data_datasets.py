@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from instantrestore.cli import main
-from instantrestore.data.datasets import (
-    IdentityFolderDataset, SyntheticIdentityDataset, sample_references, scan_identity_folders, write_landmarks,
-)
+from instantrestore.data.datasets import IdentityFolderDataset, SyntheticIdentityDataset
+from instantrestore.data.folders import scan_identity_folders
+from instantrestore.data.items import sample_references
+from instantrestore.data.landmark_files import write_landmarks
 from instantrestore.data.synthetic import MAX_MARKS
 from instantrestore.data.testset import load_test_case, make_test_set
 

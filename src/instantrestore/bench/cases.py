@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..generator.attention import CapturedAttention
 from ..data import probes, synthetic
-from ..utils.images import tensor_to_uint8
 from ..data.degradations import random_degrade
+from ..generator.attention import CapturedAttention
 from ..generator.token_grid import containing_tokens, inside_image, token_coords
+from ..utils.images import tensor_to_uint8
 
 # A mark counts as present when its contrast (probes.mark_contrast, sized to the mark) is at least this
 # share of the same mark's contrast in the ground truth (docs/benchmark.md).
@@ -63,6 +63,7 @@ class SynthCase:
 
     @property
     def size(self) -> int:
+        """Image side in pixels."""
         return int(self.hq.shape[0])
 
     @property

@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from ..faces.identity import cosine_similarity
+from ..generator.model import InstantRestore
+from ..metrics.image import psnr, ssim
 from ..utils.files import atomic_write_text
 from ..utils.images import uint8_to_tensor
-from ..metrics.image import psnr, ssim
-from ..generator.model import InstantRestore
-from .cases import eye_color_error, make_case, marks_present, to_uint8
+from .cases import SynthCase, eye_color_error, make_case, marks_present, to_uint8
 from .report import comparison_grid, write_png
 from .synth import DEFAULT_WORLD_SEED, eval_embedder
 
@@ -86,7 +86,7 @@ def run_demo(out: str | Path, model: InstantRestore, eval_network: nn.Module, id
     return metrics
 
 
-def detail_boxes(case) -> list[tuple[int, int, int]]:
+def detail_boxes(case: SynthCase) -> list[tuple[int, int, int]]:
     """Square boxes (x0, y0, side) in pixels around what references should bring back: the
     person's marks, then both eyes (clipped to the image)."""
     size = case.size

@@ -48,10 +48,12 @@ def find_config(name: str) -> Path:
 
 
 def part_finished(out: Path, part: str) -> bool:
+    """Whether recipe part ``part`` under ``out`` saved its final weights (then a rerun skips it)."""
     return (out / part / FINAL).is_dir()
 
 
 def read_timings(out: Path) -> dict[str, float]:
+    """Wall seconds per recipe part from ``out/timings.json`` ({} before the first part finishes)."""
     path = out / "timings.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..utils.files import atomic_path, atomic_write_text
-from .synth import RowResult, SynthResults
+from .rows import RowResult, SynthResults
 
 # column key -> (header, format)
 TABLE_COLUMNS = (
@@ -42,11 +42,13 @@ def markdown_table(rows: list[RowResult]) -> str:
 
 
 def targets_markdown(targets: list[dict]) -> str:
+    """One bullet per target: PASS / MISS / not run, the target, its real numbers."""
     marks = {True: "PASS", False: "MISS", None: "not run"}
     return "".join(f"- **{marks[t['passed']]}** {t['target']}: {t['detail']}\n" for t in targets)
 
 
 def results_markdown(results: SynthResults, command: str | None = None) -> str:
+    """``results.md``: the settings in a sentence, the command if given, the table and the targets."""
     s = results.settings
     four = results.row("4 refs")
     chance = four.attention_chance if four else None
@@ -58,7 +60,7 @@ def results_markdown(results: SynthResults, command: str | None = None) -> str:
             + f"; time: batch 1, reference encoding included, {s['torch_threads']} threads on {s['device']}.\n\n")
     if command:
         text += f"Command: `{command}`\n\n"
-    text += markdown_table(results.rows) + "\n## Targets (issue 15)\n\n" + targets_markdown(results.targets)
+    text += markdown_table(results.rows) + "\n## Targets\n\n" + targets_markdown(results.targets)
     return text
 
 
@@ -102,6 +104,7 @@ def comparison_grid(rows: list[dict], columns: tuple[str, ...] = GRID_COLUMNS) -
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 (H, W, 3) RGB image as PNG, atomically."""
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"{path}: could not encode PNG")

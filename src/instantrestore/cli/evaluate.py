@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..metrics.evaluate import METRICS, evaluate, read_timings
+from ..metrics.evaluate import METRICS, evaluate
+from ..metrics.pairing import read_timings
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -1,223 +1,26 @@
-"""Identity datasets and the training sampler.
+"""Identity datasets for training: photos on disk (``IdentityFolderDataset``) or synthetic people
+rendered on the fly (``SyntheticIdentityDataset``), and writing synthetic people to identity folders.
 
-Folder layouts read by ``scan_identity_folders`` (one sub-folder per identity):
-  root/<identity>/*.{png,jpg,...}                       plain identity folders
-  root/<identity>/cropped_images/*                      official InstantRestore training layout
-  root/<identity>/{degraded.png, gt.png, conditioning/*} test layout (gt + conditioning are used)
-  root/<identity>/references/*                          DMDNet/CelebRef-HQ examples (a degraded_* photo
-                                                        beside it has no clean version and is ignored)
-Optional landmarks live in a side file next to each image: ``<stem>.json`` holding
-``{"landmarks": [[x, y], ...], "width": W, "height": H, "num_ibug": 68}`` (pixel coordinates).
-
-Every dataset returns the training item of ``make_item``: a degraded target, its ground truth and
-1..refs_max other photos of the same identity, each item drawn from an rng seeded by
+Every dataset returns the training item of ``items.make_item``: a degraded target, its ground truth
+and 1..refs_max other photos of the same identity, each item drawn from an rng seeded by
 (seed, epoch, index) so data is reproducible in any worker order.
 """
 from __future__ import annotations
 
-import json
-import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .degradations import DegradationPreset, get_preset, random_degrade
-from ..utils.files import atomic_write_text, list_images
-from ..utils.images import ImageError, load_image, save_image, uint8_to_tensor
+from ..utils.images import save_image
 from . import synthetic
+from .degradations import DegradationPreset, get_preset, random_degrade
+from .folders import load_square, scan_identity_folders, square_landmarks
+from .items import check_refs, item_rng, make_item, sample_references
+from .landmark_files import landmarks_path, read_landmarks, write_landmarks
 
-log = logging.getLogger(__name__)
-_TAG_ITEM = 0x17
-
-
-# ------------------------------------------------------------------ landmarks side files
-
-def landmarks_path(image_path: str | os.PathLike) -> Path:
-    """The side file holding ``image_path``'s landmarks: same folder and stem, ``.json``."""
-    return Path(image_path).with_suffix(".json")
-
-
-def write_landmarks(path: str | os.PathLike, landmarks: np.ndarray, width: int, height: int,
-                    num_ibug: int = synthetic.NUM_IBUG) -> None:
-    """Write landmarks [P, 2] (pixel x, y of an image ``width`` x ``height``) as a side file, atomically."""
-    rows = [[round(float(x), 3), round(float(y), 3)] for x, y in np.asarray(landmarks).reshape(-1, 2)]
-    atomic_write_text(path, json.dumps({"landmarks": rows, "width": int(width), "height": int(height),
-                                        "num_ibug": int(num_ibug)}))
-
-
-def read_landmarks(path: str | os.PathLike) -> tuple[np.ndarray, int, int] | None:
-    """(landmarks float32 [P, 2], width, height) from a side file, or None when there is none.
-
-    Raises ValueError naming the file when it exists but is malformed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        pts = np.asarray(data["landmarks"], dtype=np.float32).reshape(-1, 2)
-        return pts, int(data["width"]), int(data["height"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: malformed landmarks file ({exc})") from exc
-
-
-# ------------------------------------------------------------------ folder scanning
-
-@dataclass(frozen=True)
-class IdentityRecord:
-    """One identity: its name and its usable image paths (sorted)."""
-
-    name: str
-    images: tuple[Path, ...]
-
-
-def identity_images(folder: Path) -> list[Path]:
-    """The images of one identity folder in whichever layout it uses (see module docs)."""
-    for sub in ("cropped_images", "references"):
-        if (folder / sub).is_dir():
-            return list_images(folder / sub)
-    if (folder / "gt.png").is_file():
-        cond = folder / "conditioning"
-        return [folder / "gt.png"] + (list_images(cond) if cond.is_dir() else [])
-    return list_images(folder)
-
-
-def _readable(path: Path) -> str | None:
-    """None if PIL can identify the file, else the reason."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-        return None
-    except Exception as exc:  # PIL raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
-
-
-def scan_identity_folders(root: str | os.PathLike, min_images: int = 2, verify: bool = True) -> list[IdentityRecord]:
-    """Identities under ``root`` with at least ``min_images`` readable images, sorted by name.
-
-    Unreadable files are logged by path and left out; identities that end up with fewer than
-    ``min_images`` images are skipped with a count in the log. Raises FileNotFoundError when
-    ``root`` is missing and ValueError when no identity is usable.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset root {root} is not a folder")
-    records, skipped, unreadable = [], [], 0
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = []
-        for path in identity_images(folder):
-            reason = _readable(path) if verify else None
-            if reason:
-                unreadable += 1
-                log.warning("unreadable image left out: %s (%s)", path, reason)
-            else:
-                images.append(path)
-        if len(images) < min_images:
-            skipped.append(folder.name)
-        else:
-            records.append(IdentityRecord(folder.name, tuple(images)))
-    if skipped:
-        log.warning("skipped %d identit%s with fewer than %d images: %s", len(skipped),
-                    "y" if len(skipped) == 1 else "ies", min_images, ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
-    if unreadable:
-        log.warning("%d unreadable image(s) left out under %s", unreadable, root)
-    if not records:
-        raise ValueError(f"{root}: no identity folder has {min_images} or more readable images "
-                         f"({len(skipped)} skipped, {unreadable} unreadable files)")
-    return records
-
-
-def load_square(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Load an image, centre-crop it square and resize to ``size``.
-
-    Returns (uint8 (size, size, 3) RGB, (width, height) of the file as loaded).
-    """
-    im = load_image(path)
-    orig = im.size
-    side = min(orig)
-    x0, y0 = (im.width - side) // 2, (im.height - side) // 2
-    if orig != (side, side):
-        im = im.crop((x0, y0, x0 + side, y0 + side))
-    if side != size:
-        im = im.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(im, dtype=np.uint8), orig
-
-
-def square_landmarks(points: np.ndarray, recorded: tuple[int, int], actual: tuple[int, int], size: int) -> np.ndarray:
-    """Map landmarks of an image recorded at ``recorded`` (w, h) onto ``load_square``'s output.
-
-    Pixel centres are at integer coordinates; the file may have been resized since the
-    landmarks were written (then ``actual`` differs from ``recorded``).
-    """
-    (rw, rh), (aw, ah) = recorded, actual
-    pts = (np.asarray(points, np.float64) + 0.5) * (aw / rw, ah / rh)
-    side = min(aw, ah)
-    pts = (pts - ((aw - side) // 2, (ah - side) // 2)) * (size / side) - 0.5
-    return pts.astype(np.float32)
-
-
-# ------------------------------------------------------------------ item assembly
-
-def pad_landmarks(points: np.ndarray | None, num_points: int) -> np.ndarray:
-    """float32 [num_points, 2]: ``points`` truncated or NaN-padded; all NaN when None."""
-    out = np.full((num_points, 2), np.nan, np.float32)
-    if points is not None and num_points:
-        n = min(num_points, len(points))
-        out[:n] = points[:n]
-    return out
-
-
-def make_item(hq: np.ndarray, lq: np.ndarray, refs: list[np.ndarray], landmarks_hq: np.ndarray | None,
-              landmarks_refs: list[np.ndarray | None], refs_max: int, num_points: int,
-              identity: str, index: int) -> dict:
-    """The training item every dataset returns (the trainer and the evaluation consume this dict).
-
-    lq/hq: float32 [3, H, W] in [-1, 1]; refs: [refs_max, 3, H, W] zero-padded; ref_mask: bool
-    [refs_max], True = real reference; landmarks_hq: float32 [P, 2] pixels, NaN where unknown;
-    landmarks_refs: [refs_max, P, 2], NaN for padding; identity: str; index: int.
-    """
-    if not 1 <= len(refs) <= refs_max:
-        raise ValueError(f"item {index}: {len(refs)} references, expected 1..{refs_max}")
-    h, w = hq.shape[:2]
-    ref_arr = np.zeros((refs_max, h, w, 3), np.uint8)
-    lm_refs = np.full((refs_max, num_points, 2), np.nan, np.float32)
-    for k, (ref, lm) in enumerate(zip(refs, landmarks_refs)):
-        ref_arr[k] = ref
-        lm_refs[k] = pad_landmarks(lm, num_points)
-    ref_t = uint8_to_tensor(ref_arr)
-    ref_t[len(refs):] = 0.0
-    mask = torch.zeros(refs_max, dtype=torch.bool)
-    mask[: len(refs)] = True
-    return {"lq": uint8_to_tensor(lq)[0], "hq": uint8_to_tensor(hq)[0], "refs": ref_t, "ref_mask": mask,
-            "landmarks_hq": torch.from_numpy(pad_landmarks(landmarks_hq, num_points)),
-            "landmarks_refs": torch.from_numpy(lm_refs), "identity": identity, "index": int(index)}
-
-
-def sample_references(rng: np.random.Generator, num_images: int, target: int, refs_min: int, refs_max: int) -> list[int]:
-    """k in refs_min..refs_max (capped by what exists) distinct image indices, never ``target``."""
-    others = [j for j in range(num_images) if j != target]
-    if not others:
-        raise ValueError(f"an identity needs at least 2 images to give a reference, got {num_images}")
-    hi = min(refs_max, len(others))
-    k = int(rng.integers(min(refs_min, hi), hi + 1))
-    return [others[j] for j in rng.choice(len(others), size=k, replace=False)]
-
-
-def _item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([_TAG_ITEM, int(seed), int(epoch), int(index)])
-
-
-def _check_refs(refs_min: int, refs_max: int) -> None:
-    if not 1 <= refs_min <= refs_max:
-        raise ValueError(f"need 1 <= refs_min <= refs_max, got refs_min={refs_min}, refs_max={refs_max}")
-
-
-# ------------------------------------------------------------------ datasets
 
 class IdentityFolderDataset(Dataset):
     """Photos organised by identity on disk; item i = image i as the degraded target plus references.
@@ -233,7 +36,7 @@ class IdentityFolderDataset(Dataset):
     def __init__(self, root: str | os.PathLike, size: int = 512, refs_max: int = 4, preset: str | DegradationPreset = "paper",
                  seed: int = 0, landmarks: str = "auto", refs_min: int = 1, epoch: int = 0, verify: bool = True,
                  num_points: int | None = None):
-        _check_refs(refs_min, refs_max)
+        check_refs(refs_min, refs_max)
         if landmarks not in ("auto", "none", "require"):
             raise ValueError(f"landmarks must be 'auto', 'none' or 'require', got {landmarks!r}")
         self.root, self.size, self.refs_max, self.refs_min = Path(root), int(size), int(refs_max), int(refs_min)
@@ -268,7 +71,7 @@ class IdentityFolderDataset(Dataset):
         return img, square_landmarks(pts, (w, h), actual, self.size)
 
     def __getitem__(self, index: int) -> dict:
-        rng = _item_rng(self.seed, self.epoch, index)
+        rng = item_rng(self.seed, self.epoch, index)
         ident, target = self._index[index]
         rec = self.identities[ident]
         ref_ids = sample_references(rng, len(rec.images), target, self.refs_min, self.refs_max)
@@ -298,7 +101,7 @@ class SyntheticIdentityDataset(Dataset):
                  refs_max: int = 4, refs_min: int = 1, preset: str | DegradationPreset = "sr8",
                  max_marks: int = synthetic.MAX_MARKS, epoch: int = 0, style: str = "classic",
                  oracle_reference: float = 0.0):
-        _check_refs(refs_min, refs_max)
+        check_refs(refs_min, refs_max)
         if images_per_identity < 2 or num_identities < 1:
             raise ValueError(f"need >= 1 identity with >= 2 images each, got {num_identities} x {images_per_identity}")
         if not 0.0 <= oracle_reference <= 1.0:
@@ -310,6 +113,7 @@ class SyntheticIdentityDataset(Dataset):
         self.num_points = synthetic.NUM_IBUG + self.max_marks
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw different references and degradations (re-create workers for it to take effect)."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -318,7 +122,7 @@ class SyntheticIdentityDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        rng = _item_rng(self.seed, self.epoch, index)
+        rng = item_rng(self.seed, self.epoch, index)
         ident_idx, target = divmod(index, self.images_per_identity)
         ident = synthetic.sample_identity(self.seed, ident_idx, self.style)
         ref_ids = sample_references(rng, self.images_per_identity, target, self.refs_min, self.refs_max)
@@ -355,11 +159,3 @@ def write_synthetic_identity_folders(out: str | os.PathLike, seed: int, identiti
             save_image(Image.fromarray(shot.image), path)
             written += 1
     return written, skipped
-
-
-__all__ = [
-    "IdentityRecord", "IdentityFolderDataset", "SyntheticIdentityDataset", "ImageError", "identity_images",
-    "landmarks_path", "load_square", "make_item", "pad_landmarks", "read_landmarks", "sample_references",
-    "scan_identity_folders", "square_landmarks", "synthetic_identity_name", "write_landmarks",
-    "write_synthetic_identity_folders",
-]

@@ -50,6 +50,7 @@ class DegradationParams:
     jpeg_quality: int = 100
 
     def to_dict(self) -> dict:
+        """The parameters as a JSON-ready dict (recorded next to each degraded test image)."""
         return dataclasses.asdict(self)
 
 

@@ -4,14 +4,17 @@ brought back details that the degradation destroyed.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+
 
 def _luma(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def mark_contrast(image: np.ndarray, xy, scale: float = 1.0, radius: float | None = None) -> float:
+def mark_contrast(image: np.ndarray, xy: Sequence[float], scale: float = 1.0, radius: float | None = None) -> float:
     """How dark a spot at pixel ``xy`` is: median luma of a ring around it minus the darkest luma
     of its core. uint8 (H, W, 3) RGB input. Without ``radius``: core within 1 px, ring 3-5 px
     (both times ``scale`` = size / 128; clean 1-3 px marks score above ~25, skin alone and such
@@ -36,7 +39,7 @@ def mark_contrast(image: np.ndarray, xy, scale: float = 1.0, radius: float | Non
     return float(np.median(ring) - inner.min())
 
 
-def iris_color(image: np.ndarray, center, radius: float, eye_polygon: np.ndarray) -> np.ndarray:
+def iris_color(image: np.ndarray, center: Sequence[float], radius: float, eye_polygon: np.ndarray) -> np.ndarray:
     """Median RGB (float32 [3]) of the iris annulus (0.4-0.95 radius, outside the pupil) inside the
     eye opening given by the six eye landmarks ``eye_polygon`` [6, 2] (pixels)."""
     h, w = image.shape[:2]

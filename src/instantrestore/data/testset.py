@@ -22,12 +22,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .degradations import DegradationParams, DegradationPreset, degrade, get_preset, random_degradation_params
 from ..utils.files import atomic_write_text, ensure_not_input
 from ..utils.images import save_image
 from . import synthetic
-from .datasets import (landmarks_path, load_square, read_landmarks, scan_identity_folders, square_landmarks,
-                       synthetic_identity_name, write_landmarks)
+from .datasets import synthetic_identity_name
+from .degradations import DegradationParams, DegradationPreset, degrade, get_preset, random_degradation_params
+from .folders import load_square, scan_identity_folders, square_landmarks
+from .landmark_files import landmarks_path, read_landmarks, write_landmarks
 
 _TAG_TEST = 0x7E
 DONE_FILE = "degradation.json"
@@ -35,6 +36,8 @@ DONE_FILE = "degradation.json"
 
 @dataclass(frozen=True)
 class TestSetReport:
+    """How many cases a test-set writer wrote and how many it found complete and kept."""
+
     written: int
     skipped: int  # complete cases left as they were (resume)
 

@@ -1,10 +1,10 @@
-"""Face-recognition networks R for the identity loss (issue 6).
+"""Face-recognition networks R for the identity loss (paper eq. 1) and for evaluation.
 
 - Real faces: ``load_arcface`` builds insightface's ArcFace iresnet (r18/r34/r50/r100) and loads
   user-supplied weights (``arcface.py``).
 - Synthetic world: ``build_identity_network`` (``cnn-a``, ``resnet-b``), ``train_identity_network``
   (ArcFace margin loss on synthetic identities, held-out verification) and ``load_identity_network``
-  (``synthetic.py``, ``train.py``); CLI ``instantrestore train-id``.
+  (``networks.py``, ``train.py``); CLI ``instantrestore train-id``.
 
 Every network maps [B, 3, S, S] RGB in [-1, 1] to L2-normalised [B, D] embeddings and carries
 ``input_size`` (S) and ``crop`` (fractions x0, y0, x1, y1 of the aligned face to cut before resizing, or None).

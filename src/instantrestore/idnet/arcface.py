@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.tensor_io import load_tensors
 from ..faces.identity import ARCFACE_CROP
+from ..utils.tensor_io import load_tensors
 
 ARCFACE_ARCHS: dict[str, tuple[int, int, int, int]] = {
     "r18": (2, 2, 2, 2), "r34": (3, 4, 6, 3), "r50": (3, 4, 14, 3), "r100": (3, 13, 30, 3)}

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils.tensor_io import PICKLE_SUFFIXES, load_tensors, save_tensors
 from ..utils.files import atomic_write_text
+from ..utils.tensor_io import PICKLE_SUFFIXES, load_tensors, save_tensors
 
 IDNET_FORMAT = "instantrestore.idnet/1"
 CONFIG_NAME = "config.json"

@@ -1,5 +1,6 @@
-"""Training losses of InstantRestore (paper eq. 1-3, 7-8) and two options from related work:
-seed 003's hard-example identity loss and seed 004's masked face alignment."""
+"""Training losses of InstantRestore (paper eq. 1-3, 7-8) and two options from related work: the
+hard-example identity loss of "Reference-Guided Identity Preserving Face Restoration" and the
+masked face alignment of HonestFace."""
 from .adversarial import (Discriminator, discriminator_adversarial_loss, frozen,
                           generator_adversarial_loss)
 from .config import LandmarkAttentionConfig, LossWeights, resolve_layers

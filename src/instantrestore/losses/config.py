@@ -20,10 +20,10 @@ class LossWeights:
     l1: float = 0.0
     l2: float = 0.0
     identity: float = 1.0
-    hard_example_lambda: float | None = None  # None: plain ID; e.g. 0.6: seed 003 eq. 3 HID
+    hard_example_lambda: float | None = None  # None: plain ID; e.g. 0.6: hard-example ID (HID), see IdentityLoss
     adversarial: float = 0.5
     landmark_attention: float = 5000.0
-    face_alignment: float = 0.0  # seed 004 masked face alignment, off by default
+    face_alignment: float = 0.0  # HonestFace's masked face alignment, off by default
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Identity losses: paper eq. 1 (L_ID = 1 - <R(I_high), R(I_rest)>) and seed 003 eq. 3 (hard-example ID).
+"""Identity losses: paper eq. 1 (L_ID = 1 - <R(I_high), R(I_rest)>) and the hard-example ID loss
+(eq. 3 of "Reference-Guided Identity Preserving Face Restoration").
 
 R is any frozen ``nn.Module`` mapping [B, 3, S, S] in [-1, 1] to [B, D] embeddings, with an int
 attribute ``input_size`` (S) and an optional ``crop`` (x0, y0, x1, y1 fractions of the aligned face
@@ -20,11 +21,12 @@ def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class IdentityLoss(nn.Module):
-    """L_ID (eq. 1) or, with ``hard_example_lambda``, seed 003's hard-example ID loss (eq. 3):
+    """L_ID (eq. 1) or, with ``hard_example_lambda``, the hard-example ID loss (eq. 3 of
+    "Reference-Guided Identity Preserving Face Restoration"):
 
         L_HID = (1 - lambda) * L_ID(I_high, I_rest) + lambda * L_ID(I_ref, I_rest).
 
-    Seed 003 trains with one reference; with several, ``reference="mean"`` averages
+    That paper trains with one reference; with several, ``reference="mean"`` averages
     L_ID(I_ref_n, I_rest) over the sample's real references (``ref_mask`` True) and
     ``reference="first"`` uses its first real one. lambda = 0 is exactly plain L_ID.
     The network is set to eval mode and frozen (``requires_grad_(False)``) in place.

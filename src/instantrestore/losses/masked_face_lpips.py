@@ -1,14 +1,14 @@
-"""Masked face alignment (MFA, seed 004 eq. 10-13): a perceptual loss on landmark-masked images.
+"""Masked face alignment (MFA, HonestFace eq. 10-13): a perceptual loss on landmark-masked images.
 
     M_raw = avg_channel(heatmaps)                                                  (10)
     M     = minmax(1 - exp(-k * M_raw)), i.e. (v - min v) / (max v - min v + eps)  (11)
     x_MFA = M * x_H + (1 - M) * B,   x^_MFA = M * x^_H + (1 - M) * B                (12)
     L_MFA = LPIPS(x_MFA, x^_MFA)                                                   (13)
 
-Seed 004 runs a heatmap detector on the degraded input. Training batches already carry the
+HonestFace runs a heatmap detector on the degraded input. Training batches already carry the
 target's landmarks, so the heatmaps here are rendered from them: one Gaussian (peak 1, std
 ``sigma`` x image side) per finite landmark, averaged over the finite landmarks - a perfect
-detector's heatmaps. B is neutral grey (0 in [-1, 1]); k = 10 as in seed 004.
+detector's heatmaps. B is neutral grey (0 in [-1, 1]); k = 10 as in HonestFace.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The full training objective, paper eq. 8: L = L_rec (eq. 3) + lambda_LAS * L_LAS (eq. 7).
 
 L_rec = lambda_MSSIM * L_MSSIM + lambda_LPIPS * L_LPIPS + lambda_ID * L_ID + lambda_GAN * L_GAN,
-plus the optional L1 / L2 and seed 004's masked face alignment. Terms with weight 0 are never
+plus the optional L1 / L2 and HonestFace's masked face alignment. Terms with weight 0 are never
 computed, and a term whose weight is > 0 but whose component is missing fails at construction.
 """
 from __future__ import annotations

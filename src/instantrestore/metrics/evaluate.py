@@ -2,8 +2,9 @@
 
 Outputs in ``out``: ``per_image.csv`` (one row per pair), ``summary.json`` (mean/std/n per
 metric, skipped metrics with reasons, unpaired and unreadable files, conventions),
-``table.md`` (one row, mean ± std, seed 003's table style) and ``grid.png`` (input /
-output / ground truth / references for a sample of pairs).
+``table.md`` (one row, mean ± std, in the style of the tables of "Reference-Guided Identity
+Preserving Face Restoration") and ``grid.png`` (``grid.write_grid``: input / output / ground
+truth / references for a sample of pairs). Which files pair up is ``pairing``'s job.
 """
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ import csv
 import io
 import json
 import math
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import torch
 
 from ..faces.landmark_distance import ald_eye, ald_mouth, l2_landmark_distance
 from ..faces.verify import has_face
-from ..utils.files import atomic_path, atomic_write_text, ensure_outside_inputs, list_images
+from ..utils.files import atomic_write_text, ensure_outside_inputs
 from ..utils.images import ImageError, load_image, uint8_to_tensor
+from .grid import write_grid
 from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
+from .pairing import find_references, pair_files
+
+if TYPE_CHECKING:
+    from ..faces.identity import FaceEmbedder
 
 # name -> (table header, higher is better)
 METRICS = {
@@ -42,51 +46,16 @@ CONVENTIONS = {
     "ms_ssim": "pytorch-msssim, RGB, data range 255, 11x11 Gaussian sigma 1.5, 5 scales",
     "lpips": "lpips package, AlexNet backbone, inputs in [-1, 1]",
     "ids": "cosine similarity of identity embeddings, output vs ground truth",
-    "ids_ref": "cosine similarity of identity embeddings, output vs the first reference (sorted by name), seed 003",
+    "ids_ref": "cosine similarity of identity embeddings, output vs the first reference (sorted by name), as in "
+               "Reference-Guided Identity Preserving Face Restoration",
     "l2_ld": "mean Euclidean distance of the 68 dlib landmarks, pixels at the evaluated size",
-    "ald_e": "affine landmark distance (seed 004 eq. 14) on eyes+brows (22 points), pixels^2",
-    "ald_m": "affine landmark distance (seed 004 eq. 14) on the outer mouth (12 points), pixels^2",
+    "ald_e": "affine landmark distance (HonestFace eq. 14) on eyes+brows (22 points), pixels^2",
+    "ald_m": "affine landmark distance (HonestFace eq. 14) on the outer mouth (12 points), pixels^2",
 }
 
 
-@dataclass
-class Pairing:
-    pairs: list[tuple[str, Path, Path]] = field(default_factory=list)  # (stem, pred, gt)
-    pred_only: list[str] = field(default_factory=list)
-    gt_only: list[str] = field(default_factory=list)
-    ambiguous: list[str] = field(default_factory=list)
-
-
-def pair_files(pred_dir: Path, gt_dir: Path) -> Pairing:
-    """Pair images by file stem (``a.png`` with ``a.jpg``); everything else is listed, never dropped."""
-    def by_stem(paths):
-        table: dict[str, list[Path]] = {}
-        for p in paths:
-            table.setdefault(p.stem, []).append(p)
-        return table
-    pred, gt = by_stem(list_images(pred_dir)), by_stem(list_images(gt_dir))
-    out = Pairing()
-    for stem in sorted(set(pred) | set(gt)):
-        if len(pred.get(stem, [])) > 1 or len(gt.get(stem, [])) > 1:
-            out.ambiguous += [str(p) for p in pred.get(stem, []) + gt.get(stem, [])]
-        elif stem in pred and stem in gt:
-            out.pairs.append((stem, pred[stem][0], gt[stem][0]))
-        elif stem in pred:
-            out.pred_only.append(pred[stem][0].name)
-        else:
-            out.gt_only.append(gt[stem][0].name)
-    return out
-
-
-def find_references(refs_dir: Path | None, stem: str) -> list[Path]:
-    """References of one image: ``refs_dir/<stem>/*`` if that folder exists, else the images directly in ``refs_dir``."""
-    if refs_dir is None:
-        return []
-    own = refs_dir / stem
-    return list_images(own) if own.is_dir() else list_images(refs_dir)
-
-
 def _stats(values: list[float]) -> dict:
+    """mean/std/n of the finite values; ``n_infinite`` counts the rest (PSNR of identical images)."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return {"mean": None, "std": None, "n": 0, "n_infinite": len(values)}
@@ -96,8 +65,9 @@ def _stats(values: list[float]) -> dict:
 
 
 def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None = None, lq_dir: Path | None = None,
-             metrics: list[str] | None = None, embedder=None, timings: dict[str, float] | None = None,
-             grid: int = 4, label: str | None = None, progress: bool = True, faceless: str = "warn") -> dict:
+             metrics: list[str] | None = None, embedder: FaceEmbedder | None = None,
+             timings: dict[str, float] | None = None, grid: int = 4, label: str | None = None, progress: bool = True,
+             faceless: str = "warn") -> dict:
     """Measure every pair and write the four outputs; returns the summary dict (also in summary.json)."""
     from tqdm import tqdm
 
@@ -212,7 +182,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
     return summary
 
 
-def _notes(embedder, active: list[str]) -> list[str]:
+def _notes(embedder: FaceEmbedder | None, active: list[str]) -> list[str]:
     notes = []
     if embedder is not None and {"ids", "ids_ref"} & set(active) and embedder.name == "dlib":
         notes.append("IDS uses dlib's 128-d embedder, not ArcFace as in the papers; for comparable numbers "
@@ -257,45 +227,3 @@ def markdown_table(summary: dict) -> str:
     for p in summary["problems"]:
         lines.append(f"- not measured: {p['name']}: {p['reason']}")
     return "\n".join(lines) + "\n"
-
-
-def write_grid(path: Path, sample, refs_dir: Path | None, lq_dir: Path | None, cell: int = 192, n_refs: int = 2):
-    """Grid PNG, one row per pair: input (when ``lq_dir``) / output / ground truth / up to ``n_refs`` references."""
-    titles = (["input"] if lq_dir else []) + ["output", "ground truth"] + \
-             (["reference"] * n_refs if refs_dir else [])
-    blank = np.full((cell, cell, 3), 255, np.uint8)
-
-    def tile(p: Path | None) -> np.ndarray:
-        if p is None or not p.is_file():
-            return blank
-        return cv2.resize(np.asarray(load_image(p)), (cell, cell), interpolation=cv2.INTER_AREA)
-
-    header = np.full((28, cell * len(titles), 3), 255, np.uint8)
-    for i, t in enumerate(titles):
-        cv2.putText(header, t, (i * cell + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    rows = [header]
-    for stem, pred, gt in sample:
-        tiles = []
-        if lq_dir:
-            lq = [q for q in list_images(lq_dir) if q.stem == stem]
-            tiles.append(tile(lq[0] if lq else None))
-        tiles += [tile(pred), tile(gt)]
-        if refs_dir:
-            refs = find_references(refs_dir, stem)[:n_refs]
-            tiles += [tile(r) for r in refs] + [blank] * (n_refs - len(refs))
-        rows.append(np.concatenate(tiles, axis=1))
-    grid = np.concatenate(rows, axis=0)
-    with atomic_path(path) as tmp:
-        ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise ValueError(f"{path}: could not encode the grid")
-        tmp.write_bytes(data.tobytes())
-
-
-def read_timings(path: str | os.PathLike) -> dict[str, float]:
-    """Per-image seconds from a CSV with columns ``name,seconds`` (name = file stem or file name)."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"name", "seconds"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: timings CSV needs columns name,seconds, got {reader.fieldnames}")
-        return {Path(r["name"]).stem: float(r["seconds"]) for r in reader}

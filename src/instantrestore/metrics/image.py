@@ -16,12 +16,14 @@ import torch.nn.functional as F
 
 from ..utils.lpips_net import LPIPSUnavailable, load_lpips
 
+Images = torch.Tensor | np.ndarray  # the layouts of the module docstring
+
 
 class MetricUnavailable(RuntimeError):
     """A metric that cannot run here (missing package or weights); the message says how to provide it."""
 
 
-def to_pixels(images) -> torch.Tensor:
+def to_pixels(images: Images) -> torch.Tensor:
     """Tensor [-1, 1] [B, 3, H, W] or uint8 array (H, W, 3)/(B, H, W, 3) -> float64 [B, 3, H, W] in [0, 255]."""
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8:
@@ -38,7 +40,7 @@ def to_pixels(images) -> torch.Tensor:
     raise TypeError(f"expected a torch.Tensor or numpy array, got {type(images).__name__}")
 
 
-def _pair(pred, gt) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(pred: Images, gt: Images) -> tuple[torch.Tensor, torch.Tensor]:
     p, g = to_pixels(pred), to_pixels(gt)
     if p.shape != g.shape:
         raise ValueError(f"prediction {tuple(p.shape)} and ground truth {tuple(g.shape)} differ in shape")
@@ -51,7 +53,7 @@ def rgb_to_y(pixels: torch.Tensor) -> torch.Tensor:
     return 16.0 + (pixels * weights).sum(1, keepdim=True) / 255.0
 
 
-def psnr(pred, gt, y_channel: bool = False) -> torch.Tensor:
+def psnr(pred: Images, gt: Images, y_channel: bool = False) -> torch.Tensor:
     """PSNR in dB per image -> [B] float64 (inf for identical images); data range 255."""
     p, g = _pair(pred, gt)
     if y_channel:
@@ -60,7 +62,7 @@ def psnr(pred, gt, y_channel: bool = False) -> torch.Tensor:
     return 10.0 * torch.log10(255.0 ** 2 / mse)
 
 
-def ssim(pred, gt, y_channel: bool = False, win_size: int = 7) -> torch.Tensor:
+def ssim(pred: Images, gt: Images, y_channel: bool = False, win_size: int = 7) -> torch.Tensor:
     """SSIM per image -> [B] float64, scikit-image's definition (see the module docstring)."""
     p, g = _pair(pred, gt)
     if y_channel:
@@ -81,7 +83,7 @@ def ssim(pred, gt, y_channel: bool = False, win_size: int = 7) -> torch.Tensor:
     return s.mean(dim=(2, 3)).mean(1)
 
 
-def ms_ssim(pred, gt) -> torch.Tensor:
+def ms_ssim(pred: Images, gt: Images) -> torch.Tensor:
     """MS-SSIM per image (pytorch-msssim, 11x11 Gaussian, sigma 1.5, 5 scales, RGB) -> [B]; sides must exceed 160 px."""
     try:
         from pytorch_msssim import ms_ssim as _ms_ssim
@@ -109,7 +111,7 @@ class LPIPS:
         self.model = model.to(self.device)
 
     @torch.no_grad()
-    def __call__(self, pred, gt) -> torch.Tensor:
+    def __call__(self, pred: Images, gt: Images) -> torch.Tensor:
         p, g = _pair(pred, gt)
         p, g = (p / 127.5 - 1).float().to(self.device), (g / 127.5 - 1).float().to(self.device)
         return self.model(p, g).flatten().double().cpu()

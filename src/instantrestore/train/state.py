@@ -35,6 +35,7 @@ STEP_DIR = re.compile(r"^step_(\d{7,})$")
 
 
 def step_dir_name(step: int) -> str:
+    """The checkpoint folder name of ``step`` (``step_0000100``)."""
     return f"step_{step:07d}"
 
 
@@ -89,6 +90,8 @@ def rng_to_file(path: Path) -> None:
 
 
 def rng_from_file(path: Path) -> None:
+    """Restore the Python, NumPy, torch CPU (and, on the same device count, CUDA) RNG states
+    that ``rng_to_file`` saved."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -118,6 +121,7 @@ def list_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint of the highest step under ``root``, or None when there is none."""
     found = list_checkpoints(root)
     return found[-1][1] if found else None
 
@@ -154,6 +158,7 @@ def finish_checkpoint(root: Path, step: int, trainer_state: dict[str, Any], keep
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The trainer's JSON state (step, epoch, ...) saved in ``checkpoint``."""
     return json.loads((checkpoint / STATE_DIR / TRAINER_JSON).read_text())
 
 

@@ -4,9 +4,12 @@ Pixel centres sit at integer coordinates, matching OpenCV's fixed-point drawing 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
+Color = Sequence[float] | np.ndarray  # RGB (or one channel for a mask), 0-255
 SHIFT = 4  # sub-pixel bits for OpenCV drawing: edges land at 1/16 px at every resolution
 _ONE = 1 << SHIFT
 
@@ -15,23 +18,23 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points, dtype=np.float64) * _ONE).astype(np.int32).reshape(-1, 1, 2)
 
 
-def fill_poly(img: np.ndarray, points: np.ndarray, color) -> None:
+def fill_poly(img: np.ndarray, points: np.ndarray, color: Color) -> None:
     """Fill a polygon (N, 2) of pixel coordinates with an anti-aliased edge, in place."""
     cv2.fillPoly(img, [_fixed(points)], _color(color), lineType=cv2.LINE_AA, shift=SHIFT)
 
 
-def polyline(img: np.ndarray, points: np.ndarray, color, thickness_px: float, closed: bool = False) -> None:
+def polyline(img: np.ndarray, points: np.ndarray, color: Color, thickness_px: float, closed: bool = False) -> None:
     """Anti-aliased polyline through (N, 2) pixel coordinates; thickness rounded to >= 1 px."""
     thickness = max(1, int(round(thickness_px)))
     cv2.polylines(img, [_fixed(points)], closed, _color(color), thickness, lineType=cv2.LINE_AA, shift=SHIFT)
 
 
-def _color(color) -> tuple:
+def _color(color: Color) -> tuple[float, ...]:
     return tuple(float(c) for c in color)
 
 
-def soft_disk(img: np.ndarray, center, radius: float, color, mask_poly: np.ndarray | None = None,
-              edge_dark: float = 0.0) -> None:
+def soft_disk(img: np.ndarray, center: Sequence[float], radius: float, color: Color,
+              mask_poly: np.ndarray | None = None, edge_dark: float = 0.0) -> None:
     """Composite a disk with exact area-like coverage (1 px ramp) in place.
 
     center: (x, y) pixels; radius: pixels (works below 1 px for tiny marks); mask_poly: optional
