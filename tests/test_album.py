@@ -13,7 +13,8 @@ from PIL import Image
 
 import instantrestore.pipeline.album as album_module
 from instantrestore import InstantRestore
-from instantrestore.pipeline.album import CACHE_DIR, Album, model_key
+from instantrestore.generator.fingerprints import reference_key
+from instantrestore.pipeline.album import CACHE_DIR, Album
 from instantrestore.utils.images import load_image, uint8_to_tensor
 
 SIDE = 64
@@ -110,10 +111,39 @@ def test_second_run_encodes_nothing_and_a_changed_file_reencodes_only_its_person
     assert len(new_ann) == 2 and not set(new_ann) & set(old_ann)  # the old contents' files are removed
     assert len(_cache_files(two_people, "bob")) == 2
 
-    # the same album in the same process notices the change too
+    # the same album in the same process sees the folder as it was listed, until refresh()
     _write(two_people / "bob" / "05.png", 98, (-100, -100, 100))
     fourth.reference_cache("bob", model)
+    assert fourth.encodes == {"ann": 1}
+    fourth.refresh()
+    fourth.reference_cache("bob", model)
     assert fourth.encodes == {"ann": 1, "bob": 1}
+
+
+def test_the_folder_is_listed_and_hashed_once_per_album(two_people, stub_faces, model, monkeypatch):
+    """Matching a face asks for every person's references; the folder walk and the file checks
+    happen once per Album (and again after refresh), not once per person per face."""
+    import instantrestore.pipeline.album_people as people
+
+    album = _stub_album(two_people)
+    for person in album.persons:
+        album.reference_cache(person, model)
+    listings, checks = [], []
+    list_images, check = people.list_images, people.AlbumFolder._file_digest
+    monkeypatch.setattr(people, "list_images", lambda folder: listings.append(folder.name) or list_images(folder))
+    monkeypatch.setattr(people.AlbumFolder, "_file_digest", lambda self, path: checks.append(path.name) or check(self, path))
+    embedding = album.references("ann").embeddings[0]
+    for _ in range(5):  # five faces
+        album.identify(embedding)
+        album.reference_cache("ann", model)
+        album.key()
+    assert listings == [] and checks == []
+    album.refresh()
+    album.identify(embedding)
+    # the persons' listing looks into each folder, then each person's files are listed and checked once
+    assert sorted(listings) == ["ann", "ann", "bob", "bob", "empty"]
+    assert sorted(checks) == ["01.png", "02.png", "03.png", "04.png", "05.png"]
+    assert album.encodes == {"ann": 1, "bob": 1} and album.prepared == {"ann": 1, "bob": 1}
 
 
 def test_album_key_follows_contents_not_timestamps(two_people):
@@ -131,7 +161,7 @@ def test_another_model_encodes_again_without_preparing_again(two_people, stub_fa
     _stub_album(two_people).reference_cache("ann", model)
     with pytest.warns(UserWarning):
         other = InstantRestore.from_pretrained(micro_weights / "model_no_las")
-    assert model_key(other) != model_key(model)
+    assert reference_key(other) != reference_key(model)
     album = _stub_album(two_people)
     album.reference_cache("ann", other)
     album.reference_cache("ann", model)

@@ -428,11 +428,11 @@ def _interrupt_after(monkeypatch, module, calls: int):
 
 
 def test_degrade_interrupted_then_resumed_equals_uninterrupted(lq_folder, tmp_path, monkeypatch, capsys):
-    import instantrestore.cli.data as data_cli
+    import instantrestore.pipeline.folder_jobs as folder_jobs
 
     run_cli(capsys, "degrade", lq_folder, tmp_path / "full", "--preset", "sr8")
     with monkeypatch.context() as m:
-        _interrupt_after(m, data_cli, 1)
+        _interrupt_after(m, folder_jobs, 1)
         rc, _, err = run_cli(capsys, "degrade", lq_folder, tmp_path / "part", "--preset", "sr8")
     assert rc == 130 and "interrupted" in err
     assert len(list((tmp_path / "part").glob("*"))) == 1
@@ -460,12 +460,12 @@ def test_degrade_keeps_outputs_of_other_settings_with_a_warning(lq_folder, tmp_p
 
 def test_restore_interrupted_then_resumed_equals_uninterrupted(lq_folder, micro_weights, tmp_path, monkeypatch,
                                                                capsys):
-    import instantrestore.cli.restore as restore_cli
+    import instantrestore.pipeline.folder_jobs as folder_jobs
 
     args = ["--aligned", "--checkpoint", micro_weights / "model", "--verify-refs", "off"]
     run_cli(capsys, "restore", lq_folder, "--out", tmp_path / "full", *args)
     with monkeypatch.context() as m:
-        _interrupt_after(m, restore_cli, 2)
+        _interrupt_after(m, folder_jobs, 2)
         assert run_cli(capsys, "restore", lq_folder, "--out", tmp_path / "part", *args)[0] == 130
     rc, _, err = run_cli(capsys, "restore", lq_folder, "--out", tmp_path / "part", *args)
     assert rc == 0 and "skipping 2 existing" in err
@@ -526,12 +526,12 @@ def test_align_never_overwrites_a_file_it_did_not_write(photos, capsys):
 
 
 def test_align_and_paste_resume_and_paste_refuses_small_crops(photos, tmp_path, monkeypatch, capsys):
-    import instantrestore.cli.faces as faces_cli
+    import instantrestore.pipeline.folder_jobs as folder_jobs
 
     aligned, full = tmp_path / "aligned", tmp_path / "aligned_full"
     run_cli(capsys, "align", photos, full, "--size", "256")
     with monkeypatch.context() as m:
-        _interrupt_after(m, faces_cli, 1)
+        _interrupt_after(m, folder_jobs, 1)
         assert run_cli(capsys, "align", photos, aligned, "--size", "256")[0] == 130
     assert run_cli(capsys, "align", photos, aligned, "--size", "256")[0] == 0
     assert tree_digest(aligned) == tree_digest(full)
@@ -566,12 +566,12 @@ def _aligned_and_restored(photos, tmp_path, capsys, side: int = 256) -> tuple[Pa
 
 
 def test_paste_interrupted_then_resumed_equals_uninterrupted(photos, tmp_path, monkeypatch, capsys):
-    import instantrestore.cli.faces as faces_cli
+    import instantrestore.pipeline.folder_jobs as folder_jobs
 
     aligned, restored = _aligned_and_restored(photos, tmp_path, capsys)
     assert run_cli(capsys, "paste", aligned, restored, tmp_path / "full")[0] == 0
     with monkeypatch.context() as m:
-        _interrupt_after(m, faces_cli, 1)
+        _interrupt_after(m, folder_jobs, 1)
         rc, _, err = run_cli(capsys, "paste", aligned, restored, tmp_path / "part")
     assert rc == 130 and "interrupted" in err
     assert len(list((tmp_path / "part").iterdir())) == 1  # one photo pasted, no temporary left

@@ -198,11 +198,11 @@ def test_one_photo_to_a_file_and_without_an_album(job, stubs, micro_weights, cap
 
 @pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights, monkeypatch, capsys):
-    import instantrestore.pipeline.restore_photos as photos_module
+    import instantrestore.pipeline.folder_jobs as folder_jobs
 
     args = ["--album", job / "album", *_model(micro_weights)]
     assert _run(capsys, "restore", job / "photos", "--out", job / "full", *args)[0] == 0
-    real, calls = photos_module.save_image, {"n": 0}
+    real, calls = folder_jobs.save_image, {"n": 0}
 
     def save(*a, **kw):
         if calls["n"] >= 2:
@@ -210,9 +210,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights
         calls["n"] += 1
         return real(*a, **kw)
 
-    monkeypatch.setattr(photos_module, "save_image", save)
+    monkeypatch.setattr(folder_jobs, "save_image", save)
     assert _run(capsys, "restore", job / "photos", "--out", job / "part", *args)[0] == 130
-    monkeypatch.setattr(photos_module, "save_image", real)
+    monkeypatch.setattr(folder_jobs, "save_image", real)
     rc, _, err = _run(capsys, "restore", job / "photos", "--out", job / "part", *args)
     assert rc == 0 and "skipping 2 existing" in err
     assert _digests(job / "part") == _digests(job / "full")
@@ -222,8 +222,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights
     (["--album", "A", "--refs", "R"], "use one or the other"),
     (["--aligned", "--unknown", "keep"], "use one or the other"),
     (["--refs-cache", "C", "--before-after"], "use one or the other"),
-    (["--strength", "1.5"], "strength must be in [0, 1]"),
-    (["--strength", "strong"], "a number in [0, 1] or 'auto'"),
+    (["--strength", "1.5"], "strength must be a number in [0, 1] or 'auto' (1: follow the references fully, "
+                            "0: blind), got 1.5"),
+    (["--strength", "strong"], "strength must be a number in [0, 1] or 'auto'"),
 ])
 def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, capsys):
     photo = tmp_path / "p.png"

@@ -99,3 +99,89 @@ def test_resolve_strength(faces):
             st.resolve_strength(bad, faces[0])
     with pytest.raises(ValueError, match="needs the face"):
         st.resolve_strength("auto")
+
+
+# ------------------------------------------------------------------ the one strength grammar
+@pytest.mark.parametrize("text, value", [("auto", "auto"), ("AUTO", "auto"), (" Auto ", "auto"), ("0.5", 0.5),
+                                         ("1", 1.0), (0, 0.0), (0.25, 0.25), (np.float32(0.5), 0.5)])
+def test_parse_strength_reads_numbers_and_auto_in_any_case(text, value):
+    assert st.parse_strength(text) == value and type(st.parse_strength(text)) is type(value)
+
+
+@pytest.mark.parametrize("bad, shown", [("1.5", "1.5"), (1.5, "1.5"), (-0.2, "-0.2"), ("nan", "nan"),
+                                        ("strong", "'strong'"), (True, "True"), (None, "None")])
+def test_parse_strength_refuses_with_one_message(bad, shown):
+    with pytest.raises(ValueError) as info:
+        st.parse_strength(bad)
+    assert str(info.value) == f"strength must be {st.STRENGTH_HELP}, got {shown}"
+
+
+def test_face_strength_is_none_without_references_and_resolved_with_them(faces):
+    assert st.face_strength("auto", None, has_references=False) is None  # blind: the face is not even read
+    assert st.face_strength(0.0, faces[0], has_references=False) is None
+    assert st.face_strength(0.0, faces[0], has_references=True) == 0.0
+    assert st.face_strength("AUTO", faces[0], has_references=True) == st.auto_strength(faces[0])
+
+
+def test_auto_reads_an_image_path_like_the_array(faces, tmp_path):
+    Image.fromarray(faces[1]).save(tmp_path / "face.png")
+    assert st.resolve_strength("auto", tmp_path / "face.png") == st.resolve_strength("auto", faces[1])
+
+
+def _cli_strength(capsys, value: str):
+    """--strength as `instantrestore restore` parses it: (the value, or None, and argparse's error)."""
+    from instantrestore.cli import build_parser
+
+    try:
+        args = build_parser().parse_args(["restore", "x.png", "--out", "o.png", "--strength", value])
+    except SystemExit:
+        return None, capsys.readouterr().err
+    return args.strength, ""
+
+
+def _ui_strength(monkeypatch, value, auto: bool = False):
+    """The strength the UI hands to FaceRestorer.enhance for a slider ``value`` (no model run)."""
+    import instantrestore.ui.session as session
+    from instantrestore.pipeline.face_restorer import PhotoReport
+
+    seen = {}
+
+    class Restorer:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def enhance(self, photo, seed=0, strength=None):
+            seen["strength"] = strength
+            return photo, PhotoReport(photo_size=(photo.shape[1], photo.shape[0]))
+
+    monkeypatch.setattr(session, "FaceRestorer", Restorer)
+    session.restore_photo(session.UiContext(model=None), np.zeros((64, 64, 3), np.uint8), strength=value,
+                          auto_strength=auto)
+    return seen["strength"]
+
+
+def test_every_front_end_reads_strength_alike(capsys, monkeypatch):
+    from instantrestore.pipeline.face_restorer import FaceRestorer
+
+    for text in ("auto", "AUTO"):
+        assert _cli_strength(capsys, text)[0] == "auto"
+        assert FaceRestorer(None, strength=text).strength == "auto"
+        assert _ui_strength(monkeypatch, text) == "auto"
+    assert _ui_strength(monkeypatch, 0.3, auto=True) == "auto"  # the checkbox wins over the slider
+    assert _cli_strength(capsys, "0.5")[0] == FaceRestorer(None, strength="0.5").strength == 0.5
+    assert _ui_strength(monkeypatch, 0.5) == 0.5
+
+
+def test_every_front_end_refuses_out_of_range_with_the_same_message(capsys, monkeypatch):
+    from instantrestore.pipeline.face_restorer import FaceRestorer
+
+    message = f"strength must be {st.STRENGTH_HELP}, got 1.5"
+    value, err = _cli_strength(capsys, "1.5")
+    assert value is None and f"argument --strength: {message}\n" in err
+    with pytest.raises(ValueError) as restorer:
+        FaceRestorer(None, strength=1.5)
+    with pytest.raises(ValueError) as enhance:
+        FaceRestorer(None).enhance(np.zeros((64, 64, 3), np.uint8), strength="1.5")
+    with pytest.raises(ValueError) as ui:
+        _ui_strength(monkeypatch, 1.5)
+    assert str(restorer.value) == str(enhance.value) == str(ui.value) == message

@@ -109,7 +109,7 @@ def test_attention_at_says_why_there_is_no_map(model):
 def test_no_photo_or_a_bad_strength_is_refused(model):
     with pytest.raises(ValueError, match="drop a photo"):
         restore_photo(UiContext(model), None)
-    with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"strength must be a number in \[0, 1\] or 'auto'"):
         restore_photo(UiContext(model), np.zeros((64, 64, 3), np.uint8), strength=1.5)
     with pytest.raises(ValueError, match="uint8"):
         restore_photo(UiContext(model), np.zeros((64, 64, 3), np.float32))

@@ -11,9 +11,13 @@ See README.md in this folder for how the assets were made and how to replace the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..generator.model import InstantRestore
 
 ASSETS_DIR = Path(__file__).resolve().parent
 MODEL_NAME = "tiny-synth"
@@ -58,7 +62,8 @@ def shipped_assets_present(assets_dir: str | Path | None = None) -> bool:
     return True
 
 
-def load_shipped_model(device: torch.device | str | None = None, assets_dir: str | Path | None = None):
+def load_shipped_model(device: torch.device | str | None = None,
+                       assets_dir: str | Path | None = None) -> InstantRestore:
     """The shipped :class:`~instantrestore.generator.model.InstantRestore` (tiny backbone, 128 px), in eval mode."""
     from ..generator.model import InstantRestore
 

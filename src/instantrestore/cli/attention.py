@@ -48,14 +48,14 @@ def resolve_layers(items: list[str] | None, injected: list[str]) -> list[str] | 
 def run_attention(args: argparse.Namespace) -> int:
     from ..generator.attention_map import attention_map, render_attention_map
     from ..utils.files import ensure_not_input
+    from ..pipeline.folder_jobs import expand_inputs
     from ..utils.images import save_image
-    from .restore import _expand
 
     point = parse_point(args.point)
-    faces = _expand([args.face])
+    faces = expand_inputs([args.face])
     if len(faces) != 1:
         raise ValueError(f"{args.face}: give one face crop, not a folder of {len(faces)}")
-    references = _expand(args.refs)
+    references = expand_inputs(args.refs)
     for path in (*faces, *references):
         ensure_not_input(args.out, [path])
     model = load_model(args)

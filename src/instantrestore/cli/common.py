@@ -10,6 +10,7 @@ from typing import Iterator
 
 import torch
 
+from ..generator.backbones import backbone_names
 from ..utils.tensor_io import PICKLE_SUFFIXES
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -22,7 +23,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "file (.pt, or hf://hwdz15508/InstantRestore/final_model_ckpt.pt to download it; see "
                             "convert-official); or a diffusers base model (local directory or hub id, e.g. "
                             "stabilityai/sd-turbo) to start fresh adapters on")
-    group.add_argument("--backbone", choices=["tiny", "sd-turbo"], default=None,
+    group.add_argument("--backbone", choices=backbone_names(), default=None,
                        help="with no --checkpoint: build this architecture with RANDOM weights (a smoke test; "
                             "the output is not a restoration)")
     group.add_argument("--seed", type=int, default=0, help="seed for --backbone random weights")
@@ -97,12 +98,13 @@ def quiet_synthetic_warning() -> Iterator[None]:
         yield
 
 
-def load_model(args: argparse.Namespace, what: str = "this model"):
-    """The model the arguments ask for, on the chosen device and dtype, in eval mode; warns on stderr
-    when the model is not trained on real faces (tiny synthetic-world backbone, random weights)."""
+def load_model(args: argparse.Namespace, what: str = "this model", device: str | None = None):
+    """The model the arguments ask for, on the chosen device (``device``, when given, instead of
+    --device) and dtype, in eval mode; warns on stderr when the model is not trained on real faces
+    (tiny synthetic-world backbone, random weights)."""
     from ..generator.model import InstantRestore
 
-    device, dtype = resolve_device(args.device), DTYPES[args.dtype]
+    device, dtype = resolve_device(device or args.device), DTYPES[args.dtype]
     if args.checkpoint:
         from ..official import HF_PREFIX, resolve_checkpoint
 
@@ -130,8 +132,8 @@ def load_model(args: argparse.Namespace, what: str = "this model"):
         model = InstantRestore.from_config(args.backbone, seed=args.seed).to(device=device, dtype=dtype).eval()
         warn_model(model, random_weights=True)
         return model
-    raise ValueError("no model chosen: pass --checkpoint DIR (a trained model) or --backbone tiny|sd-turbo "
-                     "(random weights, for a smoke test)")
+    raise ValueError(f"no model chosen: pass --checkpoint DIR (a trained model) or --backbone "
+                     f"{'|'.join(backbone_names())} (random weights, for a smoke test)")
 
 
 def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
@@ -145,25 +147,3 @@ def _from_pretrained(cls, path: Path, trust_pickle: bool, device, dtype):
         raise ValueError(f"--checkpoint {path}: cannot be loaded ({first}). Expected a folder with config.json + "
                          "adapters.safetensors, a diffusers folder (unet/, vae/), or a hub id such as "
                          "stabilityai/sd-turbo (needs network access)") from exc
-
-
-# ------------------------------------------------------------------ resumable folder jobs
-def recorded_settings(path: Path) -> dict | None:
-    """The settings ``save_image`` recorded in an existing output, or None (none, or not JSON)."""
-    from ..utils.images import read_recorded_settings
-
-    return read_recorded_settings(path)
-
-
-def warn_kept(command: str, kept_other: list[str], kept_unknown: list[str], other: str, redo: str = "redo them") -> None:
-    """Say which existing outputs a resumed folder job kept: made with other settings (``other``
-    names them), or with no record of ``command`` making them."""
-    def names(items: list[str]) -> str:
-        return f"{', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-
-    if kept_other:
-        print(f"warning: kept {len(kept_other)} existing output(s) {other}: {names(kept_other)}; pass --overwrite "
-              f"to {redo}", file=sys.stderr)
-    if kept_unknown:
-        print(f"warning: kept {len(kept_unknown)} existing file(s) with no record of {command} making them: "
-              f"{names(kept_unknown)}; pass --overwrite to replace them", file=sys.stderr)

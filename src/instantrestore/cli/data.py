@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
 from ..data.degradations import PRESETS, DegradationPreset, get_preset, random_degrade
-from ..utils.files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
-from ..utils.images import ImageError, load_image, save_image
-from .common import recorded_settings, warn_kept
+from ..pipeline.folder_jobs import progress_bar
+from ..pipeline.transform_folder import transform_folder
+
 
 class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in the help and the examples epilog kept as written."""
@@ -110,58 +107,22 @@ def _logging() -> None:
 def cmd_degrade(args: argparse.Namespace) -> int:
     _logging()
     preset = parse_preset(args.preset, args.override)
-    src, dst = Path(args.input), Path(args.output)
-    if src.is_dir():
-        if dst.resolve() == src.resolve() or dst.resolve().is_relative_to(src.resolve()):
-            raise ValueError(f"OUT {dst} must lie outside the input folder {src}")
-        jobs = [(p, dst / p.relative_to(src).with_suffix(".png")) for p in list_images(src, recursive=True)]
-        if not jobs:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {src}")
-        clash = sorted({str(o) for _, o in jobs if sum(o == other for _, other in jobs) > 1})
-        if clash:
-            raise ValueError(f"{len(clash)} output(s) would come from two inputs that differ only in suffix: {clash[:3]}")
-        base = src
-    elif src.is_file():
-        out = dst if dst.suffix.lower() in IMAGE_SUFFIXES else dst / f"{src.stem}.png"
-        jobs, base = [(src, out)], src.parent
-    else:
-        raise FileNotFoundError(f"{src}: no such file or folder")
-    # a killed run (kill -9) leaves its temporary; nothing else would ever remove it
-    for stale in clean_stale_temporaries(dst if src.is_dir() else jobs[0][1].parent):
-        logging.info("removed %s, left by an interrupted run", stale)
     settings = {"command": "degrade", "preset": dataclasses.asdict(preset), "seed": args.seed}
-    done = failed = skipped = 0
-    kept_other, kept_unknown = [], []
-    for path, out in tqdm(jobs, desc="degrade", unit="image", disable=len(jobs) == 1):
-        ensure_not_input(out, [path])
-        made = {**settings, "input": path.relative_to(base).as_posix()}
-        if out.exists() and not args.overwrite:
-            recorded = recorded_settings(out)
-            if recorded is None:
-                kept_unknown.append(out.name)
-            elif recorded != json.loads(json.dumps(made)):  # through JSON: tuples read back as lists
-                kept_other.append(out.name)
-            else:
-                skipped += 1
-            continue
-        try:
-            img = np.asarray(load_image(path))
-        except ImageError as exc:
-            print(f"warning: {exc}; skipped", file=sys.stderr)
-            failed += 1
-            continue
-        rng = np.random.default_rng([args.seed, zlib.crc32(path.relative_to(base).as_posix().encode())])
-        save_image(Image.fromarray(random_degrade(img, preset, rng)), out,
-                   provenance=json.dumps(made, sort_keys=True))
-        side = path.with_suffix(".json")
-        if side.is_file():
-            atomic_write_bytes(out.with_suffix(".json"), side.read_bytes())
-        done += 1
-    kept = len(kept_other) + len(kept_unknown)
-    print(f"degraded {done} image(s) with preset {preset.name} seed {args.seed}; "
-          f"{skipped + kept} already present, {failed} unreadable -> {dst}")
-    warn_kept("degrade", kept_other, kept_unknown, "made with another preset, seed or input", "redo them with these settings")
-    return 1 if failed else 0  # the run goes on past a bad file, but the exit code says so
+
+    def degrade_one(image: np.ndarray, name: str) -> np.ndarray:
+        # seeded by the input's relative path: the result does not depend on the order or on resuming
+        return random_degrade(image, preset, np.random.default_rng([args.seed, zlib.crc32(name.encode())]))
+
+    result = transform_folder(Path(args.input), Path(args.output), settings, degrade_one, overwrite=args.overwrite,
+                              progress=progress_bar, desc="degrade")
+    for line in result.failed:
+        print(f"warning: {line}; skipped", file=sys.stderr)
+    print(f"degraded {result.written} image(s) with preset {preset.name} seed {args.seed}; "
+          f"{result.plan.kept} already present, {len(result.failed)} unreadable -> {args.output}")
+    for line in result.plan.kept_lines("degrade", "made with another preset, seed or input",
+                                       "redo them with these settings"):
+        print(line, file=sys.stderr)
+    return 1 if result.failed else 0  # the run goes on past a bad file, but the exit code says so
 
 
 def cmd_synth(args: argparse.Namespace) -> int:

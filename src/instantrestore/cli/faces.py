@@ -1,8 +1,10 @@
-"""`instantrestore align` and `instantrestore refs`; also the reference flags other commands reuse."""
+"""`instantrestore align`, `paste` and `refs`; also the reference flags other commands reuse.
+
+The align and paste jobs are ``pipeline.face_jobs.align_folder`` / ``paste_folder``; here are
+their flags and what they print."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -10,17 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils.files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images,
-                     refuse_foreign)
-from ..utils.images import ImageError, load_image, save_image
-from .common import recorded_settings, warn_kept
-from ..faces.align import align_photo
-from ..faces.identity import load_embedder
-from ..faces.paste import paste_restored
 from ..faces.select import select_references
 from ..faces.verify import MODES, verify_references
-
-_FMT = argparse.ArgumentDefaultsHelpFormatter
+from ..pipeline.face_jobs import align_folder, paste_folder
+from ..pipeline.folder_jobs import progress_bar
+from ..utils.files import atomic_write_text, ensure_not_input, list_images
+from ..utils.images import load_image
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -112,6 +109,8 @@ def resolve_references(args: argparse.Namespace, lq: np.ndarray | None, refs: li
     """Apply --verify-refs then --select-refs; returns (kept indices best first, report or None, ranking or None).
 
     References with no detectable face are dropped (and reported) unless --verify-refs off."""
+    from ..faces.identity import load_embedder  # looked up per call: tests stand a stub identity model in
+
     try:
         embedder = load_embedder(args.embedder)
     except ImportError as exc:  # an optional extra is missing: say which, without a traceback
@@ -139,189 +138,38 @@ def _load_array(path: Path) -> np.ndarray:
     return np.asarray(load_image(path))
 
 
-def _align_record(json_path: Path) -> dict | None:
-    """The JSON `align` wrote at ``json_path``, or None when there is none (or it is not align's)."""
-    try:
-        record = json.loads(json_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "photo" in record and "status" in record else None
-
-
-def _already_aligned(record: dict | None, photo: Path, out: Path, size: int) -> bool:
-    """Resume: this photo's record is complete and every crop it lists is there at this size."""
-    if record is None or record.get("status") not in ("ok", "no_face") or Path(record["photo"]) != photo:
-        return False
-    return all((out / face["crop"]).is_file() and face.get("crop_size") == size for face in record.get("faces", []))
-
-
 def run_align(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    if args.input.is_dir():
-        photos = list_images(args.input)
-        if not photos:
-            raise FileNotFoundError(f"{args.input}: no images found")
-        ensure_outside_inputs(args.out, [args.input])
-    elif args.input.is_file():
-        photos = [args.input]
-    else:
-        raise FileNotFoundError(f"{args.input}: no such file or folder")
-    args.out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(args.out, recursive=False)
-    stems = [p.stem for p in photos]
-    # a.jpg and a.png in one folder must not overwrite each other's outputs
-    out_stem = {p: p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in photos}
-    counts = {"photos": 0, "faces": 0, "skipped": 0, "no_face": [], "tiny": [], "errors": []}
-    for photo in tqdm(photos, desc="align", unit="photo", disable=len(photos) < 2):
-        counts["photos"] += 1
-        json_path = args.out / f"{out_stem[photo]}.json"
-        ensure_not_input(json_path, photos)
-        previous = _align_record(json_path)
-        if not args.overwrite and _already_aligned(previous, photo, args.out, args.size):
-            counts["skipped"] += 1
-            counts["faces"] += len(previous["faces"])
-            continue
-        # Files align wrote for this photo before (a finished or interrupted run) may be replaced;
-        # anything else in OUT is the user's and is only replaced with --overwrite.
-        ours = previous is not None and Path(previous["photo"]) == photo
-        if json_path.exists() and not ours and not args.overwrite:
-            counts["errors"].append(f"{json_path} exists and was not written by align for {photo}; "
-                                    "pass --overwrite or choose another OUT")
-            continue
-        owned = {f"{out_stem[photo]}_{i:02d}.png" for i in range(int(previous.get("planned", 0)) if ours else 0)}
-        owned |= {face["crop"] for face in previous.get("faces", [])} if ours else set()
-        record = {"photo": str(photo), "status": "ok", "faces": []}
-        try:
-            image = _load_array(photo)
-            record["photo_size"] = [image.shape[1], image.shape[0]]
-            # the library's detect -> align step (faces.align.align_photo), as FaceRestorer runs it
-            aligned_faces = align_photo(image, args.size, max_side=args.max_side, fallback=args.fallback,
-                                        largest_only=args.largest_only)
-            crop_paths = [args.out / f"{out_stem[photo]}_{idx:02d}.png" for idx in range(len(aligned_faces))]
-            for path in crop_paths:
-                ensure_not_input(path, photos)
-            if not args.overwrite:
-                refuse_foreign([p for p in crop_paths if p.name not in owned], f"align (for {photo.name})")
-            # Claim the crop names first, so an interrupted run's crops are known as ours on resume.
-            atomic_write_text(json_path, json.dumps({"photo": str(photo), "status": "writing",
-                                                     "planned": len(aligned_faces), "faces": []}) + "\n")
-            for idx, (aligned, crop_path) in enumerate(zip(aligned_faces, crop_paths)):
-                save_image(_to_pil(aligned.crop), crop_path)
-                tiny = aligned.face.size < args.min_face
-                record["faces"].append({"index": idx, "crop": crop_path.name, "tiny": tiny, **aligned.to_json()})
-                if tiny:
-                    counts["tiny"].append(f"{photo.name}#{idx} ({aligned.face.size:.0f} px)")
-            counts["faces"] += len(aligned_faces)
-            if not aligned_faces:
-                record["status"] = "no_face"
-                counts["no_face"].append(photo.name)
-        except (ImageError, FileExistsError) as exc:
-            if isinstance(exc, FileExistsError):
-                counts["errors"].append(str(exc))
-                continue
-            record.update(status="error", error=str(exc))
-            counts["errors"].append(str(exc))
-        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
-    skipped = f" ({counts['skipped']} already done)" if counts["skipped"] else ""
-    print(f"aligned {counts['faces']} face(s) from {counts['photos']} photo(s) into {args.out}{skipped}")
-    if counts["no_face"]:
-        print(f"no face found in {len(counts['no_face'])}: {', '.join(counts['no_face'])}", file=sys.stderr)
-    if counts["tiny"]:
-        print(f"tiny faces (< {args.min_face} px, expect poor results): {', '.join(counts['tiny'])}", file=sys.stderr)
-    for line in counts["errors"]:
+    result = align_folder(args.input, args.out, size=args.size, max_side=args.max_side, min_face=args.min_face,
+                          fallback=args.fallback, largest_only=args.largest_only, overwrite=args.overwrite,
+                          progress=progress_bar)
+    skipped = f" ({result.skipped} already done)" if result.skipped else ""
+    print(f"aligned {result.faces} face(s) from {result.photos} photo(s) into {args.out}{skipped}")
+    if result.no_face:
+        print(f"no face found in {len(result.no_face)}: {', '.join(result.no_face)}", file=sys.stderr)
+    if result.tiny:
+        print(f"tiny faces (< {args.min_face} px, expect poor results): {', '.join(result.tiny)}", file=sys.stderr)
+    for line in result.errors:
         print(f"skipped: {line}", file=sys.stderr)
-    return 1 if counts["errors"] else 0
-
-
-SMALL_CROP_RATIO = 0.5  # a restored crop under half the aligned side would visibly blur the photo
+    return 1 if result.errors else 0
 
 
 def run_paste(args: argparse.Namespace) -> int:
-    records = sorted(args.aligned.glob("*.json"))
-    if not records:
-        raise FileNotFoundError(f"{args.aligned}: no JSON files from `instantrestore align`")
-    ensure_outside_inputs(args.out, [args.aligned, args.restored])
-    args.out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(args.out, recursive=False)
-    pasted, skipped, missing, small = 0, 0, [], []
-    kept_other, kept_unknown = [], []
-    for record_path in records:
-        record = _align_record(record_path)
-        if record is None or record.get("status") != "ok":
-            continue
-        out_path = args.out / f"{record_path.stem}.png"
-        photo_path = Path(record["photo"])
-        if out_path.exists() and not args.overwrite:
-            recorded = recorded_settings(out_path)
-            if recorded is None:
-                kept_unknown.append(out_path.name)
-            elif recorded != _paste_settings(record, args):
-                kept_other.append(out_path.name)
-            else:
-                skipped += 1
-            continue
-        crops, matrices, crop_sizes = [], [], []
-        for face in record["faces"]:
-            restored = args.restored / face["crop"]
-            if not restored.is_file():
-                missing.append(face["crop"])
-                continue
-            crop = _load_array(restored)
-            if crop.shape[0] != crop.shape[1]:
-                raise ValueError(f"{restored}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
-            if crop.shape[0] < SMALL_CROP_RATIO * face["crop_size"]:
-                small.append(f"{restored.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
-                if not args.allow_small:
-                    continue
-            crops.append(crop)
-            matrices.append(np.array(face["matrix"]))
-            crop_sizes.append(face["crop_size"])
-        image = _load_array(photo_path)
-        ensure_not_input(out_path, [photo_path])
-        save_image(_to_pil(paste_restored(image, crops, matrices, crop_sizes)), out_path,
-                   provenance=json.dumps(_paste_settings(record, args), sort_keys=True))
-        pasted += len(crops)
-    kept = len(kept_other) + len(kept_unknown)
-    done = f" ({skipped + kept} already pasted; --overwrite redoes them)" if skipped + kept else ""
-    print(f"pasted {pasted} face(s) into {len(records) - skipped - kept} photo(s) in {args.out}{done}")
-    if missing:
-        print(f"no restored crop for {len(missing)} face(s), kept as they were: {', '.join(missing)}", file=sys.stderr)
-    if small:
+    result = paste_folder(args.aligned, args.restored, args.out, overwrite=args.overwrite,
+                          allow_small=args.allow_small, progress=progress_bar)
+    kept = result.plan.kept
+    done = f" ({kept} already pasted; --overwrite redoes them)" if kept else ""
+    print(f"pasted {result.pasted} face(s) into {result.records - kept} photo(s) in {args.out}{done}")
+    if result.missing:
+        print(f"no restored crop for {len(result.missing)} face(s), kept as they were: {', '.join(result.missing)}",
+              file=sys.stderr)
+    if result.small:
         verb = "pasted anyway (--allow-small)" if args.allow_small else "NOT pasted, original pixels kept"
-        print(f"warning: {len(small)} restored crop(s) far smaller than the aligned crop they replace, {verb}: "
-              f"{', '.join(small)}; restore with a model of the crop's size, or pass --allow-small", file=sys.stderr)
-    warn_kept("paste", kept_other, kept_unknown, "pasted from other restored crops or settings", "redo them")
+        print(f"warning: {len(result.small)} restored crop(s) far smaller than the aligned crop they replace, "
+              f"{verb}: {', '.join(result.small)}; restore with a model of the crop's size, or pass --allow-small",
+              file=sys.stderr)
+    for line in result.plan.kept_lines("paste", "pasted from other restored crops or settings"):
+        print(line, file=sys.stderr)
     return 0
-
-
-def _paste_settings(record: dict, args: argparse.Namespace) -> dict:
-    """What a pasted photo is made of: the photo and each face's restored crop (path, side, content
-    digest) or its absence; read from headers and bytes only, so resuming stays cheap."""
-    from PIL import Image
-
-    faces = []
-    for face in record["faces"]:
-        restored = args.restored / face["crop"]
-        entry: dict = {"crop": str(restored.resolve()), "present": restored.is_file()}
-        if entry["present"]:
-            data = restored.read_bytes()
-            entry["sha256"] = hashlib.sha256(data).hexdigest()[:16]
-            try:
-                with Image.open(restored) as im:
-                    entry["size"] = list(im.size)
-            except OSError:
-                entry["size"] = None
-            # pasted, or refused as too small (what --allow-small changes)
-            entry["pasted"] = bool(entry["size"]) and (
-                args.allow_small or entry["size"][0] >= SMALL_CROP_RATIO * face["crop_size"])
-        faces.append(entry)
-    return {"command": "paste", "photo": str(Path(record["photo"]).resolve()), "faces": faces}
-
-
-def _to_pil(array: np.ndarray):
-    from PIL import Image
-    return Image.fromarray(array)
 
 
 def run_refs(args: argparse.Namespace) -> int:

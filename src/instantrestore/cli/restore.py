@@ -1,21 +1,18 @@
-"""`instantrestore restore` and `instantrestore info`."""
+"""`instantrestore restore` and `instantrestore info`: flags in, one library job, lines out.
+
+Whole photos run ``pipeline.restore_photos.run_photo_job``, aligned crops
+``pipeline.restore_crops.restore_crops``; both name, resume and record their outputs through
+``pipeline.folder_jobs``. The strength flag is read by ``pipeline.strength.parse_strength``.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..pipeline.face_restorer import check_strength_setting
-from ..utils.files import clean_stale_temporaries, ensure_not_input, ensure_outside_inputs, list_images
-from ..utils.images import read_provenance, save_image
-from ..generator.fingerprints import model_fingerprint, tensors_digest
-from ..pipeline.restore_photos import output_paths, plan, restore_photo, summarize
-from ..pipeline.restore_photos import provenance as photo_provenance
-from .common import add_model_arguments, load_model, warn_kept
+from ..pipeline.folder_jobs import progress_bar
+from ..pipeline.strength import parse_strength
+from .common import add_model_arguments, load_model
 
 RESTORE_EPILOG = """examples:
   instantrestore restore photos/ --album album/ --out restored/ --checkpoint runs/model
@@ -41,89 +38,6 @@ INFO_EPILOG = """examples:
   instantrestore info --checkpoint runs/sd-turbo/final"""
 
 
-def _expand(paths: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for item in paths:
-        path = Path(item)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise FileNotFoundError(f"{path}: folder has no images")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
-
-
-def _outputs(inputs: list[Path], out: Path) -> list[Path]:
-    if len(inputs) == 1 and out.suffix:
-        return [out]
-    if out.suffix and not out.is_dir():
-        raise ValueError(f"--out {out} looks like a file, but there are {len(inputs)} inputs; give a folder")
-    names = [p.stem for p in inputs]
-    if len(set(names)) != len(names):
-        return [out / f"{p.parent.name}_{p.stem}.png" for p in inputs]
-    return [out / f"{p.stem}.png" for p in inputs]
-
-
-def provenance(model, cache, path: Path, strength: float | str = 1.0) -> dict:
-    """What makes an output: the model (base and trained weights), the encoded references, the input
-    (and the strength, when not the default, so outputs made before strength existed still match)."""
-    refs = "none" if cache is None else tensors_digest(cache.keys[n] for n in sorted(cache.keys))
-    made = {"model": model_fingerprint(model), "references": refs, "input": path.name}
-    if strength != 1.0:
-        made["strength"] = strength
-    return made
-
-
-def _check_inputs(inputs: list[Path], mode: str) -> None:
-    """Warn (or with --verify-refs strict refuse) inputs in which no face can be found."""
-    import numpy as np
-
-    from ..faces.verify import has_face
-    from ..utils.images import load_image
-
-    faceless = [p for p in inputs if not has_face(np.asarray(load_image(p)))]
-    if not faceless:
-        return
-    names = ", ".join(p.name for p in faceless[:5]) + (" ..." if len(faceless) > 5 else "")
-    message = (f"no face found in {len(faceless)} input(s): {names}; restore expects aligned face crops "
-               "(run `instantrestore align` on full photos first)")
-    if mode == "strict":
-        raise ValueError(message + " (refused: --verify-refs strict)")
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def _verify_references(args, references: list[Path], inputs: list[Path]) -> None:
-    """The `refs` check for restore: references show one person, with a face, matching each input."""
-    import numpy as np
-
-    from ..faces.identity import load_embedder
-    from ..faces.verify import verify_references
-    from ..utils.images import load_image
-
-    try:
-        embedder = load_embedder(args.embedder)
-    except ImportError as exc:
-        raise ValueError(str(exc)) from exc
-    refs = [np.asarray(load_image(p)) for p in references]
-    names = [p.name for p in references]
-    problems: list[str] = []
-    for path in inputs[:MAX_VERIFIED_INPUTS]:
-        report = verify_references(refs, names, lq=np.asarray(load_image(path)), embedder=embedder, mode="off",
-                                   lq_name=path.name)
-        problems += [line for line in report.problems() if line not in problems]
-    if problems and args.verify_refs == "strict":
-        raise ValueError("references refused (--verify-refs strict): " + "; ".join(problems))
-    for line in problems:
-        print(f"warning: {line}", file=sys.stderr)
-
-
-MAX_VERIFIED_INPUTS = 32  # the identity check embeds each input once; beyond this a big folder job would wait on it
-
-
 PHOTO_FLAGS = {"album": "--album", "unknown": "--unknown", "select_refs": "-k/--select-refs",
                "before_after": "--before-after"}
 CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--save-cache"}
@@ -141,169 +55,51 @@ def restore_mode(args: argparse.Namespace) -> str:
     return "aligned" if crop or args.aligned else "photos"
 
 
+def strength_type(text: str) -> float | str:
+    """argparse ``type=`` of --strength: ``parse_strength``, its message as argparse's error."""
+    try:
+        return parse_strength(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def run_restore(args: argparse.Namespace) -> int:
-    check_strength_setting(args.strength)
-    if restore_mode(args) == "photos":
-        return run_photos(args)
-    return run_aligned(args)
+    def load(device: str | None):
+        # the device accelerate gives this process, unless --device names one
+        return load_model(args, device=device if args.device == "auto" else None)
+
+    return _run_crops(args, load) if restore_mode(args) == "aligned" else _run_photos(args, load)
 
 
-def run_aligned(args: argparse.Namespace) -> int:
-    """Aligned face crops, all with the same references (or blind)."""
-    inputs = _expand(args.inputs)
-    references = _expand(args.refs) if args.refs else []
-    if args.refs_cache and references:
-        raise ValueError("give either --refs or --refs-cache, not both")
-    out = Path(args.out)
-    outputs = _outputs(inputs, out)
-    folders = [Path(p) for p in (args.inputs + (args.refs or [])) if Path(p).is_dir()]
-    if len(outputs) > 1 or out.is_dir() or not out.suffix:
-        ensure_outside_inputs(out, folders)
-    for o in outputs:
-        ensure_not_input(o, inputs + references)
-    clean_stale_temporaries(outputs[0].parent, recursive=False)
-    if args.verify_refs != "off":
-        _check_inputs(inputs, args.verify_refs)
-        if references:
-            _verify_references(args, references, inputs)
-
-    model = load_model(args)
-    cache = None
-    if args.refs_cache:
-        from ..generator.reference_cache import ReferenceCache
-
-        cache = ReferenceCache.load(args.refs_cache, device=model.device)
-    elif references:
-        cache = model.encode_references(references)
-    if args.save_cache:
-        if cache is None:
-            raise ValueError("--save-cache needs --refs")
-        cache.save(args.save_cache)
-        print(f"saved {len(cache)} encoded references to {args.save_cache}", file=sys.stderr)
-    if cache is None:
-        print("no references given: blind restoration", file=sys.stderr)
-
-    todo, kept_same, kept_other, kept_foreign = [], 0, [], []
-    for path, o in zip(inputs, outputs):
-        made = provenance(model, cache, path, args.strength)
-        if o.exists() and not args.overwrite:
-            recorded = read_provenance(o)
-            try:
-                recorded = json.loads(recorded) if recorded else None
-            except ValueError:
-                recorded = None
-            if recorded is None:
-                kept_foreign.append(o.name)
-            elif recorded != made:
-                kept_other.append(o.name)
-            else:
-                kept_same += 1
-            continue
-        todo.append((path, o, made))
-    if kept_same:
-        print(f"skipping {kept_same} existing outputs (use --overwrite to redo them)", file=sys.stderr)
-    warn_kept("restore", kept_other, kept_foreign, "made with another model, references or input", "redo them with this one")
-
-    start = time.perf_counter()
-    for path, o, made in tqdm(todo, desc="restoring", unit="face", disable=len(todo) < 2):
-        strength = 1.0 if cache is None or args.strength == 1.0 else _crop_strength(args.strength, path)
-        save_image(model.restore(path, references=cache, strength=strength), o,
-                   provenance=json.dumps(made, sort_keys=True))
-    if todo:
-        per = (time.perf_counter() - start) / len(todo)
-        print(f"restored {len(todo)} face(s) with {len(cache) if cache else 0} reference(s), "
-              f"{per:.3f} s per face on {model.device}", file=sys.stderr)
-    return 0
-
-
-def _crop_strength(strength: float | str, path: Path) -> float:
-    """The strength for one aligned crop ('auto' looks at the crop)."""
-    import numpy as np
-
-    from ..utils.images import load_image
-    from ..pipeline.strength import resolve_strength
-
-    return float(resolve_strength(strength, np.asarray(load_image(path))))
-
-
-def run_photos(args: argparse.Namespace) -> int:
+def _run_photos(args: argparse.Namespace, load) -> int:
     """Whole photos: every face matched to the album, restored with its person's references, pasted back."""
-    import warnings
+    from ..pipeline.restore_photos import PhotoJob, run_photo_job
 
-    from ..pipeline.album import Album
-    from ..pipeline.face_restorer import FaceRestorer
-    from ..faces.identity import load_embedder
-    from ..faces.verify import ReferenceWarning
-    from ..pipeline.sharding import current_shard
-
-    photos = _expand(args.inputs)
-    out = Path(args.out)
-    outputs = output_paths(photos, out)
-    folders = [Path(p) for p in args.inputs if Path(p).is_dir()] + ([Path(args.album)] if args.album else [])
-    if outputs[0].image == out:  # one photo to a file: it may sit beside the inputs, not among them
-        where = out.resolve().parent
-        for folder in folders:
-            if folder.resolve() == where or folder.resolve() in where.parents:
-                raise ValueError(f"--out {out} lies inside the input folder {folder}; choose an --out outside it")
-    else:
-        ensure_outside_inputs(out, folders)
-    for o in outputs:
-        for path in (o.image, o.report, o.before_after):
-            ensure_not_input(path, photos)
-    album = None
-    if args.album:
-        try:
-            album = Album(args.album, embedder=load_embedder(args.embedder))
-        except ImportError as exc:  # an optional extra is missing: say which
-            raise ValueError(str(exc)) from exc
-    shard = current_shard()
-    if shard.device is not None and args.device == "auto":
-        args.device = shard.device  # accelerate gives each process its own GPU
-    clean_stale_temporaries(outputs[0].image.parent, recursive=False)
-    model = load_model(args)
-    if album is None:
-        print(f"no --album: every face is {'restored blind' if (args.unknown or 'blind') == 'blind' else 'kept'}",
-              file=sys.stderr)
-    elif shard.is_main and args.verify_refs != "off":
-        for line in album.problems():
-            print(f"warning: album: {line}", file=sys.stderr)
-    unknown, k = args.unknown or "blind", args.select_refs or 4
-    settings = {"k": k, "unknown": unknown, "strength": args.strength, "strict": args.verify_refs == "strict",
-                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512}
-    restorer = FaceRestorer(model, album=album, k=k, unknown=unknown, strict=settings["strict"],
-                            strength=args.strength)
-    mine = shard.take(outputs)
-    model_id, album_key = model_fingerprint(model), album.key() if album else None
-    job = plan(mine, [photo_provenance(model_id, album_key, settings, o.photo) for o in mine],
-               args.overwrite, args.before_after)
-    if job.done:
-        print(f"skipping {len(job.done)} existing outputs{shard.label()} (use --overwrite to redo them)",
-              file=sys.stderr)
-    warn_kept("restore", [o.image.name for o in job.other], [o.image.name for o in job.foreign],
-              "made with another model, album, settings or input", "redo them with this one")
-
-    start, faces, unreadable = time.perf_counter(), 0, 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ReferenceWarning)  # the album's problems were printed once above
-        for o, made in tqdm(job.todo, desc=f"restoring{shard.label()}", unit="photo", disable=len(job.todo) < 2):
-            report = restore_photo(restorer, o, made, before_after=args.before_after)
-            faces += len(report["faces"])
-            unreadable += report["output"] is None
-    if job.todo:
-        per = (time.perf_counter() - start) / max(faces, 1)
-        print(f"restored {len(job.todo)} photo(s){shard.label()}, {per:.3f} s per face on {model.device}",
-              file=sys.stderr)
-    if album is not None:  # what the album cost this run: nothing once its caches are warm
-        did = [f"{what} {', '.join(sorted(counts))}" for what, counts in
-               (("aligned references of", album.prepared), ("encoded references of", album.encodes)) if counts]
-        print(f"album{shard.label()}: {'; '.join(did) or 'all references from the cache'}", file=sys.stderr)
-    shard.wait()
-    if shard.is_main:
-        summary = summarize(outputs)
-        print(f"{summary.line()}; reports in {outputs[0].report.parent}")
-        for line in summary.problems:
+    job = PhotoJob(inputs=args.inputs, out=Path(args.out), album=Path(args.album) if args.album else None,
+                   embedder=args.embedder, k=args.select_refs or 4, unknown=args.unknown or "blind",
+                   strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
+                   before_after=args.before_after)
+    result = run_photo_job(job, load, log=_say, progress=progress_bar)
+    if result.summary is not None:
+        print(f"{result.summary.line()}; reports in {result.outputs[0].report.parent}")
+        for line in result.summary.problems:
             print(f"  {line}", file=sys.stderr)
-    return 2 if unreadable else 0
+    return 2 if result.unreadable else 0
+
+
+def _run_crops(args: argparse.Namespace, load) -> int:
+    """Aligned face crops, all with the same references (or blind)."""
+    from ..pipeline.restore_crops import CropJob, restore_crops
+
+    job = CropJob(inputs=args.inputs, out=Path(args.out), refs=args.refs or (), refs_cache=args.refs_cache,
+                  save_cache=args.save_cache, strength=args.strength, verify=args.verify_refs,
+                  embedder=args.embedder, overwrite=args.overwrite)
+    restore_crops(job, load, log=_say, progress=progress_bar)
+    return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -330,13 +126,6 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _strength_arg(text: str) -> float | str:
-    try:
-        return check_strength_setting(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     restore = subparsers.add_parser("restore", help="restore the faces of whole photos with an album of their "
                                                     "people, or aligned face crops with reference photos",
@@ -347,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("inputs", nargs="+", metavar="INPUT", help="photo(s) or folder(s) (aligned crops with "
                                                                      "--aligned)")
     restore.add_argument("--out", required=True, help="output folder, or a file for one input")
-    restore.add_argument("--strength", default=1.0, type=_strength_arg, metavar="S",
+    restore.add_argument("--strength", default=1.0, type=strength_type, metavar="S",
                          help="how much the references are followed: a number in [0, 1] (1 = fully, 0 = blind) "
                               "or 'auto' (chosen per face from how degraded it is); default 1")
     restore.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")

@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..generator.backbones import backbone_names
 from ..train.config import STAGES
 
 EPILOG = """examples:
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML recipe (e.g. configs/tiny.yaml); when omitted: OUT/config.yaml "
                                                     "with --resume, else the built-in defaults")
     p.add_argument("--stage", choices=list(STAGES), help="override the recipe's stage")
-    p.add_argument("--backbone", choices=["tiny", "sd-turbo"], help="architecture when starting from random weights")
+    p.add_argument("--backbone", choices=backbone_names(), help="architecture when starting from random weights")
     p.add_argument("--init-from", metavar="DIR", help="model dir whose base weights to start from (e.g. a stage-1 final/)")
     p.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="diffusers base model, e.g. stabilityai/sd-turbo")
     p.add_argument("--data", metavar="DIR|synthetic", help="identity-folder root, or 'synthetic'")

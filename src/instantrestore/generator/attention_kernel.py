@@ -13,7 +13,7 @@ MAX_SCORES_PER_CHUNK = 2**26
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    # [B, L, C] -> [B, heads, L, C/heads]
+    """[B, L, C] -> [B, heads, L, C/heads]."""
     b, length, channels = x.shape
     return x.view(b, length, heads, channels // heads).transpose(1, 2)
 

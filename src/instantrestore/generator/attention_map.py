@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..utils.images import face_crops_to_tensor, load_image, tensor_to_uint8
-from .model import ImageLike, InstantRestore
+from .inputs import ImageLike
+from .model import InstantRestore
 from .reference_cache import ReferenceCache
 from .token_grid import containing_tokens, inside_image
 

@@ -1,8 +1,8 @@
 """Model configuration: frozen dataclasses read once at the top and passed down as values.
 
-Two backbones share one code path. ``sd-turbo`` is SD-Turbo's exact architecture (the
-SD 2.1-base UNet and VAE); ``tiny`` uses the same diffusers classes at a size that trains
-on a 2-core CPU (128 px images, VAE downsampling 4, attention at two decoder resolutions).
+Every backbone shares one code path; the architectures themselves are in :mod:`.backbones`
+(``sd-turbo``: SD-Turbo's exact architecture; ``tiny``: the same diffusers classes at a size that
+trains on a 2-core CPU).
 """
 from __future__ import annotations
 
@@ -11,70 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .backbones import BACKBONES, SD_TURBO_UNET, SD_TURBO_VAE, TINY_UNET, TINY_VAE  # noqa: F401 (re-exported)
+
 AttentionMode = Literal["refs_only", "concat"]
 LatentSampling = Literal["mode", "sample"]
 AdainStd = Literal["biased", "unbiased"]
 MissingReferences = Literal["mask", "zeros"]
 PROFILES = ("instantrestore", "official")
-
-# SD-Turbo = SD 2.1-base architecture. diffusers calls the per-block head count
-# "attention_head_dim" for this model family (5/10/20/20 heads of 64 channels).
-SD_TURBO_UNET: dict[str, Any] = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "attention_head_dim": [5, 10, 20, 20],
-    "cross_attention_dim": 1024,
-    "use_linear_projection": True,
-    "norm_num_groups": 32,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-}
-SD_TURBO_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-
-TINY_UNET: dict[str, Any] = {
-    "sample_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    # Attention in the two high-resolution levels, as SD has it; decoder attention at 16x16 and 32x32.
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "block_out_channels": [32, 64, 64],
-    "layers_per_block": 1,
-    "attention_head_dim": [2, 4, 4],
-    "cross_attention_dim": 32,
-    "use_linear_projection": True,
-    "norm_num_groups": 8,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-}
-TINY_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D"] * 3,
-    "up_block_types": ["UpDecoderBlock2D"] * 3,
-    "block_out_channels": [32, 64, 64],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 8,
-    "sample_size": 128,
-    "scaling_factor": 1.0,
-}
 
 # SD-Turbo's noise schedule (its scheduler config); only alphas_cumprod is used.
 SD_SCHEDULE: dict[str, Any] = {
@@ -172,13 +115,16 @@ class ModelConfig:
         return 2 ** (len(self.vae["block_out_channels"]) - 1)
 
     def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with ``changes`` (checked again)."""
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
+        """The config as sorted, indented JSON (what config.json stores)."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The config of a JSON dict; refuses keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -187,15 +133,13 @@ class ModelConfig:
 
 
 def backbone_config(name: str, **overrides: Any) -> ModelConfig:
-    """The named backbone's configuration (``"sd-turbo"`` or ``"tiny"``), with overrides."""
-    if name == "sd-turbo":
-        base = ModelConfig(backbone="sd-turbo", unet=dict(SD_TURBO_UNET), vae=dict(SD_TURBO_VAE), image_size=512,
-                           base_model="stabilityai/sd-turbo")
-    elif name == "tiny":
-        base = ModelConfig(backbone="tiny", unet=dict(TINY_UNET), vae=dict(TINY_VAE), image_size=128,
-                           unet_lora_rank=8, vae_lora_rank=4, prompt_tokens=4)
-    else:
-        raise ValueError(f"unknown backbone {name!r}; choose 'sd-turbo' or 'tiny'")
+    """The named backbone's configuration (a name of :data:`~.backbones.BACKBONES`, e.g. ``"sd-turbo"``
+    or ``"tiny"``), with overrides."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(repr(n) for n in BACKBONES)}")
+    spec = BACKBONES[name]
+    base = ModelConfig(backbone=name, unet=dict(spec.unet), vae=dict(spec.vae), base_model=spec.hub_id,
+                       **spec.config_fields)
     return base.replace(**overrides) if overrides else base
 
 

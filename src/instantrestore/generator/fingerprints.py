@@ -2,19 +2,40 @@
 
 One module for every digest the package records (reference caches, album caches, provenance of
 restored files), so that two places never disagree about what "the same model" means.
+
+A tensor's digest is sha256 over its name, dtype, shape and raw bytes: exact, and the same on
+every machine, thread count and device. Hashing SD-Turbo's base weights (3.8 GB in float32) takes
+about 2 s on one core, so a model keeps its digests while its tensors are unmodified (checked by
+their version counters, storage and dtype, in about 20 ms), and checkpoints carry the digests of
+what they hold: ``save_pretrained`` records them, loading reads them back instead of hashing.
+
+The reference key (:func:`reference_key`) is the one definition of "a reference cache fits this
+model": the reference branch's weights and every setting that changes its keys/values.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from .adapters import is_adapter_param
+from .state import adapter_state_dict, base_weights
 
 if TYPE_CHECKING:
-    from .model import InstantRestore
+    from .one_step import OneStepGenerator
+
+ALGORITHM = "sha256-tensors/1"  # stored beside recorded digests: another algorithm's are ignored
+KEY_CHARS = 16
+PARTS: dict[str, Callable[[Any], dict[str, torch.Tensor]]] = {
+    "base": lambda model: base_weights(model, keep_vars=True),  # the reference branch's weights
+    "adapters": adapter_state_dict,  # the trained tensors (and the prompt embedding)
+}
+_RECORDS = "_digest_records"  # attribute of the model holding its digests
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -26,37 +47,186 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def tensors_digest(tensors) -> str:
-    """A short fingerprint of some tensors (sums and norms; enough to tell models / references apart)."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for t in tensors:
-            t = t.detach().float()
-            digest.update(torch.stack([t.sum(), torch.linalg.vector_norm(t)]).double().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+def tensor_digest(tensor: torch.Tensor, name: str = "") -> bytes:
+    """sha256 (32 bytes) of a tensor's name, dtype, shape and raw bytes in row-major order."""
+    t = tensor.detach()
+    header = f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}".encode()
+    flat = t.cpu().contiguous().reshape(-1).view(torch.uint8)
+    digest = hashlib.sha256(header)
+    digest.update(memoryview(flat.numpy()))
+    return digest.digest()
 
 
-def weights_fingerprint(model: InstantRestore) -> str:
-    """Fingerprint of the weights the reference branch runs (base UNet and VAE, adapters off).
+def state_digest(state: Mapping[str, torch.Tensor],
+                 convert: Callable[[torch.Tensor], torch.Tensor] | None = None) -> str:
+    """Digest (hex) of named tensors, in name order; ``convert`` is applied to each tensor first.
 
-    Adapters never run in the reference branch, so a cache stays valid across LoRA checkpoints
-    that share base weights. Recomputed only when a base tensor was modified in place.
+    Tensors are hashed on ``torch.get_num_threads()`` threads (hashlib releases the GIL); each
+    tensor's digest is its own, so the result does not depend on the thread count.
     """
-    params = [p for module in (model.unet, model.vae) for n, p in module.named_parameters()
-              if not is_adapter_param(n)]
-    key = tuple(p._version for p in params) + tuple(p.data_ptr() for p in params[:4])
-    cached = getattr(model, "_fingerprint", None)
-    if cached is None or cached[0] != key:
-        digest = hashlib.sha256(model.config.backbone.encode())
-        with torch.no_grad():
-            sums = torch.stack([torch.stack([p.sum(), torch.linalg.vector_norm(p)]) for p in params]).double()
-        digest.update(sums.cpu().numpy().tobytes())
-        cached = (key, digest.hexdigest()[:16])
-        model._fingerprint = cached
-    return cached[1]
+    names = sorted(state)
+    one = (lambda n: tensor_digest(state[n], n)) if convert is None else (lambda n: tensor_digest(convert(state[n]), n))
+    workers = max(1, min(torch.get_num_threads(), len(names)))
+    if workers == 1:
+        parts = [one(n) for n in names]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(one, names))
+    digest = hashlib.sha256(ALGORITHM.encode())
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
-def model_fingerprint(model) -> str:
-    """A short fingerprint of everything in ``model`` that changes its output: the base weights and
-    the trained adapters (:func:`tensors_digest` of the adapter tensors)."""
-    return f"{model.weights_fingerprint()}-{tensors_digest(model.adapter_state_dict().values())}"
+def tensors_digest(tensors: Iterable[torch.Tensor]) -> str:
+    """A short exact fingerprint of some tensors, in the order given (dtype, shape and bytes)."""
+    digest = hashlib.sha256(ALGORITHM.encode())
+    for t in tensors:
+        digest.update(tensor_digest(t))
+    return digest.hexdigest()[:KEY_CHARS]
+
+
+# ------------------------------------------------------------------ digests a model keeps
+@dataclass
+class _Record:
+    """The digest of one part of a model while its tensors are as ``key`` saw them. ``casts``:
+    digests of the same tensors with every floating one cast to another dtype, recorded where
+    that cast is exact (the precision a checkpoint was stored in)."""
+
+    key: tuple
+    digest: str
+    casts: dict[str, str] = field(default_factory=dict)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _validity_key(state: Mapping[str, torch.Tensor]) -> tuple | None:
+    """What changes when a tensor is modified in place, replaced, moved or cast; None when a tensor
+    keeps no version counter (made under ``torch.inference_mode``), so nothing can be trusted."""
+    if any(t.is_inference() for t in state.values()):
+        return None
+    return tuple((name, t._version, t.data_ptr(), t.dtype) for name, t in state.items())
+
+
+def _records(model: Any) -> dict[str, _Record]:
+    records = model.__dict__.get(_RECORDS)
+    if records is None:
+        records = model.__dict__[_RECORDS] = {}
+    return records
+
+
+def part_digest(model: OneStepGenerator, part: str) -> str:
+    """Digest (hex) of one part of the model (``"base"`` or ``"adapters"``): the kept or recorded
+    one while its tensors are unmodified, else hashed now (and kept)."""
+    state = PARTS[part](model)
+    key = _validity_key(state)
+    records = _records(model)
+    held = records.get(part)
+    if key is not None and held is not None and held.key == key:
+        return held.digest
+    digest = state_digest(state)
+    if key is None:
+        records.pop(part, None)
+    else:
+        records[part] = _Record(key, digest)
+    return digest
+
+
+def weights_fingerprint(model: OneStepGenerator) -> str:
+    """Fingerprint of the weights the reference branch runs: the base UNet and VAE (adapters off)
+    and the prompt embedding. Adapters never run in the reference branch, so a reference cache
+    stays valid across LoRA checkpoints that share base weights."""
+    digest = hashlib.sha256(part_digest(model, "base").encode())
+    digest.update(tensor_digest(model.prompt_embeds, "prompt_embeds"))  # small: hashed every time
+    return digest.hexdigest()[:KEY_CHARS]
+
+
+def model_fingerprint(model: OneStepGenerator) -> str:
+    """A short fingerprint of everything in ``model`` that changes its output: the reference
+    branch's weights and the trained adapters."""
+    return f"{weights_fingerprint(model)}-{part_digest(model, 'adapters')[:KEY_CHARS]}"
+
+
+def digests_to_record(model: OneStepGenerator, part: str, stored: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """What a checkpoint file records about the tensors ``stored`` (part ``part`` of ``model``, maybe
+    cast to a storage precision): the digest of the float32 tensors a load builds from them, and of
+    those cast to the storage precision (what ``from_pretrained(dtype=...)`` then holds)."""
+    current = PARTS[part](model)
+    names = [n for n in stored if n in current]
+    same = all(stored[n].dtype == current[n].dtype == torch.float32 or not current[n].is_floating_point()
+               for n in names)
+    subset = {n: stored[n] for n in names}
+    to_float = (lambda t: t.float() if t.is_floating_point() else t)  # noqa: E731
+    record = {"algorithm": ALGORITHM, "float32": part_digest(model, part) if same else state_digest(subset, to_float)}
+    precisions = {stored[n].dtype for n in names if stored[n].is_floating_point()} - {torch.float32}
+    for dtype in precisions:
+        cast = (lambda t, d=dtype: t.float().to(d) if t.is_floating_point() else t)  # noqa: E731
+        record[_dtype_name(dtype)] = state_digest(subset, cast)
+    return record
+
+
+def remember(model: OneStepGenerator, part: str, recorded: Mapping[str, str] | str | None) -> None:
+    """Take a checkpoint's recorded digests for ``part`` (as :func:`digests_to_record` wrote them,
+    or its JSON), right after its tensors were copied into ``model``. Records of another algorithm,
+    or for another precision than the model's tensors have, are ignored."""
+    if isinstance(recorded, str):
+        recorded = json.loads(recorded)
+    if not recorded or recorded.get("algorithm") != ALGORITHM:
+        return
+    state = PARTS[part](model)
+    key = _validity_key(state)
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    if key is None or len(dtypes) != 1 or _dtype_name(next(iter(dtypes))) not in recorded:
+        return
+    casts = {k: v for k, v in recorded.items() if k not in ("algorithm", "float32")}
+    _records(model)[part] = _Record(key, recorded[_dtype_name(next(iter(dtypes)))],
+                                    casts if _dtype_name(next(iter(dtypes))) == "float32" else {})
+
+
+@contextlib.contextmanager
+def kept_across_move(model: OneStepGenerator) -> Iterator[None]:
+    """Around ``model.to(...)``: keep the digests of parts whose values the move cannot change
+    (same dtypes on another device), or whose new precision has a recorded digest."""
+    records = _records(model)
+    valid = {}
+    for part, held in records.items():
+        state = PARTS[part](model)
+        if _validity_key(state) == held.key:
+            valid[part] = (held, [t.dtype for t in state.values()])
+    yield
+    for part, (held, dtypes) in valid.items():
+        state = PARTS[part](model)
+        key = _validity_key(state)
+        if key is None:
+            continue
+        now = [t.dtype for t in state.values()]
+        floating = {t.dtype for t in state.values() if t.is_floating_point()}
+        if now == dtypes:
+            records[part] = _Record(key, held.digest, held.casts)
+        elif len(floating) == 1 and _dtype_name(next(iter(floating))) in held.casts:
+            records[part] = _Record(key, held.casts[_dtype_name(next(iter(floating)))])
+
+
+# ------------------------------------------------------------------ reference caches
+def reference_settings(model: OneStepGenerator) -> dict[str, Any]:
+    """Everything a reference cache's keys/values depend on: the reference branch's weights and
+    the settings that change what it computes from the same images."""
+    cfg = model.config
+    return {"weights": weights_fingerprint(model), "backbone": cfg.backbone, "profile": cfg.profile,
+            "timestep": cfg.branch_timestep, "image_size": cfg.image_size, "latent_sampling": cfg.latent_sampling,
+            "reference_noise": cfg.reference_noise, "freeu": cfg.freeu,
+            "scaling_factor": cfg.vae.get("scaling_factor"), "dtype": str(model.dtype)}
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """The short key of some settings (sorted JSON, sha256)."""
+    text = json.dumps(dict(settings), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_CHARS]
+
+
+def reference_key(model: OneStepGenerator) -> str:
+    """The key of the reference caches ``model`` makes and accepts (:func:`reference_settings`):
+    two models with equal keys encode the same references to the same keys/values."""
+    return settings_key(reference_settings(model))

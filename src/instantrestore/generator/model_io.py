@@ -1,28 +1,36 @@
 """Generator weights in and out: build a generator (random, over a diffusers base, or from a
 saved checkpoint), read and write its trained tensors.
 
-Kept apart from :mod:`.model`, which holds only the method. The builders take the generator
-class as their first argument, so this module never imports the model (no import cycle);
-``InstantRestore.from_pretrained`` and friends are one-line calls into here.
+Kept apart from the method (:mod:`.one_step`). The builders take the generator class as their
+first argument, so this module never imports the model; ``InstantRestore.from_pretrained`` and
+friends are one-line calls into here. Checkpoint files record the digests of the tensors they
+hold (:mod:`.fingerprints`), so a loaded model's fingerprint costs no hashing.
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from torch import nn
 
-from .adapters import ADAPTER, is_adapter_param
+from . import fingerprints
+from .backbones import CUSTOM, DEFAULT_BASE, get_backbone, match_pretrained
 from .config import ModelConfig, backbone_config
-from ..utils.tensor_io import ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, save_tensors, write_config
+from .state import (adapter_state_dict, base_param_name, base_parameters, base_state_dict,  # noqa: F401 (re-exported)
+                    copy_into, load_adapter_state, load_base_state)
+from ..utils.tensor_io import (ADAPTERS_NAME, BASE_NAME, load_tensors, read_config, read_metadata, save_tensors,
+                               write_config)
 
 if TYPE_CHECKING:
-    from .model import InstantRestore
+    from .one_step import OneStepGenerator
 
+Model = TypeVar("Model", bound="OneStepGenerator")
+FINGERPRINTS_KEY = "fingerprints"  # safetensors metadata: the digests of the file's tensors, as JSON
 FORMAT_METADATA = {"format": "instantrestore/1"}
 
 
@@ -36,70 +44,43 @@ SYNTHETIC_MODEL_MESSAGE = ("this checkpoint has the tiny synthetic-world backbon
                            "weights trained on real faces (README, 'What works where').")
 
 
-def base_param_name(name: str) -> str:
-    """diffusers' own name of a parameter that peft may have wrapped."""
-    return name.replace(".base_layer.", ".").replace(".original_module.", ".")
+Builder = TypeVar("Builder", bound=Callable)
 
 
-def copy_into(targets: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
-    """Copy ``state`` into the model's tensors, refusing missing, unexpected or misshapen entries."""
-    missing, unexpected = sorted(set(targets) - set(state)), sorted(set(state) - set(targets))
-    if missing or unexpected:
-        raise ValueError(f"{what} checkpoint does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
-                         f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            if targets[name].shape != tensor.shape:
-                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(targets[name].shape)}")
-            targets[name].copy_(tensor)
-
-
-# ------------------------------------------------------------------ state dicts
-def adapter_state_dict(model: InstantRestore) -> dict[str, torch.Tensor]:
-    """The trained tensors: LoRA weights, the VAE encoder's first conv, and the prompt embedding."""
-    state = {f"{prefix}.{n}": p for prefix, module in (("unet", model.unet), ("vae", model.vae))
-             for n, p in module.named_parameters() if is_adapter_param(n)}
-    state["prompt_embeds"] = model.prompt_embeds
-    return state
-
-
-def base_state_dict(model: InstantRestore, keep_vars: bool = False) -> dict[str, torch.Tensor]:
-    """Base UNet/VAE weights under diffusers' own names (prefixed ``unet.``/``vae.``)."""
-    state = {f"{prefix}.{base_param_name(n)}": t for prefix, module in (("unet", model.unet), ("vae", model.vae))
-             for n, t in module.state_dict(keep_vars=keep_vars).items() if not is_adapter_param(n)}
-    state["prompt_embeds"] = model.prompt_embeds
-    return state
-
-
-def load_adapter_state(model: InstantRestore, state: dict[str, torch.Tensor]) -> None:
-    copy_into(adapter_state_dict(model), state, "adapter")
-
-
-def load_base_state(model: InstantRestore, state: dict[str, torch.Tensor]) -> None:
-    copy_into(base_state_dict(model, keep_vars=True), state, "base")
-    # The trainable conv copy starts from the base conv, as peft initialises it.
-    with torch.no_grad():
-        for prefix, module in (("unet", model.unet), ("vae", model.vae)):
-            for name, param in module.named_parameters():
-                if "modules_to_save" in name:
-                    param.copy_(state[f"{prefix}." + name.replace(f".modules_to_save.{ADAPTER}.", ".")])
+def normal_tensors(builder: Builder) -> Builder:
+    """Build outside ``torch.inference_mode``: tensors made inside it keep no version counter, and
+    a model whose weights have none must be hashed again at every fingerprint."""
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        with torch.inference_mode(False):
+            return builder(*args, **kwargs)
+    return build  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------ builders
-def encode_prompt(base_model: str, prompt: str, trust_pickle: bool = False) -> torch.Tensor:
-    """Embed the fixed prompt once with the base model's CLIP text encoder: [1, 77, D]."""
-    from transformers import CLIPTextModel, CLIPTokenizer
+def encode_prompt(base_model: str, prompt: str, trust_pickle: bool = False, backbone: str = DEFAULT_BASE
+                  ) -> torch.Tensor:
+    """Embed the fixed prompt once with the base model's text encoder(s), as the backbone registry
+    names them: [1, T, D] (several encoders' hidden states are concatenated along D)."""
+    import transformers
 
-    tokenizer = CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer")
-    encoder = CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", use_safetensors=not trust_pickle)
-    tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt")
-    with torch.no_grad():
-        return encoder(tokens.input_ids)[0].float()
+    embeddings = []
+    for spec in get_backbone(backbone).text_encoders:
+        tokenizer = getattr(transformers, spec.tokenizer_class).from_pretrained(base_model, subfolder=spec.tokenizer)
+        encoder = getattr(transformers, spec.encoder_class).from_pretrained(
+            base_model, subfolder=spec.encoder, use_safetensors=not trust_pickle)
+        tokens = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                           return_tensors="pt")
+        with torch.no_grad():
+            embeddings.append(encoder(tokens.input_ids)[0].float())
+    if not embeddings:
+        raise ValueError(f"the {backbone} backbone has no text encoder to embed a prompt with")
+    return embeddings[0] if len(embeddings) == 1 else torch.cat(embeddings, dim=-1)
 
 
-def build_random(cls: type[InstantRestore], config: str | ModelConfig = "tiny", seed: int = 0,
-                 **overrides) -> InstantRestore:
+@normal_tensors
+def build_random(cls: type[Model], config: str | ModelConfig = "tiny", seed: int = 0,
+                 **overrides) -> Model:
     """Random weights of a named backbone or a ModelConfig; the caller's global RNG is untouched."""
     cfg = backbone_config(config, **overrides) if isinstance(config, str) else config.replace(**overrides)
     with torch.random.fork_rng(devices=[]):
@@ -114,9 +95,10 @@ def _plain_config(config) -> dict:
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
-def build_from_base(cls: type[InstantRestore], base_model: str, vae: str | None = None, prompt: str | None = None,
+@normal_tensors
+def build_from_base(cls: type[Model], base_model: str, vae: str | None = None, prompt: str | None = None,
                     trust_pickle: bool = False, prompt_embeds: torch.Tensor | None = None,
-                    **overrides) -> InstantRestore:
+                    **overrides) -> Model:
     """Fresh adapters over pretrained base weights (a hub id or a local diffusers directory). The
     prompt is embedded by the base's text encoder unless ``prompt_embeds`` [1, 77, D] is given."""
     safetensors_only = not trust_pickle
@@ -126,22 +108,22 @@ def build_from_base(cls: type[InstantRestore], base_model: str, vae: str | None 
     else:
         sub = "vae" if (Path(vae) / "vae").is_dir() else None
         vae_model = AutoencoderKL.from_pretrained(vae, subfolder=sub, use_safetensors=safetensors_only)
-    reference = backbone_config("sd-turbo")
     unet_cfg, vae_cfg = _plain_config(unet.config), _plain_config(vae_model.config)
-    same_arch = all(unet_cfg.get(k) == v or (isinstance(v, list) and list(unet_cfg.get(k) or []) == v)
-                    for k, v in reference.unet.items() if k != "sample_size")
-    cfg = reference.replace(backbone="sd-turbo" if same_arch else "custom", unet=unet_cfg, vae=vae_cfg,
-                            base_model=str(base_model), base_vae=None if vae is None else str(vae))
+    name = match_pretrained(unet_cfg)  # an unregistered architecture takes the default base's settings
+    cfg = backbone_config(name or DEFAULT_BASE).replace(
+        backbone=name or CUSTOM, unet=unet_cfg, vae=vae_cfg, base_model=str(base_model),
+        base_vae=None if vae is None else str(vae))
     if prompt is not None:
         cfg = cfg.replace(prompt=prompt)
     cfg = cfg.replace(**overrides)
     if prompt_embeds is None:
-        prompt_embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle)
+        prompt_embeds = encode_prompt(base_model, cfg.prompt, trust_pickle=trust_pickle, backbone=cfg.backbone)
     return cls(cfg, unet, vae_model, prompt_embeds)
 
 
-def build_with_base_of(cls: type[InstantRestore], path: str | os.PathLike, seed: int = 0, trust_pickle: bool = False,
-                       base_model: str | None = None, **overrides) -> InstantRestore:
+@normal_tensors
+def build_with_base_of(cls: type[Model], path: str | os.PathLike, seed: int = 0, trust_pickle: bool = False,
+                       base_model: str | None = None, **overrides) -> Model:
     """A generator with the base weights of a saved checkpoint and fresh adapters (from ``seed``).
 
     ``path``: an instantrestore checkpoint directory (base weights bundled in base.safetensors, or
@@ -162,6 +144,7 @@ def build_with_base_of(cls: type[InstantRestore], path: str | os.PathLike, seed:
     if (path / BASE_NAME).is_file():
         model = build_random(cls, cfg, seed=seed)
         load_base_state(model, load_tensors(path / BASE_NAME))
+        fingerprints.remember(model, "base", read_metadata(path / BASE_NAME).get(FINGERPRINTS_KEY))
         return model
     if cfg.base_model is None:
         raise FileNotFoundError(f"{path}: no {BASE_NAME} and no base_model in its config")
@@ -169,22 +152,25 @@ def build_with_base_of(cls: type[InstantRestore], path: str | os.PathLike, seed:
     return cls(cfg, base.unet, base.vae, base.prompt_embeds)
 
 
-def load_pretrained(cls: type[InstantRestore], path: str | os.PathLike, trust_pickle: bool = False,
+@normal_tensors
+def load_pretrained(cls: type[Model], path: str | os.PathLike, trust_pickle: bool = False,
                     base_model: str | None = None, device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None) -> InstantRestore:
+                    dtype: torch.dtype | None = None) -> Model:
     """A checkpoint written by :func:`save_pretrained` (base + trained adapters), in eval mode; a
     diffusers base directory / hub id gives fresh adapters on it."""
     path = Path(path)
     model = build_with_base_of(cls, path, trust_pickle=trust_pickle, base_model=base_model)
     if path.is_dir() and read_config(path) is not None:
-        load_adapter_state(model, load_tensors(path / ADAPTERS_NAME, trust_pickle=trust_pickle))
+        adapters = path / ADAPTERS_NAME
+        load_adapter_state(model, load_tensors(adapters, trust_pickle=trust_pickle))
+        fingerprints.remember(model, "adapters", read_metadata(adapters).get(FINGERPRINTS_KEY))
     if model.config.backbone == "tiny":
         # one fixed message: Python's default filter shows it once per process, not once per load
-        warnings.warn(SYNTHETIC_MODEL_MESSAGE, SyntheticModelWarning, stacklevel=3)
+        warnings.warn(SYNTHETIC_MODEL_MESSAGE, SyntheticModelWarning, stacklevel=4)  # past normal_tensors
     return model.to(device=device, dtype=dtype).eval()
 
 
-def save_pretrained(model: InstantRestore, directory: str | os.PathLike, include_base: bool | None = None,
+def save_pretrained(model: OneStepGenerator, directory: str | os.PathLike, include_base: bool | None = None,
                     dtype: torch.dtype | None = None) -> None:
     """Write config.json + adapters.safetensors (+ base.safetensors when the base weights cannot be
     fetched from ``config.base_model``, e.g. the tiny backbone). ``dtype``: store floating tensors in
@@ -200,12 +186,10 @@ def save_pretrained(model: InstantRestore, directory: str | os.PathLike, include
         # The prompt embedding is computed here in fp32, not read from the checkpoint: kept as is.
         return {k: v.to(dtype) if v.is_floating_point() and k != "prompt_embeds" else v for k, v in state.items()}
 
-    save_tensors(cast(adapter_state_dict(model)), directory / ADAPTERS_NAME, metadata=FORMAT_METADATA)
-    if include_base:
-        save_tensors(cast(base_state_dict(model)), directory / BASE_NAME, metadata=FORMAT_METADATA)
+    for part, state, name in (("adapters", adapter_state_dict, ADAPTERS_NAME), ("base", base_state_dict, BASE_NAME)):
+        if part == "base" and not include_base:
+            continue
+        stored = cast(state(model))
+        record = fingerprints.digests_to_record(model, part, stored)
+        save_tensors(stored, directory / name, metadata={**FORMAT_METADATA, FINGERPRINTS_KEY: json.dumps(record)})
     write_config(directory, model.config.to_json())
-
-
-def base_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The base UNet/VAE weights as parameters (what the tiny recipe's stages 0-1 train)."""
-    return [t for t in base_state_dict(model, keep_vars=True).values() if isinstance(t, nn.Parameter)]

@@ -1,16 +1,17 @@
 """ReferenceCache: the per-layer keys/values of one reference set, reusable across photos.
 
 An album's references are encoded once (one pass of the frozen reference branch) and
-every photo of that person reuses them. The metadata says when reuse is safe: the same
-backbone, the same reference-branch weights, timestep and token grid.
+every photo of that person reuses them. Reuse is safe only with a model of the same reference
+key (:func:`~.fingerprints.reference_key`: the reference branch's weights and every setting that
+changes its keys/values), which the cache records when it is encoded and the model checks.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,7 +23,9 @@ CACHE_FORMAT = "instantrestore.reference_cache/1"
 
 @dataclass
 class ReferenceCache:
-    """keys/values: layer name -> tensor [N, L, C]; latent_hw: the references' UNet input size."""
+    """keys/values: layer name -> tensor [N, L, C]; latent_hw: the references' UNet input size.
+    model_key / settings: the reference key of the model that encoded them and what it hashes
+    (empty in a file written before caches recorded it: such a cache fits no model)."""
 
     keys: dict[str, torch.Tensor]
     values: dict[str, torch.Tensor]
@@ -31,15 +34,19 @@ class ReferenceCache:
     timestep: int
     latent_hw: tuple[int, int]
     image_hw: tuple[int, int]
+    model_key: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return next(iter(self.keys.values())).shape[0] if self.keys else 0
 
     @property
     def layers(self) -> list[str]:
+        """The injected layers' names, in the order of ``keys``."""
         return list(self.keys)
 
     def metadata(self) -> dict[str, str]:
+        """What :meth:`save` writes beside the tensors (strings, as safetensors metadata)."""
         return {
             "format": CACHE_FORMAT,
             "backbone": self.backbone,
@@ -48,16 +55,33 @@ class ReferenceCache:
             "latent_hw": json.dumps(list(self.latent_hw)),
             "image_hw": json.dumps(list(self.image_hw)),
             "layers": json.dumps(self.layers),
+            "model_key": self.model_key,
+            "settings": json.dumps(self.settings, sort_keys=True, default=str),
         }
+
+    def check_key(self, key: str, settings: dict[str, Any]) -> None:
+        """Refuse a model whose reference key is not ``key``'s (``settings``: what it hashes, to name
+        the differences). Raises ValueError saying to encode the references again."""
+        if self.model_key == key:
+            return
+        if not self.model_key:
+            why = "the cache records no model key: it was written before caches recorded one"
+        else:
+            differ = [f"{name}: {self.settings.get(name)!r} in the cache, {value!r} here"
+                      for name, value in settings.items() if _plain(self.settings.get(name)) != _plain(value)]
+            why = "; ".join(differ) or f"key {self.model_key} in the cache, {key} here"
+        raise ValueError(f"reference cache was encoded by another model or settings ({why}); "
+                         "encode the references again with this model")
 
     def as_batch(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Layer -> (keys, values) shaped [1, N, L, C], broadcast over any batch of photos."""
         return {name: (self.keys[name][None], self.values[name][None]) for name in self.keys}
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "ReferenceCache":
+        """The same cache with its keys/values on ``device`` / in ``dtype`` (its key unchanged)."""
         move = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
-        return ReferenceCache({k: move(v) for k, v in self.keys.items()}, {k: move(v) for k, v in self.values.items()},
-                              self.backbone, self.weights_fingerprint, self.timestep, self.latent_hw, self.image_hw)
+        return replace(self, keys={k: move(v) for k, v in self.keys.items()},
+                       values={k: move(v) for k, v in self.values.items()})
 
     def subset(self, indices: Sequence[int]) -> "ReferenceCache":
         """The cache of the references ``indices`` only, in that order (rows of keys/values).
@@ -73,8 +97,8 @@ class ReferenceCache:
             raise IndexError(f"subset: indices {index} out of range for {n} references")
         rows = torch.tensor([i % n for i in index], dtype=torch.long)
         take = lambda t: t.index_select(0, rows.to(t.device))  # noqa: E731
-        return ReferenceCache({k: take(v) for k, v in self.keys.items()}, {k: take(v) for k, v in self.values.items()},
-                              self.backbone, self.weights_fingerprint, self.timestep, self.latent_hw, self.image_hw)
+        return replace(self, keys={k: take(v) for k, v in self.keys.items()},
+                       values={k: take(v) for k, v in self.values.items()})
 
     def save(self, path: str | os.PathLike) -> None:
         """Write keys/values and metadata to one safetensors file (atomically)."""
@@ -105,4 +129,11 @@ class ReferenceCache:
             timestep=int(meta["timestep"]),
             latent_hw=tuple(json.loads(meta["latent_hw"])),
             image_hw=tuple(json.loads(meta["image_hw"])),
+            model_key=meta.get("model_key", ""),
+            settings=json.loads(meta.get("settings", "{}")),
         )
+
+
+def _plain(value: Any) -> Any:
+    """A setting as it reads back from JSON (tuples as lists), so that comparing shows real differences."""
+    return json.loads(json.dumps(value, default=str))

@@ -50,6 +50,7 @@ class OfficialCheckpoint:
         return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
     def model_cfg(self, key: str, default: Any = None) -> Any:
+        """One entry of their config's ``model`` section, or ``default``."""
         model = self.cfg.get("model") if isinstance(self.cfg, dict) else None
         return model.get(key, default) if isinstance(model, dict) else default
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -21,8 +21,9 @@ from .checkpoint import ADAPTER_FILE, OfficialCheckpoint, OfficialCheckpointErro
 from .prompt import prompt_embedding
 
 if TYPE_CHECKING:
-    from ..generator.model import InstantRestore
+    from ..generator.one_step import OneStepGenerator
 
+Model = TypeVar("Model", bound="OneStepGenerator")
 log = logging.getLogger(__name__)
 OFFICIAL_BASE_UNET = "stabilityai/sd-turbo"
 VAE_ADAPTER = "vae_skip"  # the adapter name their VAE LoRA was saved under
@@ -95,7 +96,7 @@ def split_training_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict, di
     return base, adapters, text
 
 
-def _fill(model: InstantRestore, base: dict[str, torch.Tensor] | None, adapters: dict[str, torch.Tensor],
+def _fill(model: OneStepGenerator, base: dict[str, torch.Tensor] | None, adapters: dict[str, torch.Tensor],
           prompt: torch.Tensor) -> None:
     if base is not None:
         base["prompt_embeds"] = prompt
@@ -104,11 +105,11 @@ def _fill(model: InstantRestore, base: dict[str, torch.Tensor] | None, adapters:
     model_io.load_adapter_state(model, adapters)
 
 
-def load_official(cls: type[InstantRestore], source: str | os.PathLike | OfficialCheckpoint, base_model: str | None = None,
+def load_official(cls: type[Model], source: str | os.PathLike | OfficialCheckpoint, base_model: str | None = None,
                   base_vae: str | None = None, text_encoder: str | None = None,
                   prompt_embeds: torch.Tensor | None = None, adain: bool | None = None,
                   device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-                  **config_overrides) -> InstantRestore:
+                  **config_overrides) -> Model:
     """A generator in the ``official`` profile from one of the authors' files (a path, or the file
     already opened by ``read_official``).
 
@@ -158,7 +159,8 @@ def convert_official(path: str | os.PathLike, out: str | os.PathLike, overwrite:
     """Write an official file as an instantrestore checkpoint folder: config.json +
     adapters.safetensors + base.safetensors (base weights bundled, in the file's own precision, so
     restoring needs no hub access). Returns the folder."""
-    from ..generator.model import InstantRestore
+    # The method class is enough to convert: the public InstantRestore imports this package.
+    from ..generator.one_step import OneStepGenerator
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -166,6 +168,6 @@ def convert_official(path: str | os.PathLike, out: str | os.PathLike, overwrite:
             raise FileExistsError(f"{out}: exists and is not empty; choose another --out or pass --overwrite")
         raise FileExistsError(f"{out}: already holds a checkpoint; pass --overwrite to replace it")
     checkpoint = read_official(path)  # opened once: memory-mapped, its dtype is the storage precision
-    model = load_official(InstantRestore, checkpoint, **load_kwargs)
+    model = load_official(OneStepGenerator, checkpoint, **load_kwargs)
     model_io.save_pretrained(model, out, include_base=True, dtype=checkpoint.dtype)
     return out

@@ -13,8 +13,9 @@ warn, or refuse the face with ``strict``) -> select their best k for this face (
 A face that fails a step keeps its original pixels and its report says which step and why; a face
 that matches no one is restored blind (``unknown='blind'``) or kept (``'keep'``). Pixels outside
 the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical. ``strength``
-(a float in [0, 1] or 'auto', resolved per face by ``strength.resolve_strength``) is how much the
-references are followed; each face's report records the value used.
+(a setting of ``strength.parse_strength``: a number in [0, 1] or 'auto', resolved per face by
+``strength.face_strength``) is how much the references are followed; each face's report records
+the value used (None for a face restored blind).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from ..faces.paste import paste_restored
 from ..faces.select import SelectionWeights, select_references
 from ..faces.verify import ReferenceMismatchError, ReferenceWarning
 from ..utils.images import load_image, to_rgb8, uint8_to_tensor
-from .strength import resolve_strength
+from .strength import face_strength, parse_strength
 
 UNKNOWN = ("blind", "keep")
 
@@ -90,8 +91,9 @@ class FaceRestorer:
     a face whose person's references disagree with each other, instead of warning.
     crop_size: side faces are aligned to (default the album's, else 512); the model restores at its
     own size and the result is pasted through the rescaled transform. max_side / fallback: face
-    detection (``detect_faces``). strength: reference strength, a float in [0, 1] (1: the references
-    fully, 0: blind) or 'auto' (chosen per face from how degraded it is); ``enhance`` can override it.
+    detection (``detect_faces``). strength: reference strength, a number in [0, 1] (1: the references
+    fully, 0: blind) or 'auto' in any case (chosen per face from how degraded it is), as
+    ``strength.parse_strength`` reads it (ValueError otherwise); ``enhance`` can override it.
     """
 
     def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
@@ -100,7 +102,7 @@ class FaceRestorer:
                  selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0):
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
-        self.strength = check_strength_setting(strength)
+        self.strength = parse_strength(strength)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if album is not None and embedder is not None and embedder.name != album.embedder.name:
@@ -122,7 +124,7 @@ class FaceRestorer:
         else a uint8 RGB array. ``seed``: random draws of a sampling profile (official).
         ``strength``: this call's reference strength (None: the restorer's).
         """
-        strength = self.strength if strength is None else check_strength_setting(strength)
+        strength = self.strength if strength is None else parse_strength(strength)
         image, as_pil = _as_photo(photo)
         report = PhotoReport(photo_size=(image.shape[1], image.shape[0]))
         clock = functools.partial(_timed, report.seconds)
@@ -207,12 +209,11 @@ class FaceRestorer:
             return None
 
     def _run_model(self, crop: np.ndarray, cache, seed: int, strength: float | str, entry: dict) -> np.ndarray:
-        """The model on one aligned crop at this face's resolved strength (recorded in ``entry``;
-        None when blind: there are no references to weigh)."""
-        if cache is None:
-            return np.asarray(self.model.restore(crop, references=None, seed=seed))
-        value = float(resolve_strength(strength, crop))
+        """The model on one aligned crop at this face's strength (``face_strength``, recorded in ``entry``)."""
+        value = face_strength(strength, crop, has_references=cache is not None)
         entry["strength"] = value
+        if value is None:
+            return np.asarray(self.model.restore(crop, references=None, seed=seed))
         return np.asarray(self.model.restore(crop, references=cache, seed=seed, strength=value))
 
     def _match(self, embedding, entry: dict) -> tuple[str | None, str]:
@@ -231,21 +232,6 @@ def _face_entry(index: int, face: AlignedFace) -> dict:
             "detector": face.face.detector, "person": None, "similarity": None, "closest": None, "references": [],
             "restored": None, "fallback": None, "warnings": [], "matrix": face.matrix.tolist(),  # exact: paste_region
             "crop_size": face.size, "restored_size": None, "strength": None}
-
-
-def check_strength_setting(strength: float | str) -> float | str:
-    """A reference strength setting as given: 'auto' or a float in [0, 1]; raises ValueError otherwise."""
-    if isinstance(strength, str):
-        if strength == "auto":
-            return strength
-        try:
-            strength = float(strength)
-        except ValueError:
-            raise ValueError(f"strength must be a number in [0, 1] or 'auto', not {strength!r}") from None
-    strength = float(strength)
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1] (1: follow the references fully, 0: blind), got {strength}")
-    return strength
 
 
 @contextlib.contextmanager

@@ -10,24 +10,30 @@ For each photo ``NAME.ext`` the job writes, in the output folder (each file atom
 - ``NAME_before_after.jpg`` (optional): the input and the result side by side.
 
 A photo is skipped when its image and report exist and the image records the same model, album
-and settings (``plan``); an image made otherwise, or not by this job, is kept and listed, never
-replaced without ``overwrite``. Nothing here depends on which process restores which photo, so a
-folder shared between processes (``sharding.py``) gives the same files as one process.
+and settings (``plan``, over ``folder_jobs``); an image made otherwise, or not by this job, is kept
+and listed, never replaced without ``overwrite``. Nothing here depends on which process restores
+which photo, so a folder shared between processes (``sharding.py``) gives the same files as one
+process. ``run_photo_job`` is the whole job, as ``instantrestore restore`` runs it.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from ..generator.fingerprints import file_digest
-from ..utils.files import atomic_write_text
-from ..utils.images import ImageError, load_image, read_recorded_settings, save_image
+from ..generator.fingerprints import file_digest, model_fingerprint
+from ..utils.files import atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs
+from ..utils.images import ImageError, load_image
+from . import folder_jobs
+from .folder_jobs import (JobPlan, Log, Progress, expand_inputs, no_log, no_progress, output_stems, plan_outputs,
+                          skipped_line)
+from .strength import parse_strength
 
 BEFORE_AFTER_SUFFIX = "_before_after.jpg"
 
@@ -51,18 +57,9 @@ def output_paths(photos: list[Path], out: Path) -> list[PhotoOutputs]:
         if len(photos) != 1:
             raise ValueError(f"--out {out} looks like a file, but there are {len(photos)} photos; give a folder")
         return [PhotoOutputs(photos[0], out, out.with_suffix(".json"), out.with_name(out.stem + BEFORE_AFTER_SUFFIX))]
-    stems = Counter(p.stem for p in photos)
-    outputs = []
-    for photo in photos:
-        stem = photo.stem if stems[photo.stem] == 1 else f"{photo.parent.name}_{photo.stem}_{photo.suffix.lstrip('.')}"
-        outputs.append(PhotoOutputs(photo, out / f"{stem}.png", out / f"{stem}.json",
-                                    out / f"{stem}{BEFORE_AFTER_SUFFIX}"))
-    names = Counter(o.image.name for o in outputs)
-    clashes = sorted(name for name, n in names.items() if n > 1)
-    if clashes:
-        raise ValueError(f"several inputs would be written to the same output: {', '.join(clashes[:5])}; "
-                         "rename them or restore the folders one at a time")
-    return outputs
+    stems = output_stems(photos, lambda p: f"{p.parent.name}_{p.stem}_{p.suffix.lstrip('.')}")
+    return [PhotoOutputs(photo, out / f"{stem}.png", out / f"{stem}.json", out / f"{stem}{BEFORE_AFTER_SUFFIX}")
+            for photo, stem in zip(photos, stems)]
 
 
 def provenance(model_id: str, album_key: str | None, settings: dict, photo: Path) -> dict:
@@ -71,38 +68,30 @@ def provenance(model_id: str, album_key: str | None, settings: dict, photo: Path
             "settings": settings, "input": photo.name, "input_sha256": file_digest(photo)[:16]}
 
 
-@dataclass
-class Plan:
-    """What a (resumed) job does: ``todo`` (outputs, provenance) pairs, and the photos it leaves:
-    ``done`` (same provenance), ``other`` (made with another model, album, settings or input) and
-    ``foreign`` (an image there that this job did not write)."""
+def check_outputs(outputs: list[PhotoOutputs], out: Path, folders: Sequence[Path]) -> None:
+    """Refuse outputs that would land in an input ``folders`` (or replace an input photo): a folder
+    ``out`` must lie outside them; one photo written to a file may sit beside them, not among them."""
+    if outputs and outputs[0].image == out:
+        where = out.resolve().parent
+        for folder in folders:
+            if folder.resolve() == where or folder.resolve() in where.parents:
+                raise ValueError(f"--out {out} lies inside the input folder {folder}; choose an --out outside it")
+    else:
+        ensure_outside_inputs(out, list(folders))
+    photos = [o.photo for o in outputs]
+    for o in outputs:
+        for path in (o.image, o.report, o.before_after):
+            ensure_not_input(path, photos)
 
-    todo: list[tuple[PhotoOutputs, dict]] = field(default_factory=list)
-    done: list[PhotoOutputs] = field(default_factory=list)
-    other: list[PhotoOutputs] = field(default_factory=list)
-    foreign: list[PhotoOutputs] = field(default_factory=list)
 
-
-def plan(outputs: list[PhotoOutputs], made: list[dict], overwrite: bool = False, before_after: bool = False) -> Plan:
+def plan(outputs: list[PhotoOutputs], made: list[dict], overwrite: bool = False,
+         before_after: bool = False) -> JobPlan[PhotoOutputs]:
     """Sort photos into what to restore and what to leave, from the files already in the output folder.
 
     A photo is done when its image records ``made`` and its report (and, when asked for, its
     before/after image) exists; a missing report or before/after redoes the photo."""
-    result = Plan()
-    for o, prov in zip(outputs, made):
-        if o.image.exists() and not overwrite:
-            previous = read_recorded_settings(o.image)
-            if previous is None:
-                result.foreign.append(o)
-                continue
-            if previous != prov:
-                result.other.append(o)
-                continue
-            if o.report.is_file() and (o.before_after.is_file() or not before_after):
-                result.done.append(o)
-                continue
-        result.todo.append((o, prov))
-    return result
+    return plan_outputs(outputs, made, path=lambda o: o.image, overwrite=overwrite,
+                        complete=lambda o: o.report.is_file() and (o.before_after.is_file() or not before_after))
 
 
 def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float | str | None = None,
@@ -120,9 +109,9 @@ def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float |
     report.update(faces.to_json())
     report["before_after"] = outputs.before_after.name if before_after else None
     # the image first: a report beside an image always describes that image
-    save_image(Image.fromarray(restored), outputs.image, provenance=json.dumps(made, sort_keys=True))
+    folder_jobs.write_image(restored, outputs.image, made)
     if before_after:
-        save_image(Image.fromarray(np.concatenate([photo, restored], axis=1)), outputs.before_after)
+        folder_jobs.write_image(np.concatenate([photo, restored], axis=1), outputs.before_after)
     atomic_write_text(outputs.report, json.dumps(report, indent=1) + "\n")
     return report
 
@@ -179,3 +168,99 @@ def summarize(outputs: list[PhotoOutputs]) -> Summary:
         if report is not None and os.path.basename(str(report["photo"])) == o.photo.name:
             summary.add(report)
     return summary
+
+
+@dataclass(frozen=True)
+class PhotoJob:
+    """A restore run over whole photos: ``inputs`` (photos or folders of photos) into ``out`` (a
+    folder, or a file for one photo), each face matched to a person of the ``album`` folder (None:
+    no album, every face follows ``unknown``) and restored with that person's best ``k`` references
+    at ``strength``. verify: 'off' | 'warn' | 'strict' (a face whose person's references disagree
+    is kept); embedder: the identity model (``faces.identity.load_embedder``)."""
+
+    inputs: Sequence[str | os.PathLike]
+    out: Path
+    album: Path | None = None
+    embedder: str = "dlib"
+    k: int = 4
+    unknown: str = "blind"
+    strength: float | str = 1.0
+    verify: str = "warn"
+    overwrite: bool = False
+    before_after: bool = False
+
+
+@dataclass
+class PhotoJobResult:
+    """What ``run_photo_job`` did in this process: the job's ``outputs``, this process's ``plan``,
+    the faces found in the photos it restored, how many photos were unreadable, and the
+    ``summary`` of the whole job (from every report on disk; None but in the main process)."""
+
+    outputs: list[PhotoOutputs]
+    plan: JobPlan[PhotoOutputs]
+    faces: int = 0
+    unreadable: int = 0
+    summary: Summary | None = None
+
+
+def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: Log = no_log,
+                  progress: Progress = no_progress) -> PhotoJobResult:
+    """Restore the photos of ``job``: check the outputs, open the album, load the model with
+    ``load_model(device)`` (the device this process is given under ``accelerate launch``, else
+    None), restore this process's share of the photos not done yet, and summarise the job.
+    ``log`` gets the lines worth telling (what is skipped or kept and why, what it cost)."""
+    from ..faces.identity import load_embedder
+    from ..faces.verify import ReferenceWarning
+    from .album import Album
+    from .face_restorer import FaceRestorer
+    from .sharding import current_shard
+
+    strength, photos, out = parse_strength(job.strength), expand_inputs(job.inputs), Path(job.out)
+    outputs = output_paths(photos, out)
+    folders = [Path(p) for p in job.inputs if Path(p).is_dir()] + ([Path(job.album)] if job.album else [])
+    check_outputs(outputs, out, folders)
+    album = None
+    if job.album:
+        try:
+            album = Album(job.album, embedder=load_embedder(job.embedder))
+        except ImportError as exc:  # an optional extra is missing: say which
+            raise ValueError(str(exc)) from exc
+    shard = current_shard()
+    clean_stale_temporaries(outputs[0].image.parent, recursive=False)
+    model = load_model(shard.device)
+    if album is None:
+        log(f"no --album: every face is {'restored blind' if job.unknown == 'blind' else 'kept'}")
+    elif shard.is_main and job.verify != "off":
+        for line in album.problems():
+            log(f"warning: album: {line}")
+    settings = {"k": job.k, "unknown": job.unknown, "strength": strength, "strict": job.verify == "strict",
+                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512}
+    restorer = FaceRestorer(model, album=album, k=job.k, unknown=job.unknown, strict=settings["strict"],
+                            strength=strength)
+    mine = shard.take(outputs)
+    model_id, album_key = model_fingerprint(model), album.key() if album else None
+    result = PhotoJobResult(outputs, plan(mine, [provenance(model_id, album_key, settings, o.photo) for o in mine],
+                                          job.overwrite, job.before_after))
+    if result.plan.done:
+        log(skipped_line(len(result.plan.done), shard.label()))
+    for line in result.plan.kept_lines("restore", "made with another model, album, settings or input",
+                                       "redo them with this one"):
+        log(line)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReferenceWarning)  # the album's problems were told once above
+        for o, made in progress(result.plan.todo, f"restoring{shard.label()}", "photo"):
+            report = restore_photo(restorer, o, made, before_after=job.before_after)
+            result.faces += len(report["faces"])
+            result.unreadable += report["output"] is None
+    if result.plan.todo:
+        per = (time.perf_counter() - start) / max(result.faces, 1)
+        log(f"restored {len(result.plan.todo)} photo(s){shard.label()}, {per:.3f} s per face on {model.device}")
+    if album is not None:  # what the album cost this run: nothing once its caches are warm
+        did = [f"{what} {', '.join(sorted(counts))}" for what, counts in
+               (("aligned references of", album.prepared), ("encoded references of", album.encodes)) if counts]
+        log(f"album{shard.label()}: {'; '.join(did) or 'all references from the cache'}")
+    shard.wait()
+    if shard.is_main:
+        result.summary = summarize(outputs)
+    return result

@@ -16,11 +16,12 @@ from typing import Any, Mapping
 import yaml
 
 from ..data.synthetic import WORLD_STYLES
+from ..generator.backbones import backbone_names
 from ..losses import LandmarkAttentionConfig, LossWeights
 from .schedule import LR_SCHEDULES
 from .stages import STAGES
 
-BACKBONES = ("tiny", "sd-turbo")
+BACKBONES = tuple(backbone_names())  # the registry's names (generator/backbones.py)
 MIXED_PRECISION = ("no", "fp16", "bf16")
 NESTED = {"loss": LossWeights, "landmark_attention": LandmarkAttentionConfig}
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..pipeline.album import Album
 from ..pipeline.face_restorer import FaceRestorer, PhotoReport
+from ..pipeline.strength import parse_strength
 from ..faces.align import apply_affine
 from ..utils.images import load_image, to_rgb8
 
@@ -103,7 +104,7 @@ class RestoreResult:
 
 
 def restore_photo(ctx: UiContext, photo: np.ndarray | Image.Image | str | None, person: str | None = None,
-                  reference_files: Sequence[str] | None = None, strength: float = 1.0,
+                  reference_files: Sequence[str] | None = None, strength: float | str = 1.0,
                   auto_strength: bool = False, seed: int = 0) -> RestoreResult:
     """Restore every face of ``photo`` (uint8 RGB (H, W, 3), PIL image or path).
 
@@ -111,11 +112,12 @@ def restore_photo(ctx: UiContext, photo: np.ndarray | Image.Image | str | None, 
     they are used for this photo instead of the album, as a one-person album: a face they do not
     match is restored blind, and the table says so. person: an album person to match faces against
     (``AUTO_MATCH`` or None: every person). strength: the reference strength in [0, 1] (1: follow the
-    references fully, 0: blind); auto_strength: choose it per face instead (``strength='auto'``).
-    Raises ValueError with no photo, an unknown person or a strength out of range.
+    references fully, 0: blind) or 'auto'; auto_strength: choose it per face instead (``'auto'``).
+    Raises ValueError with no photo, an unknown person or a strength ``parse_strength`` refuses.
     """
     if photo is None:
         raise ValueError("drop a photo first")
+    setting = parse_strength("auto" if auto_strength else strength)  # refused before any work
     before = _rgb_array(photo)
     refs = [Path(p) for p in (reference_files or []) if p]
     notes = []
@@ -126,7 +128,7 @@ def restore_photo(ctx: UiContext, photo: np.ndarray | Image.Image | str | None, 
         else:
             album = ctx.album_for(person)
         restorer = FaceRestorer(ctx.model, album=album, k=ctx.k, unknown=ctx.unknown)
-        after, report = restorer.enhance(before, seed=seed, strength="auto" if auto_strength else float(strength))
+        after, report = restorer.enhance(before, seed=seed, strength=setting)
         faces = [_face_state(entry, album) for entry in report.faces]  # reference crops read before tmp goes
     status = _status(report, notes)
     return RestoreResult(before=before, after=np.asarray(after), rows=face_rows(report), status=status, faces=faces)

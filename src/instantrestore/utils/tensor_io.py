@@ -70,6 +70,21 @@ def load_tensors(path: str | os.PathLike, trust_pickle: bool = False, device: st
     raise ValueError(f"{path}: unknown checkpoint type {path.suffix!r} (expected .safetensors)")
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (header only, no tensor is read); empty for a
+    missing file, a pickle, or a file without metadata."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception:  # noqa: BLE001 - a damaged file fails loudly in load_tensors, not here
+        return {}
+
+
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write tensors to safetensors atomically (contiguous CPU copies)."""
     with atomic_path(path) as tmp:
@@ -77,6 +92,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta
 
 
 def write_config(directory: str | os.PathLike, config_json: str) -> None:
+    """Write ``directory/config.json``: the model config (JSON text) under this format's tag, atomically."""
     data = json.loads(config_json)
     atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps({"format": CHECKPOINT_FORMAT, "model": data}, indent=2))
 

@@ -1,0 +1,95 @@
+"""The album's two on-disk caches, in ``album/.instantrestore-cache/``:
+
+- ``<person>-<faces key>.faces.safetensors``: the aligned reference crops [N, S, S, 3] uint8 RGB,
+  their identity embeddings [N, D] and 68 landmarks [N, 68, 2];
+- ``<person>-<faces key>-<reference key>.safetensors``: a :class:`ReferenceCache` of all N
+  references, named by the model's reference key (:func:`~instantrestore.generator.fingerprints.reference_key`).
+
+A file whose key does not match is never read; a damaged file reads as absent (it is rebuilt);
+a read-only album keeps everything in memory, with a warning.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..generator.reference_cache import ReferenceCache
+from ..utils.files import atomic_path
+from .album_references import PersonReferences
+
+CACHE_DIR = ".instantrestore-cache"
+FACES_FORMAT = "instantrestore.album_faces/1"
+_CACHE_NAME = re.compile(r"^(?P<key>[0-9a-f]{16})(\.faces|-[0-9a-f]{16})\.safetensors$")
+
+
+def write_faces(path: Path, refs: PersonReferences, embedder_name: str) -> bool:
+    """Write one person's prepared references; False (with a warning) when the folder is read-only."""
+    from safetensors.torch import save_file
+
+    meta = {"format": FACES_FORMAT, "person": refs.person, "key": refs.key, "names": json.dumps(refs.names),
+            "skipped": json.dumps(refs.skipped), "notes": json.dumps(refs.notes), "embedder": embedder_name}
+    tensors = {"crops": torch.from_numpy(np.ascontiguousarray(refs.crops)),
+               "embeddings": refs.embeddings.contiguous(),
+               "landmarks": torch.from_numpy(np.ascontiguousarray(refs.landmarks, dtype=np.float64))}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except OSError as exc:  # a read-only album still works, from memory
+        warnings.warn(f"{path}: cannot write the album cache ({exc}); references are kept in memory only",
+                      stacklevel=3)
+        return False
+    return True
+
+
+def read_faces(path: Path, key: str) -> dict[str, Any] | None:
+    """The prepared references stored under ``key`` (names, crops, embeddings, landmarks, skipped,
+    notes), or None: no such file, another key, or a damaged file."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            if meta.get("format") != FACES_FORMAT or meta.get("key") != key:
+                return None
+            crops, embeddings = handle.get_tensor("crops").numpy(), handle.get_tensor("embeddings").float()
+            landmarks = handle.get_tensor("landmarks").numpy()
+        return {"names": json.loads(meta["names"]), "crops": crops, "embeddings": embeddings, "landmarks": landmarks,
+                "skipped": json.loads(meta["skipped"]), "notes": json.loads(meta["notes"])}
+    except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
+        return None
+
+
+def remove_stale(cache_dir: Path, person: str, key: str) -> None:
+    """Remove the person's cache files made from other contents of their folder."""
+    for path in cache_dir.glob(f"{glob.escape(person)}-*.safetensors"):
+        found = _CACHE_NAME.match(path.name[len(person) + 1:])
+        if found and found["key"] != key:
+            path.unlink(missing_ok=True)
+
+
+def read_reference_cache(path: Path, device: torch.device, references: int, model_key: str) -> ReferenceCache | None:
+    """The reference cache at ``path`` if it holds ``references`` rows encoded under ``model_key``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        cache = ReferenceCache.load(path, device=device)
+    except Exception:  # noqa: BLE001 - a damaged cache file is encoded again
+        return None
+    return cache if len(cache) == references and cache.model_key == model_key else None
+
+
+def write_reference_cache(cache: ReferenceCache, path: Path) -> None:
+    """Save ``cache``; a read-only folder keeps it in memory only, with a warning."""
+    try:
+        cache.save(path)
+    except OSError as exc:
+        warnings.warn(f"{path}: cannot write the reference cache ({exc}); kept in memory only", stacklevel=3)
