@@ -132,3 +132,22 @@ def test_no_source_file_is_too_long() -> None:
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split by concern (over {MAX_LINES} lines): {long}"
+
+
+# lower layers never import upper ones (what docs/architecture.md draws)
+FORBIDDEN = {
+    "faces": ("generator", "pipeline", "train", "losses", "bench", "cli", "ui"),
+    "utils": ("generator", "pipeline", "faces", "data", "train", "losses", "bench", "cli", "ui"),
+    "data": ("generator", "pipeline", "train", "losses", "bench", "cli", "ui"),
+    "generator": ("pipeline", "data", "losses", "train", "bench", "cli", "ui"),
+    "pipeline": ("train", "losses", "bench", "cli", "ui"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layers_import_only_downwards(layer: str) -> None:
+    graph = import_graph()
+    bad = sorted(f"{src} -> {dst}" for src, dsts in graph.items() if src.startswith(f"instantrestore.{layer}.")
+                 or src == f"instantrestore.{layer}"
+                 for dst in dsts if any(dst.startswith(f"instantrestore.{up}") for up in FORBIDDEN[layer]))
+    assert not bad, bad

@@ -1,7 +1,7 @@
-"""Landmark distances: plain L2 (L2-LD) and the affine landmark distance A-LD (seed 004).
+"""Landmark distances: plain L2 (L2-LD) and the affine landmark distance A-LD (HonestFace).
 
 Landmarks are (N, 2) or (B, N, 2) arrays of (x, y) pixels in the evaluated images' frame.
-A-LD (seed 004, eq. 14-15) is the weighted sum of squared residuals left after the best
+A-LD (HonestFace, eq. 14-15) is the weighted sum of squared residuals left after the best
 2-D affine map from predicted to ground-truth landmarks (weighted least squares):
 
     d(L, H; W) = min_A sum_k w_k ||A [l_k; 1] - h_k||^2,   A = (H W L'^T)(L' W L'^T)^-1
@@ -46,7 +46,7 @@ def l2_landmark_distance(pred, gt) -> np.ndarray:
 
 
 def affine_landmark_distance(pred, gt, weights=None, return_affine: bool = False):
-    """A-LD of seed 004 eq. 14 -> [B] (and the fitted [B, 2, 3] maps when ``return_affine``).
+    """A-LD of HonestFace eq. 14 -> [B] (and the fitted [B, 2, 3] maps when ``return_affine``).
 
     Needs N >= 3 non-collinear predicted landmarks; ``weights`` (N,) are positive, default 1.
     """

@@ -3,7 +3,7 @@
 Four cues, each scored per candidate and min-max normalised over the candidate set:
 identity similarity (embedder cosine), pose similarity (yaw/pitch proxies from 68
 landmarks), sharpness (variance of the Laplacian), and the affine landmark distance on
-the eye region (seed 004, eq. 6: the reference whose landmarks are closest up to an
+the eye region (HonestFace, eq. 6: the reference whose landmarks are closest up to an
 affine map). The final score is their weighted mean (``SelectionWeights``).
 
 Images are FFHQ-aligned uint8 RGB arrays (S, S, 3), the output of ``align``.

@@ -1,14 +1,14 @@
 """Reference verification: do the references show one person, and is it the input's?
 
-A wrong-identity reference leaks its identity into the result (seed 003, fig. 5), so
-references are checked before use. Each reference is compared with the others: its
-consensus similarity is the median cosine similarity to the other references, and it is
-an outlier when that falls below the embedder's same-person threshold. With two
-references that disagree both are flagged (there is no majority). The degraded input is
-compared with the mean embedding of the non-outlier references at ``threshold - lq_margin``
+A wrong-identity reference leaks its identity into the result (Reference-Guided Identity
+Preserving Face Restoration, fig. 5), so references are checked before use. Each reference is
+compared with the others: its consensus similarity is the median cosine similarity to the other
+references, and it is an outlier when that falls below the embedder's same-person threshold.
+With two references that disagree both are flagged (there is no majority). The degraded input
+is compared with the mean embedding of the non-outlier references at ``threshold - lq_margin``
 (margin 0: measured on real photos, degraded inputs still clear it while a looser threshold let
-other people through; docs/bad_input.md). Crops with no detectable face are reported and left out
-before any identity is compared (``has_face``).
+other people through; docs/bad_input.md). Crops with no detectable face are reported and left
+out before any identity is compared (``has_face``).
 """
 from __future__ import annotations
 

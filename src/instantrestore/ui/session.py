@@ -84,6 +84,12 @@ class UiContext:
         return [AUTO_MATCH] + (self.album.persons if self.album is not None else [])
 
     def album_for(self, person: str | None) -> Album | None:
+        """The album to restore with (one person's view when one is picked), looked at afresh:
+        the page lives long and photos may be added to the folder meanwhile (unchanged files are
+        not hashed again)."""
+        for album in (self.album, *self.views.values()):
+            if album is not None:
+                album.refresh()
         if self.album is None or not person or person == AUTO_MATCH:
             return self.album
         if person not in self.views:
