@@ -391,3 +391,63 @@ def test_official_form_through_the_objective_and_config():
         LandmarkAttentionConfig(form="official", official_batch="all")
     with pytest.raises(ValueError, match="call official_landmark_attention_loss"):
         landmark_attention_loss(captured, target, refs, None, (32, 32), (32, 32), 1.0, 1.0, form="official")
+
+
+# ---------------------------------------------------------------- batches without landmarks
+def _las_objective():
+    from instantrestore.losses import LossWeights, RestorationLoss
+
+    return RestorationLoss(LossWeights(lpips=0.0, ms_ssim=0.0, identity=0.0, adversarial=0.0, l1=1.0,
+                                       landmark_attention=5000.0))
+
+
+def _las_batch(target: torch.Tensor, refs: torch.Tensor, image: int = 32) -> dict:
+    batch, n = refs.shape[:2]
+    return {"hq": torch.zeros(batch, 3, image, image), "refs": torch.zeros(batch, n, 3, image, image),
+            "ref_mask": torch.ones(batch, n, dtype=torch.bool), "landmarks_hq": target, "landmarks_refs": refs,
+            "index": list(range(batch))}
+
+
+@pytest.mark.parametrize("form", ["mse", "ce", "official"])
+@pytest.mark.parametrize("case", ["no side files", "no reference landmarks", "no target landmarks"])
+def test_a_batch_without_usable_landmarks_contributes_no_las_term(case, form):
+    """Images without side files have P = 0 landmark rows; that used to crash (min over an empty set)."""
+    from instantrestore.generator.model import GeneratorOutput
+    from instantrestore.losses import LandmarkAttentionConfig
+
+    batch, n, points = 2, 2, {"no side files": 0}.get(case, 3)
+    target = torch.full((batch, points, 2), 10.0)
+    refs = torch.full((batch, n, points, 2), 12.0)
+    if case == "no reference landmarks":
+        refs[:] = NAN
+    if case == "no target landmarks":
+        target[:] = NAN
+    probs = _random_probs(torch.Generator().manual_seed(0), batch, 1, 16, n, 16).requires_grad_(True)
+    loss = _las_objective()
+    loss.landmark_config = LandmarkAttentionConfig(form=form)
+    image = torch.zeros(batch, 3, 32, 32, requires_grad=True)
+    output = GeneratorOutput(image=image, attention={"layer": _captured(probs, (4, 4), (4, 4))})
+    total, log = loss.generator_loss(output, _las_batch(target, refs))
+    total.backward()
+    assert log["landmark_attention"] == 0.0 and log["las_queries"] == 0.0 and log["las_samples"] == 0.0
+    assert probs.grad is None or probs.grad.abs().sum() == 0
+    assert math.isfinite(log["loss"])
+
+
+def test_las_metrics_count_the_supervised_queries():
+    from instantrestore.generator.model import GeneratorOutput
+
+    image, grid = 32, 4
+    target = torch.tensor([[_pixel_of_token(1, 1, image, grid)], [(NAN, NAN)]])   # sample 1: no landmarks
+    refs = torch.tensor([[[_pixel_of_token(2, 1, image, grid)]], [[(NAN, NAN)]]])
+    probs = _random_probs(torch.Generator().manual_seed(0), 2, 1, 16, 1, 16)
+    output = GeneratorOutput(image=torch.zeros(2, 3, image, image),
+                             attention={"a": _captured(probs, (grid, grid), (grid, grid)),
+                                        "b": _captured(probs, (grid, grid), (grid, grid))})
+    loss = _las_objective()
+    supervised = int(ideal_attention(target, refs, None, (image, image), (image, image), (grid, grid), (grid, grid),
+                                     loss.landmark_config.sigma, loss.landmark_config.radius)[1].sum())
+    _, log = loss.generator_loss(output, _las_batch(target, refs, image))
+    assert supervised >= 1
+    assert log["las_queries"] == 2 * supervised and log["las_samples"] == 1.0  # two layers; one sample
+    assert log["landmark_attention"] > 0

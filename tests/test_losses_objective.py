@@ -42,9 +42,10 @@ def test_restoration_loss_on_a_tiny_model_reaches_the_trainable_parameters():
                    noise=noise, capture=layers)
     total, log = loss.generator_loss(output, batch)
     expected = {"loss", "ms_ssim", "identity", "identity_hq", "identity_ref", "adversarial", "landmark_attention",
-                "face_alignment"}
+                "face_alignment", "las_queries", "las_samples"}
     assert set(log) == expected and all(math.isfinite(v) for v in log.values())
     assert log["landmark_attention"] > 0 and log["loss"] == pytest.approx(total.item())
+    assert log["las_queries"] > 0 and log["las_samples"] == 2
 
     # LAS alone reaches the query projections of the supervised layers (LoRA B starts at 0, so its grad is the signal).
     las = loss._landmark_term(output, batch, (128, 128))

@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "instantrestore.cli.restore",
     "instantrestore.cli.official",
     "instantrestore.cli.data",
+    "instantrestore.cli.prepare",
     "instantrestore.cli.faces",
     "instantrestore.cli.evaluate",
     "instantrestore.cli.idnet",

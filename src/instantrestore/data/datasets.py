@@ -17,9 +17,10 @@ from torch.utils.data import Dataset
 from ..utils.images import save_image
 from . import synthetic
 from .degradations import DegradationPreset, get_preset, random_degrade
-from .folders import load_square, scan_identity_folders, square_landmarks
+from .folders import checked_records, load_square, square_landmarks, survey_identity_folders
 from .items import check_refs, item_rng, make_item, sample_references
 from .landmark_files import landmarks_path, read_landmarks, write_landmarks
+from .manifest import excluded_images
 
 
 class IdentityFolderDataset(Dataset):
@@ -30,18 +31,21 @@ class IdentityFolderDataset(Dataset):
     present, NaN elsewhere; P = 0 when no side file exists), "none" (P = 0) or "require".
     ``num_points`` fixes P (rows are NaN-padded or cut), e.g. 68 + MAX_MARKS to match
     ``SyntheticIdentityDataset``; by default P is the longest side file found.
-    ``epoch`` changes every draw; item i depends only on (seed, epoch, i).
+    ``epoch`` changes every draw; item i depends only on (seed, epoch, i). ``prepared``: leave out
+    the images ``instantrestore prepare-data`` excluded (its ``ROOT/prepared.json``, if any).
     """
 
     def __init__(self, root: str | os.PathLike, size: int = 512, refs_max: int = 4, preset: str | DegradationPreset = "paper",
                  seed: int = 0, landmarks: str = "auto", refs_min: int = 1, epoch: int = 0, verify: bool = True,
-                 num_points: int | None = None):
+                 num_points: int | None = None, prepared: bool = True):
         check_refs(refs_min, refs_max)
         if landmarks not in ("auto", "none", "require"):
             raise ValueError(f"landmarks must be 'auto', 'none' or 'require', got {landmarks!r}")
         self.root, self.size, self.refs_max, self.refs_min = Path(root), int(size), int(refs_max), int(refs_min)
         self.preset, self.seed, self.epoch = get_preset(preset), int(seed), int(epoch)
-        self.identities = scan_identity_folders(self.root, verify=verify)
+        exclude = excluded_images(self.root) if prepared else {}
+        self.survey = survey_identity_folders(self.root, verify=verify, exclude=exclude)
+        self.identities = checked_records(self.root, self.survey)
         self._index = [(i, j) for i, rec in enumerate(self.identities) for j in range(len(rec.images))]
         self._landmarks: dict[Path, tuple[np.ndarray, int, int]] = {}
         if landmarks != "none":
@@ -58,6 +62,11 @@ class IdentityFolderDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Draw different references and degradations (re-create workers for it to take effect)."""
         self.epoch = int(epoch)
+
+    def has_landmarks(self, path: Path) -> bool:
+        """Whether image ``path`` has a side file with at least one finite landmark."""
+        found = self._landmarks.get(path)
+        return found is not None and bool(np.isfinite(found[0]).all(axis=1).any())
 
     def __len__(self) -> int:
         return len(self._index)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IdentityRecord:
-    """One identity: its name and its usable image paths (sorted)."""
+    """One identity: its name, its usable image paths (sorted) and, when the scan read them, each
+    image's (width, height) as stored (before any EXIF rotation)."""
 
     name: str
     images: tuple[Path, ...]
+    sizes: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class FolderSurvey:
+    """What ``survey_identity_folders`` found: usable identities, the names of those with too few
+    images (``thin``), and counts of unreadable and manifest-excluded images left out."""
+
+    records: list[IdentityRecord]
+    thin: list[str] = field(default_factory=list)
+    unreadable: int = 0
+    excluded: int = 0
 
 
 def identity_images(folder: Path) -> list[Path]:
@@ -44,48 +58,74 @@ def identity_images(folder: Path) -> list[Path]:
     return list_images(folder)
 
 
-def _readable(path: Path) -> str | None:
-    """None if PIL can identify the file, else the reason."""
+def _readable(path: Path) -> tuple[str | None, tuple[int, int]]:
+    """(None, (width, height)) if PIL can identify the file, else (the reason, (0, 0))."""
     try:
         with Image.open(path) as im:
+            size = im.size
             im.verify()
-        return None
+        return None, size
     except Exception as exc:  # PIL raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
+        return f"{type(exc).__name__}: {exc}", (0, 0)
 
 
-def scan_identity_folders(root: str | os.PathLike, min_images: int = 2, verify: bool = True) -> list[IdentityRecord]:
-    """Identities under ``root`` with at least ``min_images`` readable images, sorted by name.
-
-    Unreadable files are logged by path and left out; identities that end up with fewer than
-    ``min_images`` images are skipped with a count in the log. Raises FileNotFoundError when
-    ``root`` is missing and ValueError when no identity is usable.
-    """
+def survey_identity_folders(root: str | os.PathLike, min_images: int = 2, verify: bool = True,
+                            exclude: Collection[str | os.PathLike] = ()) -> FolderSurvey:
+    """Identities under ``root`` with at least ``min_images`` readable images, sorted by name,
+    and what was left out. ``verify`` reads every file (and records its size); ``exclude``:
+    image paths to leave out (compared as ``os.path.abspath``), e.g. ``manifest.excluded_images``.
+    Raises FileNotFoundError when ``root`` is missing."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a folder")
-    records, skipped, unreadable = [], [], 0
+    left_out = {os.path.abspath(p) for p in exclude}
+    records, skipped, unreadable, excluded = [], [], 0, 0
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = []
+        images, sizes = [], []
         for path in identity_images(folder):
-            reason = _readable(path) if verify else None
+            if left_out and os.path.abspath(path) in left_out:
+                excluded += 1
+                continue
+            reason, size = _readable(path) if verify else (None, (0, 0))
             if reason:
                 unreadable += 1
                 log.warning("unreadable image left out: %s (%s)", path, reason)
             else:
                 images.append(path)
+                sizes.append(size)
         if len(images) < min_images:
             skipped.append(folder.name)
         else:
-            records.append(IdentityRecord(folder.name, tuple(images)))
+            records.append(IdentityRecord(folder.name, tuple(images), tuple(sizes) if verify else ()))
+    return FolderSurvey(records, skipped, unreadable, excluded)
+
+
+def scan_identity_folders(root: str | os.PathLike, min_images: int = 2, verify: bool = True,
+                          exclude: Collection[str | os.PathLike] = ()) -> list[IdentityRecord]:
+    """Identities under ``root`` with at least ``min_images`` readable images, sorted by name.
+
+    Unreadable files are logged by path and left out, as are the ``exclude`` paths; identities
+    that end up with fewer than ``min_images`` images are skipped with a count in the log. Raises
+    FileNotFoundError when ``root`` is missing and ValueError when no identity is usable.
+    """
+    return checked_records(root, survey_identity_folders(root, min_images, verify, exclude), min_images)
+
+
+def checked_records(root: str | os.PathLike, survey: FolderSurvey, min_images: int = 2) -> list[IdentityRecord]:
+    """The identities of a survey, with what it left out in the log; ValueError when there are none."""
+    records, skipped, unreadable = survey.records, survey.thin, survey.unreadable
     if skipped:
-        log.warning("skipped %d identit%s with fewer than %d images: %s", len(skipped),
-                    "y" if len(skipped) == 1 else "ies", min_images, ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
+        log.warning("skipped %d identit%s with fewer than %d usable images (a target needs another photo of the "
+                    "same person as its reference): %s", len(skipped), "y" if len(skipped) == 1 else "ies", min_images,
+                    ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
     if unreadable:
         log.warning("%d unreadable image(s) left out under %s", unreadable, root)
+    if survey.excluded:
+        log.info("%d image(s) left out as prepare-data's record asks (%s/prepared.json)", survey.excluded, root)
     if not records:
         raise ValueError(f"{root}: no identity folder has {min_images} or more readable images "
-                         f"({len(skipped)} skipped, {unreadable} unreadable files)")
+                         f"({len(skipped)} skipped, {unreadable} unreadable files, {survey.excluded} left out "
+                         "by prepare-data)")
     return records
 
 

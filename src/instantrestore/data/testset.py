@@ -29,6 +29,7 @@ from .datasets import synthetic_identity_name
 from .degradations import DegradationParams, DegradationPreset, degrade, get_preset, random_degradation_params
 from .folders import load_square, scan_identity_folders, square_landmarks
 from .landmark_files import landmarks_path, read_landmarks, write_landmarks
+from .manifest import excluded_images
 
 _TAG_TEST = 0x7E
 DONE_FILE = "degradation.json"
@@ -97,7 +98,8 @@ def make_test_set(root: str | os.PathLike, out: str | os.PathLike, preset: str |
         raise ValueError(f"--out {out} lies inside the dataset {root}; choose a folder outside it")
     preset_obj = get_preset(preset)
     written = skipped = 0
-    for rec in tqdm(scan_identity_folders(root), desc="test set", unit="identity", disable=not progress):
+    records = scan_identity_folders(root, exclude=excluded_images(root))  # prepare-data's exclusions, if any
+    for rec in tqdm(records, desc="test set", unit="identity", disable=not progress):
         rng = np.random.default_rng([_TAG_TEST, int(seed), _name_key(rec.name)])
         n = len(rec.images)
         targets = rng.choice(n, size=min(targets_per_identity, n), replace=False)

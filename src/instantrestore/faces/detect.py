@@ -114,6 +114,27 @@ def landmarks_in_box(image: np.ndarray, box, points: int = 68) -> np.ndarray:
     return _shape_to_array(shape_predictor(points)(image, rect))
 
 
+def face_boxes(image: np.ndarray, max_side: int = 800, upsample: int = 1,
+               fallback: str = "cnn") -> list[tuple[tuple[float, float, float, float], float, str]]:
+    """The face boxes of ``detect_faces`` without landmarks: (box (x0, y0, x1, y1), score, detector)
+    per face, in the detector's order (see ``detect_faces`` for the arguments)."""
+    image = _check_rgb(image)
+    if fallback not in ("cnn", "none"):
+        raise ValueError(f"fallback must be 'cnn' or 'none', not {fallback!r}")
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = image if scale == 1.0 else cv2.resize(
+        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    rects, scores, _ = _hog().run(small, upsample, 0.0)
+    found = [(r, s, "hog") for r, s in zip(rects, scores)]
+    if not found and fallback == "cnn":
+        # upsampling costs 4x: on CPU MMOD takes ~3 s for an 800 px photo at 1x, ~13 s at 2x
+        cnn_upsample = upsample if max(small.shape[:2]) <= 400 else 0
+        found = [(d.rect, d.confidence, "cnn") for d in _cnn()(small, cnn_upsample)]
+    return [(tuple(float(v) / scale for v in (r.left(), r.top(), r.right(), r.bottom())), float(score), name)
+            for r, score, name in found]
+
+
 def detect_faces(
     image: np.ndarray,
     max_side: int = 800,
@@ -128,21 +149,8 @@ def detect_faces(
     harder poses); ``'none'`` returns the empty list. No face gives an empty list.
     """
     image = _check_rgb(image)
-    if fallback not in ("cnn", "none"):
-        raise ValueError(f"fallback must be 'cnn' or 'none', not {fallback!r}")
-    h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    small = image if scale == 1.0 else cv2.resize(
-        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    rects, scores, _ = _hog().run(small, upsample, 0.0)
-    found = [(r, s, "hog") for r, s in zip(rects, scores)]
-    if not found and fallback == "cnn":
-        # upsampling costs 4x: on CPU MMOD takes ~3 s for an 800 px photo at 1x, ~13 s at 2x
-        cnn_upsample = upsample if max(small.shape[:2]) <= 400 else 0
-        found = [(d.rect, d.confidence, "cnn") for d in _cnn()(small, cnn_upsample)]
     faces = []
-    for rect, score, name in found:
-        box = tuple(float(v) / scale for v in (rect.left(), rect.top(), rect.right(), rect.bottom()))
+    for box, score, name in face_boxes(image, max_side, upsample, fallback):
         faces.append(Face(
             box=box,
             landmarks68=landmarks_in_box(image, box, 68),

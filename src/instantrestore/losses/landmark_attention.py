@@ -19,7 +19,8 @@ mass equally. Padded references (ref_mask False) and references missing p get no
 Loss. Captured probabilities [B, heads, Lq, N, Lk] are averaged over heads; on the supervised
 queries only, the squared error is averaged over (supervised query, N, Lk) elements - PyTorch's
 ``mse_loss`` restricted to those rows - and then over layers. Unsupervised queries contribute
-nothing. Per element the values are tiny (a row spreads 1 over N * Lk tokens), which is why the
+nothing; a batch with no usable landmark (no side files: P = 0; or all NaN in its targets or in
+its references) supervises no query, and its term is 0 with no gradient. Per element the values are tiny (a row spreads 1 over N * Lk tokens), which is why the
 paper's weight is as large as 5000.
 
 Option ``form="ce"`` (not the paper's): the cross-entropy -sum(ideal * log attention) per supervised
@@ -90,8 +91,12 @@ def landmark_targets(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor
     eligible = (inside_image(target, image_hw) & ref_ok.any(dim=1)
                 & point_subset(num_points, points, device)[None])              # [B, P]
 
-    # Each query's nearest eligible target landmark, if within the radius.
+    # Each query's nearest eligible target landmark, if within the radius (P = 0: a batch of
+    # images without landmark side files supervises no query).
     queries = grid_centres(query_hw, device)                                   # [Lq, 2]
+    if num_points == 0:
+        rows = torch.zeros(batch, 0, n_refs, key_hw[0] * key_hw[1], device=device)
+        return rows, torch.full((batch, queries.shape[0]), -1, dtype=torch.long, device=device)
     target_tok = torch.nan_to_num(token_coords(target, image_hw, query_hw))     # [B, P, 2]
     dist = torch.cdist(queries[None].expand(batch, -1, -1), target_tok,
                        compute_mode="donot_use_mm_for_euclid_dist")            # [B, Lq, P], exact
@@ -128,10 +133,12 @@ def ideal_attention(target_landmarks: torch.Tensor, ref_landmarks: torch.Tensor,
 def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch.Tensor,
                             ref_landmarks: torch.Tensor, ref_mask: torch.Tensor | None,
                             image_hw: tuple[int, int], ref_image_hw: tuple[int, int], sigma: float,
-                            radius: float, points: Sequence[int] | None = None, form: str = "mse") -> torch.Tensor:
+                            radius: float, points: Sequence[int] | None = None, form: str = "mse",
+                            stats: dict[str, float] | None = None) -> torch.Tensor:
     """Eq. 7 for one layer: mean squared error between the head-averaged attention and the ideal
     map over the supervised queries (see the module docstring) -> scalar, 0 when none is supervised.
-    ``form="ce"``: the cross-entropy against the ideal rows instead."""
+    ``form="ce"``: the cross-entropy against the ideal rows instead. ``stats``, when given, gets
+    ``supervised_queries`` and ``supervised_samples`` added (counts of this layer)."""
     if form == "official":
         raise ValueError("form='official' draws one layer for the whole step: call official_landmark_attention_loss")
     if form not in LAS_FORMS:
@@ -149,6 +156,8 @@ def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch
     rows, assign = landmark_targets(target_landmarks.to(probs.device), ref_landmarks.to(probs.device), ref_mask,
                                     image_hw, ref_image_hw, captured.query_hw, captured.key_hw, sigma, radius, points)
     sample, query = (assign >= 0).nonzero(as_tuple=True)
+    if stats is not None:
+        add_supervision_stats(stats, assign >= 0)
     if sample.numel() == 0:
         return probs.sum() * 0.0  # keeps the graph; nothing to supervise in this batch
     attention = probs.mean(dim=1)[sample, query].float()                      # [M, N, Lk]
@@ -157,3 +166,12 @@ def landmark_attention_loss(captured: CapturedAttention, target_landmarks: torch
         # log of the head-averaged probabilities; the floor only guards exact zeros.
         return -(ideal * attention.clamp_min(1e-12).log()).flatten(1).sum(-1).mean()
     return ((attention - ideal) ** 2).mean()
+
+
+def add_supervision_stats(stats: dict[str, float], supervised: torch.Tensor) -> None:
+    """Fold a supervised-query mask [B, Lq] bool of one layer into ``stats``: ``supervised_queries``
+    adds its supervised rows, ``supervised_samples`` keeps the most samples with at least one row
+    over the layers folded in."""
+    stats["supervised_queries"] = stats.get("supervised_queries", 0.0) + float(supervised.sum())
+    samples = float(supervised.any(dim=1).sum()) if supervised.numel() else 0.0
+    stats["supervised_samples"] = max(stats.get("supervised_samples", 0.0), samples)

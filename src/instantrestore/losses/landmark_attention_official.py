@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ..generator.attention import CapturedAttention
-from .landmark_attention import grid_centres, point_subset
+from .landmark_attention import add_supervision_stats, grid_centres, point_subset
 
 OFFICIAL_BATCH_MODES = ("first", "per_sample")
 
@@ -114,7 +114,8 @@ def _block_extreme(captured: CapturedAttention, samples: slice, real: torch.Tens
 
 def _official_group(captured: CapturedAttention, block: int, samples: slice, target_landmarks: torch.Tensor,
                     ref_landmarks: torch.Tensor, real: torch.Tensor, image_hw: tuple[int, int],
-                    ref_image_hw: tuple[int, int], transpose: bool, points: Sequence[int] | None) -> torch.Tensor:
+                    ref_image_hw: tuple[int, int], transpose: bool, points: Sequence[int] | None,
+                    stats: dict[str, float] | None = None) -> torch.Tensor:
     """Their loss for the samples of one group sharing (layer, block): normalisation over the group."""
     offset = 1 if captured.self_probs is not None else 0
     target_lm = target_landmarks[samples]
@@ -126,6 +127,8 @@ def _official_group(captured: CapturedAttention, block: int, samples: slice, tar
         lm, hw, key_hw, use = ref_landmarks[samples][:, ref], ref_image_hw, captured.key_hw, real[:, ref]
     target, rows = official_targets(target_lm, lm, image_hw, hw, captured.query_hw, key_hw, transpose, points, use)
     sample, query = rows.nonzero(as_tuple=True)
+    if stats is not None:
+        add_supervision_stats(stats, rows)
     if sample.numel() == 0:
         return captured.probs.sum() * 0.0  # keeps the graph; their code drops such a batch's term
     low = _block_extreme(captured, samples, real, largest=False).float()
@@ -140,7 +143,8 @@ def official_landmark_attention_loss(layers: Sequence[CapturedAttention], target
                                      image_hw: tuple[int, int], ref_image_hw: tuple[int, int],
                                      generator: torch.Generator | None = None, batch_mode: str = "first",
                                      transpose: bool = True, points: Sequence[int] | None = None,
-                                     choice: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+                                     choice: Sequence[tuple[int, int]] | None = None,
+                                     stats: dict[str, float] | None = None) -> torch.Tensor:
     """The landmark attention loss as the authors' code computes it -> scalar (weight 5000 there).
 
     layers: the captured layers to draw from (all injected layers = their randint(0, 8)), each
@@ -154,6 +158,7 @@ def official_landmark_attention_loss(layers: Sequence[CapturedAttention], target
     and the loss is the mean of the per-sample losses (their code with batch size 1).
     The MSE is over (landmark query rows, heads, the block's Lk keys) of the normalised attention
     against the normalised ``official_targets`` (``transpose``: their x/y swap, see there).
+    ``stats``, when given, gets the supervised query rows and samples added (``add_supervision_stats``).
     """
     if not layers:
         raise ValueError("the official landmark loss needs at least one captured layer")
@@ -178,6 +183,6 @@ def official_landmark_attention_loss(layers: Sequence[CapturedAttention], target
     target_landmarks, ref_landmarks = target_landmarks.to(device), ref_landmarks.to(device)
     groups = [slice(0, batch)] if batch_mode == "first" else [slice(b, b + 1) for b in range(batch)]
     losses = [_official_group(layers[layer], block, samples, target_landmarks, ref_landmarks, real[samples],
-                              image_hw, ref_image_hw, transpose, points)
+                              image_hw, ref_image_hw, transpose, points, stats)
               for (layer, block), samples in zip(choice, groups)]
     return losses[0] if len(losses) == 1 else torch.stack(losses).mean()

@@ -87,7 +87,8 @@ class RestorationLoss(nn.Module):
         return resolve_layers(self.landmark_config.layers, injected_layers)
 
     def _landmark_term(self, output: "GeneratorOutput", batch: dict, image_hw: tuple[int, int],
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None,
+                       stats: dict[str, float] | None = None) -> torch.Tensor:
         if not output.attention:
             raise ValueError("landmark attention weight > 0 but the output holds no attention; call the model with "
                              "capture=loss.capture_layers(model.injected_layers)")
@@ -100,9 +101,10 @@ class RestorationLoss(nn.Module):
             return official_landmark_attention_loss(
                 list(output.attention.values()), batch["landmarks_hq"], batch["landmarks_refs"], batch.get("ref_mask"),
                 image_hw, ref_hw, _batch_generator(batch) if generator is None else generator, c.official_batch,
-                c.official_transpose, c.points)
+                c.official_transpose, c.points, stats=stats)
         terms = [landmark_attention_loss(captured, batch["landmarks_hq"], batch["landmarks_refs"],
-                                         batch.get("ref_mask"), image_hw, ref_hw, c.sigma, c.radius, c.points, form=c.form)
+                                         batch.get("ref_mask"), image_hw, ref_hw, c.sigma, c.radius, c.points, form=c.form,
+                                         stats=stats)
                  for captured in output.attention.values()]
         return torch.stack(terms).mean()  # averaged over layers: the weight does not depend on their count
 
@@ -115,7 +117,10 @@ class RestorationLoss(nn.Module):
         landmarks_refs). LAS supervises every layer present in ``output.attention``; with
         ``form="official"`` it draws one of them and one reference from ``generator`` (e.g. the
         step's generator); None seeds one from batch["index"], so a repeated batch repeats its draw.
-        Returns (weighted total, {"loss": total, term name: unweighted value, ...}).
+        Returns (weighted total, {"loss": total, term name: unweighted value, ...}); with LAS on, also
+        ``las_queries`` (query rows supervised, summed over the supervised layers) and ``las_samples``
+        (samples with a supervised query, the most over the layers); both 0 when no landmark is usable, and
+        then the LAS term is 0 with no gradient.
         """
         w = self.weights
         restored = output.image
@@ -144,8 +149,11 @@ class RestorationLoss(nn.Module):
                 logits = self.discriminator(restored)
             terms["adversarial"] = (w.adversarial, generator_adversarial_loss(logits, self.gan_loss))
         if w.landmark_attention > 0:
+            stats: dict[str, float] = {}
             terms["landmark_attention"] = (w.landmark_attention,
-                                           self._landmark_term(output, batch, image_hw, generator))
+                                           self._landmark_term(output, batch, image_hw, generator, stats))
+            extras["las_queries"] = stats.get("supervised_queries", 0.0)
+            extras["las_samples"] = stats.get("supervised_samples", 0.0)
         if self.face_alignment is not None:
             terms["face_alignment"] = (w.face_alignment,
                                        self.face_alignment(restored, target, batch["landmarks_hq"]))

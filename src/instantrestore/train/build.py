@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from ..generator import model_io
 from ..generator.model import InstantRestore
 from .config import TrainConfig
+from .data_checks import check_folder_dataset
 from .sampling import collate
 from .stages import STAGES
 
@@ -119,16 +120,25 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, list[int], list[int]]:
         raise FileNotFoundError(f"data {root}: not a directory (give an identity-folder root or 'synthetic')")
     ds = IdentityFolderDataset(root, seed=config.world_seed, landmarks=config.landmarks, **common)
     counts = [len(rec.images) for rec in ds.identities]
-    n_train = len(counts) - config.val_identities
-    if n_train < 1:
-        raise ValueError(f"data {root}: {len(counts)} identities, val_identities={config.val_identities} leaves none "
-                         "to train on")
+    n_train = check_folder_dataset(config, ds)  # refuses what cannot train, logs what looks wrong
     starts = [sum(counts[:i]) for i in range(len(counts) + 1)]
     train = list(range(starts[n_train]))
     val = [starts[i] + j for j in range(max(counts, default=0)) for i in range(n_train, len(counts)) if j < counts[i]]
-    log.info("data %s: %d identities for training (%d images), %d held out", root, n_train, len(train),
-             config.val_identities)
+    marked = sum(ds.has_landmarks(p) for rec in ds.identities[:n_train] for p in rec.images)
+    log.info("data %s: %d people for training (%d images, %d with landmarks), %d held out: %s", root, n_train,
+             len(train), marked, config.val_identities, ", ".join(r.name for r in ds.identities[n_train:]) or "-")
     return ds, train, val[: config.val_batch]
+
+
+def held_out_people(config: TrainConfig, dataset: Dataset) -> list[str]:
+    """The people of the validation split (never trained on), by name."""
+    if config.is_synthetic:
+        from ..data.datasets import synthetic_identity_name
+
+        return [synthetic_identity_name(config.world_seed, i)
+                for i in range(config.identities, config.identities + config.val_identities)]
+    held = dataset.identities[len(dataset.identities) - config.val_identities:] if config.val_identities else []
+    return [rec.name for rec in held]
 
 
 def validation_batch(dataset: Dataset, indices: list[int]) -> dict | None:

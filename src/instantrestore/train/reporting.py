@@ -16,6 +16,7 @@ from ..utils.images import save_image, tensor_to_uint8
 
 log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
+HELD_OUT_NAME = "held_out.txt"
 
 
 class MetricsLogger:
@@ -55,6 +56,14 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def write_held_out(out: Path, people: list[str]) -> Path:
+    """``OUT/held_out.txt``: the validation people, one name a line (never trained on, so the ones
+    to evaluate on)."""
+    path = out / HELD_OUT_NAME
+    atomic_write_text(path, "".join(f"{name}\n" for name in people))
+    return path
 
 
 def read_metrics(out: str | Path) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from ..generator.model import GeneratorOutput, InstantRestore
 from . import build, state
 from .config import TrainConfig
-from .reporting import MetricsLogger, save_grid, validation_grid
+from .reporting import MetricsLogger, save_grid, validation_grid, write_held_out
 from .sampling import EpochIndexed, StepBatchSampler, collate, step_generator
 from .schedule import lr_factor
 from .stages import STAGES, Stage
@@ -245,15 +245,15 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     """
     from tqdm import tqdm
 
+    dataset, train_idx, val_idx = build.build_dataset(config)  # checks the data before any model is built
     run = _setup(config)
     acc, out = run.accelerator, config.out_dir
     start = _resume(run) if resume else 0
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         config.to_yaml(out / "config.yaml")
+        write_held_out(out, build.held_out_people(config, dataset))
     metrics = MetricsLogger(out, resume_step=start) if acc.is_main_process else None
-
-    dataset, train_idx, val_idx = build.build_dataset(config)
     val = build.validation_batch(dataset, val_idx) if acc.is_main_process else None
     end = config.steps if stop_at is None else min(config.steps, stop_at)
     sampler = StepBatchSampler(train_idx, len(dataset), config.batch_size, config.grad_accum, acc.num_processes,
