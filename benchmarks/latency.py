@@ -5,7 +5,12 @@ weights' values. All variants are timed interleaved in one run, and reported as 
 plain img2img, because this machine is noisy; absolute times are only meaningful on a GPU.
 
     python benchmarks/latency.py                 # 256 px, CPU, 3 repeats
-    python benchmarks/latency.py --size 512 --device cuda --repeats 10
+    python benchmarks/latency.py --size 512 --device cuda --repeats 10                    # fp16 (auto)
+    python benchmarks/latency.py --size 512 --device cuda --repeats 10 --precision bf16
+
+``--precision`` (default auto: fp16 on CUDA, bf16 on CPUs with native bf16) is applied with
+``optimize_for_inference`` (LoRA merged, channels-last); the plain img2img baseline stays fp32,
+as a user would run diffusers' pipeline by default, and ``--plain-precision`` changes that.
 """
 from __future__ import annotations
 
@@ -19,10 +24,12 @@ import time
 import torch
 
 
-def build(backbone: str, device: str):
+def build(backbone: str, device: str, precision: str = "fp32"):
     from instantrestore import InstantRestore
 
-    return InstantRestore.from_config(backbone, seed=0).to(device).eval()
+    model = InstantRestore.from_config(backbone, seed=0).to(device).eval()
+    model.optimize_for_inference(precision)
+    return model
 
 
 def sync(device: str) -> None:
@@ -39,24 +46,28 @@ def timed(fn, device: str) -> float:
 
 
 def latency(args) -> dict:
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    model = build(args.backbone, args.device)
+    model = build(args.backbone, args.device, args.precision)
+    dtype = model.dtype
     gen = torch.Generator().manual_seed(0)
-    lq = (torch.rand(1, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device)
-    refs = (torch.rand(4, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device)
-    shared_processors = model.unet.attn_processors
-    stock = {k: AttnProcessor2_0() for k in shared_processors}
+    lq = (torch.rand(1, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device, dtype)
+    refs = (torch.rand(4, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device, dtype)
+    # what a user would otherwise run: diffusers' one-step img2img of the same backbone, no LoRA,
+    # stock attention, in --plain-precision (fp32 unless told)
+    plain_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.plain_precision]
+    unet = UNet2DConditionModel.from_config(model.unet.config).to(args.device, plain_dtype).eval()
+    vae = AutoencoderKL.from_config(model.vae.config).to(args.device, plain_dtype).eval()
+    prompt = model.prompt_embeds.to(plain_dtype)
+    scale = model.config.vae["scaling_factor"]
 
-    def plain():  # one-step img2img of the same backbone with diffusers' stock processors
-        model.unet.set_attn_processor(dict(stock))  # diffusers pops from the dict it is given
+    def plain():
         with torch.inference_mode():
-            latents = model.vae.encode(lq).latent_dist.mode() * model.config.vae["scaling_factor"]
+            latents = vae.encode(lq.to(plain_dtype)).latent_dist.mode() * scale
             t = torch.full((1,), model.config.timestep, device=args.device)
-            eps = model.unet(latents, t, encoder_hidden_states=model.prompt_embeds).sample
-            a = model.alphas_cumprod[t].view(-1, 1, 1, 1)
-            model.vae.decode((latents - (1 - a).sqrt() * eps) / a.sqrt() / model.config.vae["scaling_factor"])
-        model.unet.set_attn_processor(dict(shared_processors))
+            eps = unet(latents, t, encoder_hidden_states=prompt).sample
+            a = model.alphas_cumprod[t].view(-1, 1, 1, 1).to(plain_dtype)
+            vae.decode((latents - (1 - a).sqrt() * eps) / a.sqrt() / scale)
 
     cache4 = model.encode_references(refs)
     variants = {
@@ -74,7 +85,8 @@ def latency(args) -> dict:
             times[name].append(timed(fn, args.device))
     median = {name: statistics.median(v) for name, v in times.items()}
     base = median["plain img2img"]
-    return {name: {"median_s": round(m, 4), "ratio_to_plain": round(m / base, 3)} for name, m in median.items()}
+    return {name: {"median_s": round(m, 4), "ms_per_face": round(m * 1000, 1), "ratio_to_plain": round(m / base, 3)}
+            for name, m in median.items()}
 
 
 class RssSampler:
@@ -111,10 +123,10 @@ def peak_memory_child(args) -> None:
     """Run in a subprocess: peak memory of one cold restore with --child-refs references."""
     import gc
 
-    model = build(args.backbone, args.device)
+    model = build(args.backbone, args.device, args.precision)
     gen = torch.Generator().manual_seed(0)
-    lq = (torch.rand(1, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device)
-    refs = (torch.rand(args.refs, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device)
+    lq = (torch.rand(1, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device, model.dtype)
+    refs = (torch.rand(args.refs, 3, args.size, args.size, generator=gen) * 2 - 1).to(args.device, model.dtype)
     gc.collect()
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -131,7 +143,7 @@ def peak_memory_child(args) -> None:
 
 def peak_memory(args, n_refs: int) -> dict:
     cmd = [sys.executable, __file__, "--child-refs", str(n_refs), "--size", str(args.size), "--device", args.device,
-           "--backbone", args.backbone]
+           "--backbone", args.backbone, "--precision", args.precision]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     return json.loads(out)
 
@@ -142,6 +154,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="the restore's precision (optimize_for_inference)")
+    parser.add_argument("--plain-precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="the plain img2img baseline's precision")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--child-refs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -150,16 +166,18 @@ def main() -> None:
         peak_memory_child(args)
         return
     torch.set_grad_enabled(False)
-    result = {"backbone": args.backbone, "size": args.size, "device": args.device, "threads": torch.get_num_threads(),
+    result = {"backbone": args.backbone, "size": args.size, "device": args.device, "precision": args.precision,
+              "plain_precision": args.plain_precision, "threads": torch.get_num_threads(),
               "latency": latency(args)}
     mem = {n: peak_memory(args, n) for n in (1, 8)}
     result["memory"] = {
         f"{n} refs": {"peak_MiB": round(m["peak_bytes"] / 2**20), "above_weights_MiB": round((m["peak_bytes"] - m["weights_bytes"]) / 2**20)}
         for n, m in mem.items()}
     result["memory"]["ratio_8_to_1"] = round(mem[8]["peak_bytes"] / mem[1]["peak_bytes"], 3)
-    print(f"{args.backbone} at {args.size}px on {args.device} ({result['threads']} threads), median of {args.repeats}:")
+    print(f"{args.backbone} at {args.size}px on {args.device} ({result['threads']} threads), restore in "
+          f"{args.precision}, plain img2img in {args.plain_precision}, median of {args.repeats}:")
     for name, row in result["latency"].items():
-        print(f"  {name:16s} {row['ratio_to_plain']:6.2f}x plain   ({row['median_s']:.3f} s)")
+        print(f"  {name:16s} {row['ratio_to_plain']:6.2f}x plain   ({row['ms_per_face']:.1f} ms)")
     for name, row in result["memory"].items():
         print(f"  memory {name}: {row}")
     if args.json:

@@ -45,19 +45,37 @@ def add_generator_adapters(unet: UNet2DConditionModel, vae: AutoencoderKL, confi
 def adapters_disabled(*modules: nn.Module) -> Iterator[None]:
     """Run the base weights: switch every peft adapter layer (LoRA and the trainable conv copy) off.
 
-    peft's switch also flips requires_grad on adapter weights; the flags are restored after.
+    A LoRA layer whose update is merged into its weight (``W + s B A``, see
+    :mod:`.inference`) is not switched off (peft would unmerge it, rounding the weight each time)
+    but run unmerged with its scale negated: ``(W + s B A) x - s B A x``, the base output up to
+    activation rounding, with the weights untouched. peft's switch also flips requires_grad on
+    adapter weights; the flags are restored after.
     """
     flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
     layers = [sub for m in modules for sub in m.modules() if hasattr(sub, "enable_adapters") and sub is not m]
+    merged = [layer for layer in layers if getattr(layer, "merged_adapters", None) and hasattr(layer, "scaling")]
+    merged_names = [list(layer.merged_adapters) for layer in merged]
+    # Inside an outer block a negated layer is already running the base weights: leave it be.
+    switched = [layer for layer in layers if layer not in merged and not getattr(layer, "_base_by_negation", False)]
     # Restore each layer's own state, so that nesting (the reference branch inside a base-weights
     # forward, e.g. the prior with references) leaves the adapters off until the outer block ends.
-    was_off = [bool(getattr(layer, "disable_adapters", False)) for layer in layers]
-    for layer in layers:
+    was_off = [bool(getattr(layer, "disable_adapters", False)) for layer in switched]
+    for layer, names in zip(merged, merged_names):
+        layer.merged_adapters = []
+        for name in names:
+            layer.scaling[name] = -layer.scaling[name]
+        layer._base_by_negation = True
+    for layer in switched:
         layer.enable_adapters(False)
     try:
         yield
     finally:
-        for layer, off in zip(layers, was_off):
+        for layer, off in zip(switched, was_off):
             layer.enable_adapters(not off)
+        for layer, names in zip(merged, merged_names):
+            for name in names:
+                layer.scaling[name] = -layer.scaling[name]
+            layer.merged_adapters = names
+            layer._base_by_negation = False
         for p, flag in flags:
             p.requires_grad_(flag)

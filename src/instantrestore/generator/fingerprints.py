@@ -230,3 +230,16 @@ def reference_key(model: OneStepGenerator) -> str:
     """The key of the reference caches ``model`` makes and accepts (:func:`reference_settings`):
     two models with equal keys encode the same references to the same keys/values."""
     return settings_key(reference_settings(model))
+
+
+@contextlib.contextmanager
+def kept_through(model: OneStepGenerator, part: str = "base") -> Iterator[None]:
+    """Around an in-place change that leaves what ``part`` computes unchanged — the LoRA updates
+    merged into the base weights (the reference branch still runs the base weights, see
+    ``adapters.adapters_disabled``), or a new memory layout: keep its digest, re-keyed to the
+    tensors as they are afterwards, instead of hashing them again."""
+    digest = part_digest(model, part)
+    yield
+    key = _validity_key(PARTS[part](model))
+    if key is not None:
+        _records(model)[part] = _Record(key, digest)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import fingerprints, model_io, state
+from . import fingerprints, inference, model_io, state
 from .config import ModelConfig
 from .inputs import NO_REFERENCES, ImageLike, check_strength, is_single_image
 from .one_step import GeneratorOutput, OneStepGenerator
@@ -68,6 +68,9 @@ class InstantRestore(OneStepGenerator):
         """Write config.json + adapters.safetensors (+ base.safetensors when the base weights
         cannot be fetched from ``config.base_model``, e.g. the tiny backbone), each recording the
         digests of its tensors so that loading needs no hashing for the fingerprint."""
+        if inference.adapters_merged(self):
+            raise ValueError("this model's LoRA is merged into its base weights (optimize_for_inference); "
+                             "save it before optimizing, or call instantrestore.generator.inference.unmerge_adapters first")
         model_io.save_pretrained(self, directory, include_base)
 
     # ------------------------------------------------------------------ state
@@ -95,6 +98,22 @@ class InstantRestore(OneStepGenerator):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that receive gradients: the LoRA adapters and the VAE encoder's first conv."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------ speed
+    def optimize_for_inference(self, precision: str = "auto", merge: bool | None = None,
+                               channels_last: bool | None = None, fp32_decoder: bool = False) -> dict:
+        """Make this model fast for inference on its device, in place (see :mod:`.inference`):
+        ``precision`` "auto" (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), "fp32" (the
+        exact path), "bf16" or "fp16"; LoRA merged and channels-last unless fp32. Returns what was
+        applied. Merging keeps the reference key, so caches encoded before still fit in fp32; a new
+        precision has its own key (the caches are encoded again in it)."""
+        return inference.optimize(self, precision, merge, channels_last, fp32_decoder)
+
+    def train(self, mode: bool = True) -> "InstantRestore":
+        """``nn.Module.train``; a model optimized with merged LoRA is unmerged first (it cannot train)."""
+        if mode and inference.adapters_merged(self):
+            inference.unmerge_adapters(self)
+        return super().train(mode)
 
     # ------------------------------------------------------------------ convenience
     @torch.inference_mode()

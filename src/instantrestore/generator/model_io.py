@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from . import fingerprints
+from .empty_init import assign_tensors, build_empty, check_materialised
 from .backbones import CUSTOM, DEFAULT_BASE, get_backbone, match_pretrained
 from .config import ModelConfig, backbone_config
 from .state import (adapter_state_dict, base_param_name, base_parameters, base_state_dict,  # noqa: F401 (re-exported)
@@ -159,15 +160,35 @@ def load_pretrained(cls: type[Model], path: str | os.PathLike, trust_pickle: boo
     """A checkpoint written by :func:`save_pretrained` (base + trained adapters), in eval mode; a
     diffusers base directory / hub id gives fresh adapters on it."""
     path = Path(path)
-    model = build_with_base_of(cls, path, trust_pickle=trust_pickle, base_model=base_model)
-    if path.is_dir() and read_config(path) is not None:
-        adapters = path / ADAPTERS_NAME
-        load_adapter_state(model, load_tensors(adapters, trust_pickle=trust_pickle))
-        fingerprints.remember(model, "adapters", read_metadata(adapters).get(FINGERPRINTS_KEY))
+    saved = read_config(path) if path.is_dir() else None
+    if saved is not None and (path / BASE_NAME).is_file() and (path / ADAPTERS_NAME).is_file():
+        model = _load_without_init(cls, path, ModelConfig.from_dict(saved), base_model)
+    else:
+        model = build_with_base_of(cls, path, trust_pickle=trust_pickle, base_model=base_model)
+        if saved is not None:
+            adapters = path / ADAPTERS_NAME
+            load_adapter_state(model, load_tensors(adapters, trust_pickle=trust_pickle))
+            fingerprints.remember(model, "adapters", read_metadata(adapters).get(FINGERPRINTS_KEY))
     if model.config.backbone == "tiny":
         # one fixed message: Python's default filter shows it once per process, not once per load
         warnings.warn(SYNTHETIC_MODEL_MESSAGE, SyntheticModelWarning, stacklevel=4)  # past normal_tensors
     return model.to(device=device, dtype=dtype).eval()
+
+
+def _load_without_init(cls: type[Model], path: Path, cfg: ModelConfig, base_model: str | None) -> Model:
+    """A checkpoint folder with both safetensors files, built empty and filled by assignment
+    (:mod:`.empty_init`): the weights are read once, nothing is drawn at random."""
+    if base_model is not None:
+        cfg = cfg.replace(base_model=base_model)
+    model = build_empty(cls, cfg)
+    # targets looked up per file: both hold the prompt embedding, which the first replaces
+    for name, targets in ((BASE_NAME, lambda: base_state_dict(model, keep_vars=True)),
+                          (ADAPTERS_NAME, lambda: adapter_state_dict(model))):
+        assign_tensors(model, targets(), load_tensors(path / name), name.split(".")[0])
+    check_materialised(model)
+    for part, name in (("base", BASE_NAME), ("adapters", ADAPTERS_NAME)):
+        fingerprints.remember(model, part, read_metadata(path / name).get(FINGERPRINTS_KEY))
+    return model
 
 
 def save_pretrained(model: OneStepGenerator, directory: str | os.PathLike, include_base: bool | None = None,
