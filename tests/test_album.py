@@ -5,6 +5,7 @@ identity tests use the real photos of ../shared/realfaces (slow, skipped where a
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -256,3 +257,94 @@ def test_real_album_aligns_photos_uses_crops_and_matches_people(real_album, real
     other = realfaces_dir / "celebref" / "00005" / "references" / "0.png"  # not in the album
     match = album.identify(album.embedder.embed(uint8_to_tensor(np.asarray(load_image(other))))[0])
     assert match.person is None and match.similarity < album.threshold
+
+
+# ------------------------------------------------------------------ caches checked, photos and people told apart
+def _rewrite(path, change) -> None:
+    """Rewrite a safetensors file with ``change(tensors)`` applied and its metadata as it was (an
+    edited or bit-rotted cache that still reads)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(path))
+    change(tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def test_altered_faces_cache_is_detected_and_prepared_again(two_people, stub_faces):
+    from instantrestore.pipeline.album_caches import AlbumCacheWarning
+
+    original = _stub_album(two_people).references("ann")
+    (faces,) = (two_people / CACHE_DIR).glob("ann-*.faces.safetensors")
+    _rewrite(faces, lambda t: t["embeddings"].mul_(-1))  # would change who a face matches
+    album = _stub_album(two_people)
+    with pytest.warns(AlbumCacheWarning, match="altered or damaged"):
+        refs = album.references("ann")
+    assert album.prepared == {"ann": 1} and torch.equal(refs.embeddings, original.embeddings)
+    assert _stub_album(two_people).references("ann") is not None  # rebuilt: the next album reads it quietly
+
+
+def test_altered_reference_cache_is_detected_and_encoded_again(two_people, stub_faces, model):
+    from instantrestore.pipeline.album_caches import AlbumCacheWarning
+
+    original = _stub_album(two_people).reference_cache("ann", model)
+    (cache,) = [p for p in (two_people / CACHE_DIR).glob("ann-*.safetensors") if ".faces." not in p.name]
+    layer = original.layers[0]
+    _rewrite(cache, lambda t: t[f"{layer}.value"].add_(0.5))  # would change the restored pixels
+    album = _stub_album(two_people)
+    with pytest.warns(AlbumCacheWarning, match="altered or damaged"):
+        again = album.reference_cache("ann", model)
+    assert album.encodes == {"ann": 1} and torch.equal(again.values[layer], original.values[layer])
+
+
+def test_a_cache_written_without_a_checksum_is_rebuilt(two_people, stub_faces, model):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _stub_album(two_people).reference_cache("ann", model)
+    for path in (two_people / CACHE_DIR).glob("ann-*.safetensors"):
+        with safe_open(str(path), framework="pt") as handle:
+            meta = {k: v for k, v in handle.metadata().items() if k != "tensors_sha256"}
+        save_file(load_file(str(path)), str(path), metadata=meta)
+    album = _stub_album(two_people)
+    album.reference_cache("ann", model)
+    assert album.encodes == {"ann": 1} and album.prepared == {"ann": 1}
+
+
+def test_the_same_photo_under_two_persons_is_flagged(two_people, stub_faces):
+    import shutil
+
+    shutil.copy(two_people / "ann" / "01.png", two_people / "bob" / "09.png")
+    album = _stub_album(two_people)
+    lines = [line for line in album.problems() if "same photo" in line]
+    assert lines == ["ann/01.png and bob/09.png are the same photo under different persons: a face like it may be "
+                     "matched to either; remove it from the wrong person's folder"]
+    assert album.shared_photo_lines("bob") == lines and album.shared_photo_lines("nobody") == []
+
+
+def test_a_reference_of_another_person_is_never_chosen(two_people, stub_faces, model, monkeypatch):
+    import instantrestore.pipeline.face_restorer as restorer_module
+    from instantrestore.faces.align import AlignedFace
+    from instantrestore.faces.detect import Face
+    from instantrestore.pipeline.face_restorer import FaceRestorer
+
+    _write(two_people / "ann" / "04.png", 7, (-100, -100, 100))  # bob's colours in ann's folder
+    album = _stub_album(two_people)
+    refs = album.references("ann")
+    assert [c.name for c in refs.verification.outliers] == ["04.png"]
+    assert [refs.names[i] for i in refs.usable] == ["01.png", "02.png", "03.png"]
+    photo = np.asarray(load_image(two_people / "ann" / "01.png"))
+    face = Face((0.0, 0.0, SIDE, SIDE), np.zeros((68, 2)), np.zeros((5, 2)))
+    monkeypatch.setattr(restorer_module, "align_photo",
+                        lambda image, *a, **k: [AlignedFace(photo, np.array([[1.0, 0, 0], [0, 1.0, 0]]), face, SIDE)])
+    # the stub photo is its own aligned crop: no detection screening (dlib would see no face in it)
+    monkeypatch.setattr(restorer_module, "screen_detections", lambda faces, crops: [None] * len(faces), raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, report = FaceRestorer(model, album=album, k=10).enhance(photo)
+    assert report[0]["person"] == "ann", report[0]["fallback"]
+    assert report[0]["references"] == ["01.png", "02.png", "03.png"]
+    assert any("left out as another person: 04.png" in line for line in report[0]["warnings"])
+

@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 import warnings
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import instantrestore.pipeline.album as album_module
+import instantrestore.pipeline.face_restorer as restorer_module
 from instantrestore import InstantRestore
+from instantrestore.faces.align import AlignedFace
+from instantrestore.faces.detect import Face
 from instantrestore.pipeline.album import Album
+from instantrestore.pipeline.album_match import MatchRule
 from instantrestore.pipeline.face_restorer import FaceRestorer
 from instantrestore.faces.paste import paste_region, scale_matrix
 from instantrestore.faces.verify import ReferenceWarning
@@ -65,6 +72,98 @@ def test_bad_arguments_are_refused(model):
         FaceRestorer(model).enhance(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(TypeError):
         FaceRestorer(model).enhance(42)
+
+
+class MeanColourEmbedder:
+    """Stand-in identity model: the crop's mean colour (no dlib)."""
+
+    name = "mean-colour"
+    threshold = 0.9
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(images.float().mean(dim=(2, 3)) + 1.5, dim=-1)
+
+
+def _stub_face(image, box, score, size=64):
+    """An AlignedFace of ``box`` found by the CNN detector (whose faces the screen does not re-check)."""
+    x0, y0, x1, y1 = box
+    scale = size / (x1 - x0)
+    matrix = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    face = Face(box=tuple(float(v) for v in box), landmarks68=np.zeros((68, 2)), landmarks5=np.zeros((5, 2)),
+                score=score, detector="cnn")
+    return AlignedFace(crop=crop, matrix=matrix, face=face, size=size)
+
+
+@pytest.fixture
+def tinted(tmp_path, monkeypatch):
+    """album/{ann,bob} of tinted squares (the stub embedder tells tints apart); a photo with ann's face."""
+    def square(seed, tint):
+        noise = np.random.default_rng(seed).integers(-40, 41, (64, 64, 3))
+        return np.clip(128 + np.array(tint) + noise, 0, 255).astype(np.uint8)
+    for person, tint in (("ann", (100, -100, -100)), ("bob", (-100, -100, 100))):
+        (tmp_path / "album" / person).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(square(i + len(person), tint)).save(tmp_path / "album" / person / f"{i}.png")
+    monkeypatch.setattr(album_module, "align_reference", lambda image, size, *a: (image, "stub"))
+    monkeypatch.setattr(album_module, "aligned_landmarks", lambda crop: np.zeros((68, 2)))
+    photo = np.random.default_rng(7).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+    photo[40:104, 60:124] = square(9, (100, -100, -100))
+    return tmp_path / "album", photo
+
+
+def test_duplicate_and_weak_detections_are_dropped_before_matching(model, tinted, monkeypatch):
+    root, photo = tinted
+    monkeypatch.setattr(restorer_module, "align_photo", lambda image, *a, **k: [
+        _stub_face(image, (60, 40, 124, 104), 2.0), _stub_face(image, (70, 50, 118, 98), 1.5),
+        _stub_face(image, (140, 110, 180, 150), 0.3)])
+    album = Album(root, embedder=MeanColourEmbedder(), crop_size=64, cache_dir=False)
+    restored, report = FaceRestorer(model, album=album, k=2).enhance(photo)
+    assert [f["restored"] for f in report] == ["references", None, None] and report[0]["person"] == "ann"
+    assert [f["fallback"]["step"] for f in report[1:]] == ["detect", "detect"]
+    assert report[1]["fallback"]["reason"].startswith("duplicate of face 0")
+    assert report[2]["fallback"]["reason"].startswith("weak detection, likely not a face: score 0.30")
+    assert report[1]["person"] is None and report[1]["closest"] is None  # never matched to anyone
+    assert_only_faces_changed(photo, restored, report)
+
+
+def test_too_close_to_call_is_restored_blind_and_a_small_lead_at_reduced_strength(model, tinted, monkeypatch):
+    root, photo = tinted
+    monkeypatch.setattr(restorer_module, "align_photo",
+                        lambda image, *a, **k: [_stub_face(image, (60, 40, 124, 104), 2.0)])
+    embedder = MeanColourEmbedder()
+    strict = Album(root, embedder=embedder, crop_size=64, cache_dir=False,
+                   rule=MatchRule(threshold=0.9, degraded_threshold=0.9, margin=5.0, degraded_margin=5.0))
+    _, report = FaceRestorer(model, album=strict, k=2).enhance(photo)
+    face = report[0]
+    assert face["restored"] == "blind" and face["person"] is None and face["closest"] == "ann"
+    assert face["second"] == "bob" and face["margin"] > 0 and face["degradation"] is not None
+    assert face["fallback"]["step"] == "match" and "too close to call" in face["fallback"]["reason"]
+    assert face["fallback"]["reason"].endswith("< 5.000 for a face of degradation "
+                                               f"{face['degradation']:.2f}; restored blind")
+
+    soft = Album(root, embedder=embedder, crop_size=64, cache_dir=False,
+                 rule=MatchRule(threshold=0.9, degraded_threshold=0.9, margin=0.0, degraded_margin=0.0,
+                                soft_margin=10.0, min_strength_scale=0.5))
+    _, report = FaceRestorer(model, album=soft, k=2, strength=0.8).enhance(photo)
+    face = report[0]
+    assert face["restored"] == "references" and face["person"] == "ann"
+    assert face["strength"] == pytest.approx(0.8 * (0.5 + 0.5 * face["margin"] / 10.0), abs=1e-3)
+    assert any("small margin" in w and "instead of 0.80" in w for w in face["warnings"])
+
+
+def test_only_person_is_matched_alone(model, tinted, monkeypatch):
+    root, photo = tinted
+    monkeypatch.setattr(restorer_module, "align_photo",
+                        lambda image, *a, **k: [_stub_face(image, (60, 40, 124, 104), 2.0)])
+    album = Album(root, embedder=MeanColourEmbedder(), crop_size=64, cache_dir=False,
+                  rule=MatchRule(threshold=0.9, degraded_threshold=0.9, margin=5.0, degraded_margin=5.0))
+    _, report = FaceRestorer(model, album=album, k=2, only_person="ann").enhance(photo)
+    assert report[0]["person"] == "ann" and report[0]["second"] is None and report[0]["restored"] == "references"
+    _, report = FaceRestorer(model, album=album, k=2, only_person="bob").enhance(photo)
+    assert report[0]["person"] is None and report[0]["restored"] == "blind"  # bob alone is still not this face
+    with pytest.raises(ValueError, match="not a person of the album"):
+        FaceRestorer(model, album=album, only_person="cy")
 
 
 # ------------------------------------------------------------------ real photos

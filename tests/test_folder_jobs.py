@@ -1,6 +1,8 @@
 """pipeline/folder_jobs.py: planning outputs, telling done / other / foreign apart, provenance."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +102,20 @@ def test_output_stems_tell_clashing_inputs_apart(tmp_path):
     assert fj.output_stems(inputs[1:], by_suffix, rename_all=True) == ["x", "y"]  # nothing clashes: names kept
     with pytest.raises(ValueError, match="same output: a_x"):
         fj.output_stems(inputs, lambda p: f"{p.parent.name}_{p.stem}")
+
+
+def test_side_files_are_judged_like_the_output(tmp_path):
+    made = {"model": "m", "input": "a.png"}
+    image, report = tmp_path / "a.png", tmp_path / "a.json"
+    fj.write_image(np.zeros((4, 4, 3), np.uint8), image, made)
+    read = lambda p: json.loads(p.read_text()).get("provenance")  # noqa: E731
+    side = lambda item: [(report, read)]  # noqa: E731
+    assert fj.plan_outputs(["a"], [made], path=lambda _: image, side=side).todo  # the report is missing: redo
+    report.write_text(json.dumps({"provenance": made}))
+    assert fj.plan_outputs(["a"], [made], path=lambda _: image, side=side).done == ["a"]
+    report.write_text(json.dumps({"provenance": {**made, "model": "other"}}))
+    assert fj.plan_outputs(["a"], [made], path=lambda _: image, side=side).names(fj.OTHER) == ["a.json"]
+    report.write_text(json.dumps({"mine": 1}))  # the user's: the whole item is kept, the file named
+    plan = fj.plan_outputs(["a"], [made], path=lambda _: image, side=side)
+    assert plan.foreign == ["a"] and plan.names(fj.FOREIGN) == ["a.json"]
+    assert fj.plan_outputs(["a"], [made], path=lambda _: image, side=side, overwrite=True).todo

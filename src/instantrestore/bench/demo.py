@@ -5,7 +5,8 @@ It renders a person of a world seed the shipped model never saw (references = ph
 references - and writes ``grid.png`` (degraded / blind / with references / ground truth /
 references, then the same four enlarged around the marks and around the eyes) and
 ``metrics.json`` (identity similarity by the evaluation network, PSNR, SSIM, marks present,
-eye-colour error, for both). Runs on a CPU in seconds, with no download.
+eye-colour error, for both). Runs on a CPU in seconds, with no download. ``DEMO_OUTPUTS`` names the
+files and how the demo recognises its own (the grid records ``{"command": "demo", ...}``).
 """
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ from ..generator.model import InstantRestore
 from ..metrics.image import psnr, ssim
 from ..utils.files import atomic_write_text
 from ..utils.images import uint8_to_tensor
+from ..utils.outputs import json_with, recorded_by
 from .cases import SynthCase, eye_color_error, make_case, marks_present, to_uint8
 from .report import comparison_grid, write_png
 from .synth import DEFAULT_WORLD_SEED, eval_embedder
+
+# the files the demo writes and, for each, the check that recognises one it wrote before
+DEMO_OUTPUTS = {"grid.png": recorded_by("demo"), "metrics.json": json_with("id_sim_blind", "id_sim_refs", "world_seed")}
 
 # make_case also renders a second person (the benchmark's wrong references); the demo does not show it.
 _OTHER_OFFSET = 10_000
@@ -81,7 +86,8 @@ def run_demo(out: str | Path, model: InstantRestore, eval_network: nn.Module, id
     rows = [row] + [{name: zoom(row[name], box) for name in zoomed} for box in detail_boxes(case)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_png(out / "grid.png", comparison_grid(rows, columns))
+    made = {"command": "demo", "identity": identity, "refs": refs, "world_seed": world_seed, "preset": preset}
+    write_png(out / "grid.png", comparison_grid(rows, columns), provenance=json.dumps(made, sort_keys=True))
     atomic_write_text(out / "metrics.json", json.dumps({k: _finite(v) for k, v in metrics.items()}, indent=2) + "\n")
     return metrics
 

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 
 from ..utils.files import atomic_path, atomic_write_text
+from ..utils.images import read_provenance
+from ..utils.outputs import json_with, png_with_provenance, recorded_by, starts_with
 from .rows import RowResult, SynthResults
 
 # column key -> (header, format)
@@ -103,13 +105,15 @@ def comparison_grid(rows: list[dict], columns: tuple[str, ...] = GRID_COLUMNS) -
     return np.concatenate(lines, 0)
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a uint8 (H, W, 3) RGB image as PNG, atomically."""
+def write_png(path: Path, image: np.ndarray, provenance: str | None = None) -> None:
+    """Write a uint8 (H, W, 3) RGB image as PNG, atomically; ``provenance``: the text it records
+    (``utils.images.read_provenance`` reads it back)."""
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"{path}: could not encode PNG")
+    payload = data.tobytes() if provenance is None else png_with_provenance(data.tobytes(), provenance)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(payload)
 
 
 def _json_safe(value):
@@ -135,5 +139,12 @@ def write_results(results: SynthResults, out_dir: str | Path, command: str | Non
         data.update(extra)
     atomic_write_text(paths["json"], json.dumps(_json_safe(data), indent=2) + "\n")
     atomic_write_text(paths["md"], results_markdown(results, command))
-    write_png(paths["grid"], comparison_grid(results.grid))
+    write_png(paths["grid"], comparison_grid(results.grid), provenance='{"command": "bench"}')
     return paths
+
+
+# the files write_results writes and, for each, the check that recognises one a benchmark wrote before
+# (a grid written before grids recorded it: no provenance, beside a benchmark's results.json)
+RESULT_FILES = {"results.md": starts_with("# Synthetic benchmark"), "results.json": json_with("settings", "rows", "targets"),
+                "grid.png": lambda p: recorded_by("bench")(p) or (read_provenance(p) is None and json_with(
+                    "settings", "rows", "targets")(p.parent / "results.json"))}

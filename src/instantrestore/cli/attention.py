@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import add_model_arguments, load_model
 
@@ -47,21 +48,25 @@ def resolve_layers(items: list[str] | None, injected: list[str]) -> list[str] | 
 
 def run_attention(args: argparse.Namespace) -> int:
     from ..generator.attention_map import attention_map, render_attention_map
-    from ..utils.files import ensure_not_input
-    from ..pipeline.folder_jobs import expand_inputs
+    from ..pipeline.folder_jobs import check_recordable, expand_inputs, provenance_text
     from ..utils.images import save_image
+    from ..utils.outputs import claim_outputs, recorded_by
 
     point = parse_point(args.point)
     faces = expand_inputs([args.face])
     if len(faces) != 1:
         raise ValueError(f"{args.face}: give one face crop, not a folder of {len(faces)}")
     references = expand_inputs(args.refs)
-    for path in (*faces, *references):
-        ensure_not_input(args.out, [path])
+    out = Path(args.out)
+    check_recordable(out)
+    # a map attention wrote before may be replaced; any other file is the user's
+    claim_outputs([out], recorded_by("attention"), "attention", args.overwrite, inputs=[*faces, *references])
     model = load_model(args)
     layers = resolve_layers(args.layers, model.injected_layers)
     result = attention_map(model, faces[0], references, point, layers)
-    save_image(render_attention_map(result, references, faces[0]), args.out)
+    made = {"command": "attention", "face": faces[0].name, "references": [p.name for p in references],
+            "point": list(point), "layers": result.layers}
+    save_image(render_attention_map(result, references, faces[0]), out, provenance=provenance_text(made))
     masses = ", ".join(f"{p.name} {100 * m:.1f}%" for p, m in zip(references, result.mass))
     print(f"attention of ({point[0]:g}, {point[1]:g}) over {len(result.layers)} layer(s): {masses}"
           + (f", own tokens {100 * result.self_mass:.1f}%" if result.self_mass else "") + f"; wrote {args.out}",
@@ -78,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--refs", nargs="+", required=True, metavar="REF", help="reference photos or folders")
     parser.add_argument("--point", required=True, metavar="X,Y", help="the point of FACE, in its pixels")
     parser.add_argument("--out", required=True, help="the image to write (PNG)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an --out file that attention did not write")
     parser.add_argument("--layers", nargs="+", metavar="LAYER",
                         help="decoder layers to average, by name or index (default: all)")
     add_model_arguments(parser)

@@ -60,6 +60,7 @@ def register(subparsers) -> None:
     p.add_argument("--ship-to", type=Path, help="after --train and evaluation: copy the model and evaluation "
                                                 "network there (e.g. src/instantrestore/assets)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ... (evaluation)")
+    p.add_argument("--overwrite", action="store_true", help="replace results.md/json, grid.png not written by bench")
     p.set_defaults(func=run_bench_synth)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
@@ -103,8 +104,14 @@ def run_bench_synth(args: argparse.Namespace) -> int:
         raise ValueError("--ship-to needs --train")
     if args.checkpoint_no_las and not args.checkpoint:
         raise ValueError("--checkpoint-no-las needs --checkpoint (the model it is compared with)")
+    from ..bench.report import RESULT_FILES
+    from ..utils.outputs import claim_outputs
+
     device = resolve_device(args.device)
     _refuse_inputs(args.out, [args.checkpoint, args.checkpoint_no_las, args.eval_network])
+    # results an earlier benchmark wrote are replaced; other files of those names are the user's
+    claim_outputs([args.out / name for name in RESULT_FILES], list(RESULT_FILES.values()), "bench synth",
+                  args.overwrite)
     extra: dict = {}
     if args.train:
         run = train_all(args.out, seed=args.seed, ablation=not args.no_ablation, heldout_seed=args.heldout_seed,

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint", type=Path, help="model dir instead of the shipped model")
     p.add_argument("--eval-network", type=Path, help="evaluation identity network dir instead of the shipped one")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    p.add_argument("--overwrite", action="store_true", help="replace grid.png / metrics.json the demo did not write")
     p.set_defaults(func=run_demo_command)
 
 
@@ -42,11 +43,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..bench.recipe import recorded_world_style
     from ..generator.model import InstantRestore
 
+    from ..bench.demo import DEMO_OUTPUTS
+    from ..utils.outputs import claim_outputs
+
     device = resolve_device(args.device)
     target = args.out.resolve()
     for item in (args.checkpoint, args.eval_network):
         if item is not None and (target == item.resolve() or item.resolve() in target.parents):
             raise ValueError(f"--out {args.out} is (inside) the input {item}; choose another folder")
+    if args.out.is_file():
+        raise NotADirectoryError(f"--out {args.out} is a file; the demo writes a folder (grid.png, metrics.json)")
+    # files an earlier demo wrote may be replaced; any other file of those names is the user's
+    claim_outputs([args.out / name for name in DEMO_OUTPUTS], list(DEMO_OUTPUTS.values()), "demo", args.overwrite)
     with quiet_synthetic_warning():  # warn_model below says it once
         model = InstantRestore.from_pretrained(args.checkpoint, device=device) if args.checkpoint \
             else load_shipped_model(device=device)

@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--timings", type=Path, help="CSV name,seconds from the restoring run, reported as s/image")
     p.add_argument("--grid", type=int, default=4, help="rows in the comparison grid (first names in order)")
     p.add_argument("--label", help="row label in the Markdown table (default: the --pred folder name)")
+    p.add_argument("--overwrite", action="store_true", help="replace files in --out that eval did not write")
     p.set_defaults(func=run_eval)
 
 
@@ -60,7 +61,7 @@ def run_eval(args: argparse.Namespace) -> int:
     timings = read_timings(args.timings) if args.timings else None
     summary = evaluate(args.pred, args.gt, args.out, refs_dir=args.refs, lq_dir=args.lq, metrics=metrics,
                        embedder=embedder, timings=timings, grid=args.grid, label=args.label,
-                       faceless=args.faceless)
+                       faceless=args.faceless, overwrite=args.overwrite)
     print((args.out / "table.md").read_text(), end="")
     unpaired = summary["unpaired"]
     if unpaired["pred_only"] or unpaired["gt_only"] or unpaired["ambiguous"] or summary["problems"]:

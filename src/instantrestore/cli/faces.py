@@ -16,8 +16,12 @@ from ..faces.select import select_references
 from ..faces.verify import MODES, verify_references
 from ..pipeline.face_jobs import align_folder, paste_folder
 from ..pipeline.folder_jobs import progress_bar
-from ..utils.files import atomic_write_text, ensure_not_input, list_images
+from ..utils.files import atomic_write_text, list_images
 from ..utils.images import load_image
+from ..utils.outputs import claim_outputs, json_with
+from .checks import at_least
+
+REFS_KEYS = ("input", "kept", "ranking", "verification")  # the JSON `refs --out` writes
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -91,12 +95,13 @@ def register(subparsers) -> None:
         {"input": "aligned degraded face (e.g. from `instantrestore align`)",
          "refs": "folder of aligned reference candidates"})
     r.add_argument("--out", type=Path, help="also write the ranking and verification as JSON here")
+    r.add_argument("--overwrite", action="store_true", help="replace an --out file that refs did not write")
     add_reference_args(r, default_k=3)
 
 
 def add_reference_args(parser: argparse.ArgumentParser, default_k: int = 0) -> None:
     """Flags shared by commands that take references: --select-refs, --verify-refs, --embedder."""
-    parser.add_argument("-k", "--select-refs", type=int, default=default_k, metavar="K",
+    parser.add_argument("-k", "--select-refs", type=at_least(0, "keep all"), default=default_k, metavar="K",
                         help="keep the K best references (identity, pose, sharpness, A-LD); 0 keeps all")
     parser.add_argument("--verify-refs", choices=MODES, default="warn",
                         help="check the references show one person matching the input: warn, refuse (strict) or skip")
@@ -126,6 +131,11 @@ def resolve_references(args: argparse.Namespace, lq: np.ndarray | None, refs: li
     keep = [i for i in range(len(refs)) if report is None or names[i] not in report.faceless]
     if not keep:
         raise ValueError("no reference shows a detectable face: " + ", ".join(names))
+    outliers = {c.name for c in report.outliers} if report is not None else set()
+    if outliers and any(names[i] not in outliers for i in keep):  # never choose one that looks like another person
+        print(f"warning: left out {len(outliers)} reference(s) that look like another person: "
+              f"{', '.join(sorted(outliers))} (--verify-refs off keeps them)", file=sys.stderr)
+        keep = [i for i in keep if names[i] not in outliers]
     if args.select_refs and args.select_refs > 0 and lq is not None:
         kept_refs = [refs[i] for i in keep]
         ranking = select_references(lq, kept_refs, args.select_refs, names=[names[i] for i in keep], embedder=embedder)
@@ -143,7 +153,8 @@ def run_align(args: argparse.Namespace) -> int:
                           fallback=args.fallback, largest_only=args.largest_only, overwrite=args.overwrite,
                           progress=progress_bar)
     skipped = f" ({result.skipped} already done)" if result.skipped else ""
-    print(f"aligned {result.faces} face(s) from {result.photos} photo(s) into {args.out}{skipped}")
+    photos = f"{result.photos - len(result.errors)} of {result.photos}" if result.errors else str(result.photos)
+    print(f"aligned {result.faces} face(s) from {photos} photo(s) into {args.out}{skipped}")
     if result.no_face:
         print(f"no face found in {len(result.no_face)}: {', '.join(result.no_face)}", file=sys.stderr)
     if result.tiny:
@@ -158,7 +169,9 @@ def run_paste(args: argparse.Namespace) -> int:
                           allow_small=args.allow_small, progress=progress_bar)
     kept = result.plan.kept
     done = f" ({kept} already pasted; --overwrite redoes them)" if kept else ""
-    print(f"pasted {result.pasted} face(s) into {result.records - kept} photo(s) in {args.out}{done}")
+    print(f"pasted {result.pasted} face(s) into {result.photos} photo(s) in {args.out}{done}")
+    for line in result.problems:
+        print(f"skipped: {line}", file=sys.stderr)
     if result.missing:
         print(f"no restored crop for {len(result.missing)} face(s), kept as they were: {', '.join(result.missing)}",
               file=sys.stderr)
@@ -169,13 +182,15 @@ def run_paste(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for line in result.plan.kept_lines("paste", "pasted from other restored crops or settings"):
         print(line, file=sys.stderr)
-    return 0
+    return 1 if result.problems else 0
 
 
 def run_refs(args: argparse.Namespace) -> int:
     paths = [p for p in list_images(args.refs) if p.resolve() != args.input.resolve()]
     if not paths:
         raise FileNotFoundError(f"{args.refs}: no reference images found")
+    if args.out:  # before any work: never a file of the user's, never an input
+        claim_outputs([args.out], json_with(*REFS_KEYS), "refs", args.overwrite, inputs=[args.input, *paths])
     lq = _load_array(args.input)
     refs = [_load_array(p) for p in paths]
     sizes = {r.shape for r in refs} | {lq.shape}
@@ -192,7 +207,6 @@ def run_refs(args: argparse.Namespace) -> int:
     if report is not None:
         print("references verified: ok" if report.ok else "references verified: problems found (see warnings)")
     if args.out:
-        ensure_not_input(args.out, [args.input, *paths])
         payload = {"input": str(args.input), "kept": [paths[i].name for i in keep],
                    "ranking": [s.to_json() for s in ranking] if ranking else None,
                    "verification": report.to_json() if report else None}

@@ -56,12 +56,20 @@ def register(subparsers) -> None:
                    help="fraction of identities given a twin class (same face, marks mirrored, irises recoloured) "
                         "so the network must use those fine details")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace a network already in --out")
     p.set_defaults(func=cmd_train_id)
+
+
+NETWORK_FILES = ("config.json", "model.safetensors", "metrics.json")  # what train-id writes in --out
 
 
 def cmd_train_id(args: argparse.Namespace) -> int:
     names = {f.name for f in fields(IdentityTrainConfig)}
     config = IdentityTrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    found = [name for name in NETWORK_FILES if (Path(args.out) / name).exists()]
+    if found and not args.overwrite:  # a trained network is work: never replaced without being asked
+        raise FileExistsError(f"--out {args.out} already holds {', '.join(found)}; nothing was changed. Pass "
+                              "--overwrite to train a new network in its place, or choose another --out")
     metrics = train_identity_network(config, Path(args.out), progress=not args.no_progress)
     print(f"held-out verification ({metrics['heldout_identities']} people of world {metrics['heldout_world_seed']}, "
           f"{metrics['heldout_images_per_identity']} photos each):")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..pipeline.folder_jobs import progress_bar
 from ..pipeline.strength import parse_strength
+from .checks import at_least
 from .common import add_model_arguments, load_model
 
 RESTORE_EPILOG = """examples:
@@ -46,7 +47,7 @@ CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--s
 def restore_mode(args: argparse.Namespace) -> str:
     """'photos' (whole photos, the default) or 'aligned' (aligned crops: --aligned, --refs, --refs-cache);
     refuses flags of the other mode with the fix."""
-    photo = [flag for name, flag in PHOTO_FLAGS.items() if getattr(args, name)]
+    photo = [flag for name, flag in PHOTO_FLAGS.items() if getattr(args, name) not in (None, False)]
     crop = [flag for name, flag in CROP_FLAGS.items() if getattr(args, name)]
     if photo and (crop or args.aligned):
         given = ", ".join(crop + (["--aligned"] if args.aligned else []))
@@ -80,7 +81,8 @@ def _run_photos(args: argparse.Namespace, load) -> int:
     from ..pipeline.restore_photos import PhotoJob, run_photo_job
 
     job = PhotoJob(inputs=args.inputs, out=Path(args.out), album=Path(args.album) if args.album else None,
-                   embedder=args.embedder, k=args.select_refs or 4, unknown=args.unknown or "blind",
+                   embedder=args.embedder, k=4 if args.select_refs is None else args.select_refs,
+                   unknown=args.unknown or "blind",
                    strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
                    before_after=args.before_after)
     result = run_photo_job(job, load, log=_say, progress=progress_bar)
@@ -143,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     photos = restore.add_argument_group("whole photos (the default)")
     photos.add_argument("--album", metavar="DIR", help="album/<person>/*.jpg: reference photos per person (whole "
                                                         "photos or aligned crops); faces are matched to them")
-    photos.add_argument("-k", "--select-refs", type=int, metavar="K",
+    photos.add_argument("-k", "--select-refs", type=at_least(1), metavar="K",
                         help="references per face, chosen by identity, pose, sharpness and landmarks (default 4)")
     photos.add_argument("--unknown", choices=("blind", "keep"),
                         help="a face that matches no album person: restore it blind (default) or keep it")

@@ -63,6 +63,22 @@ FLAG_KEYS = ("stage", "backbone", "init_from", "base_model", "data", "identity_n
              "batch_size", "grad_accum", "lr", "image_size", "mixed_precision", "seed")
 
 
+# what a run folder holds (train/: config, metrics, TensorBoard, samples, checkpoints, the final model)
+RUN_FILES = ("config.yaml", "final", "checkpoints", "metrics.jsonl", "held_out.txt", "samples", "tb", ".tmp-final")
+
+
+def refuse_existing_run(out: Path) -> None:
+    """Refuse, before anything is built or written, an OUT that already holds (part of) a training
+    run: a fresh start there would replace its config, metrics, checkpoints and final model."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the run")
+    if found:
+        raise FileExistsError(f"--out {out} already holds a training run ({', '.join(found)}); nothing was changed. "
+                              "Pass --resume to continue it from its newest checkpoint, or choose another --out "
+                              "for a new run")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
     from ..train.config import parse_set
@@ -76,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
+    if not args.resume:
+        refuse_existing_run(config.out_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     final = train(config, progress=not args.no_progress, resume=args.resume)
     print(final)

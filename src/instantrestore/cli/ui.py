@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .checks import at_least, port
 from .common import add_model_arguments, load_model, quiet_synthetic_warning, resolve_device, warn_model
 
 
@@ -32,11 +33,11 @@ def register(subparsers) -> None:
                     "restored face, where that spot attends in its references.")
     p.add_argument("--album", type=Path, help="album folder, one sub-folder of reference photos per person "
                                               "(album/<person>/*.jpg); references are cached beside it")
-    p.add_argument("-k", "--k", type=int, default=4, help="references per face, chosen per face")
+    p.add_argument("-k", "--k", type=at_least(1), default=4, help="references per face, chosen per face")
     p.add_argument("--unknown", choices=["blind", "keep"], default="blind",
                    help="a face that matches no one: restore it blind, or keep it as it is")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--port", type=port, default=7860, help="port to listen on (1-65535)")
     p.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     add_model_arguments(p)
     p.set_defaults(func=run_ui_command)
@@ -48,10 +49,10 @@ def load_ui_model(args: argparse.Namespace):
     if args.checkpoint or args.backbone:
         return load_model(args), args.checkpoint or f"--backbone {args.backbone}", not args.checkpoint
     from ..assets import load_shipped_model, shipped_model_path
-    from .common import DTYPES
+    from .common import optimize
 
     with quiet_synthetic_warning():  # warn_model below says it once
-        model = load_shipped_model(device=resolve_device(args.device)).to(dtype=DTYPES[args.dtype])
+        model = optimize(load_shipped_model(device=resolve_device(args.device)), args)
     warn_model(model, what="the shipped tiny model")
     return model, f"the shipped tiny synthetic model ({shipped_model_path().name})", False
 

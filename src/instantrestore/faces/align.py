@@ -141,14 +141,30 @@ def align_faces(image: np.ndarray, faces: list[Face], size: int = 512) -> list[A
     return [align_face(image, f, size) for f in faces]
 
 
+# dlib's detectors find faces of 40 px and up (80 px windows, upsampled once); on an image whose
+# short side is a few pixels the CNN fails an assertion (or crashes), so such images hold no face.
+MIN_DETECTION_SIDE = 32
+
+
+def can_hold_a_face(shape: tuple[int, ...], max_side: int = 800) -> bool:
+    """Whether an image of ``shape`` (H, W, ...), once shrunk to ``max_side`` for detection, is large
+    enough for a face to be detected in it (``MIN_DETECTION_SIDE``)."""
+    h, w = shape[:2]
+    scale = min(1.0, max_side / max(h, w, 1))
+    return min(h, w) * scale >= MIN_DETECTION_SIDE
+
+
 def align_photo(image: np.ndarray, size: int = 512, max_side: int = 800, fallback: str = "cnn",
                 largest_only: bool = False) -> list[AlignedFace]:
     """Detect every face of an RGB uint8 photo (largest first) and align each to a ``size`` crop.
 
-    ``max_side`` and ``fallback`` are passed to ``detect_faces``; no face gives an empty list.
+    ``max_side`` and ``fallback`` are passed to ``detect_faces``; no face gives an empty list (also
+    for an image too small to hold a detectable face, ``can_hold_a_face``).
     """
     from .detect import detect_faces
 
+    if not can_hold_a_face(image.shape, max_side):
+        return []
     faces = detect_faces(image, max_side=max_side, fallback=fallback)
     return align_faces(image, faces[:1] if largest_only else faces, size)
 

@@ -138,7 +138,12 @@ class OnnxEmbedder:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: ONNX model not found")
-        self.session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own errors for a file that is not a model
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a readable ONNX model ({first}); export the face recogniser with "
+                             "torch.onnx.export or use the .onnx file its authors publish") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.input_size, self.threshold, self.mean, self.std, self.crop = input_size, threshold, mean, std, crop
         self.name = name or f"onnx:{path.name}"
@@ -170,14 +175,26 @@ def load_embedder(spec: str, device: str | torch.device = "cpu") -> FaceEmbedder
     if kind == "torch" and rest:
         if not Path(rest).is_file():
             raise FileNotFoundError(f"{rest}: torch embedder file not found")
-        if rest.endswith(".pt2"):
-            module = torch.export.load(rest).module()
-        else:
-            module = torch.jit.load(rest, map_location="cpu")
+        try:
+            if rest.endswith(".pt2"):
+                module = torch.export.load(rest).module()
+            else:
+                module = torch.jit.load(rest, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - a file of another kind: say which kinds are read
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"--embedder {spec}: {rest} is not a TorchScript file or a torch.export program "
+                             f"({first}); save the network with torch.jit.script(net).save(PATH) or "
+                             "torch.export.save(torch.export.export(net, (x,)), PATH.pt2). Plain state-dict "
+                             "pickles are not read: they need code to rebuild the network") from exc
         return TorchEmbedder(module, name=f"torch:{Path(rest).name}", device=device)
     if kind == "py" and ":" in rest:
         module_name, _, attr = rest.partition(":")
-        made = getattr(importlib.import_module(module_name), attr)()
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"--embedder {spec}: cannot find {attr} in the module {module_name} ({exc}); "
+                             "check the name and that the module is importable (on PYTHONPATH)") from exc
+        made = factory()
         if isinstance(made, torch.nn.Module):
             return TorchEmbedder(made, name=spec, device=device)
         if isinstance(made, FaceEmbedder):

@@ -8,7 +8,8 @@ With two references that disagree both are flagged (there is no majority). The d
 is compared with the mean embedding of the non-outlier references at ``threshold - lq_margin``
 (margin 0: measured on real photos, degraded inputs still clear it while a looser threshold let
 other people through; docs/bad_input.md). Crops with no detectable face are reported and left
-out before any identity is compared (``has_face``).
+out before any identity is compared (``has_face``). ``screen_detections`` says which detections of
+a photo are no face to restore (duplicates, weak hits on texture in degraded photos).
 """
 from __future__ import annotations
 
@@ -188,3 +189,52 @@ def aligned_face_score(crop: np.ndarray) -> float:
 def has_face(crop: np.ndarray, threshold: float = FACE_SCORE_THRESHOLD) -> bool:
     """True when ``aligned_face_score(crop) >= threshold`` (see the calibration in docs/bad_input.md)."""
     return aligned_face_score(crop) >= threshold
+
+
+# ------------------------------------------------------------------ which detections of a photo are faces?
+DUPLICATE_OVERLAP = 0.5  # share of a detection's box inside a larger face's box that makes it the same face
+WEAK_SCORE_RATIO = 0.25  # a detection scoring under this share of the photo's clearest face is not taken for one
+
+
+def screen_detections(faces: Sequence, crops: Sequence[np.ndarray] | None = None,
+                      face_threshold: float = FACE_SCORE_THRESHOLD) -> list[str | None]:
+    """Why each detection of one photo is not a face to restore (None: it is one), largest first.
+
+    faces: the photo's ``detect.Face`` records (box, score, detector), largest first; crops: their
+    aligned crops (uint8 RGB), for the face check. A detection is dropped when its box lies mostly
+    (``DUPLICATE_OVERLAP``) inside a larger face kept before it (a duplicate), when it scores under
+    ``WEAK_SCORE_RATIO`` of the photo's clearest detection (texture taken for a face in a degraded
+    photo), or when it is not the clearest, came from HOG and its aligned crop fails ``has_face``
+    (the clearest is why the photo counts as having a face; CNN detections are not re-checked: HOG
+    found nothing in that photo, so its check says nothing about them).
+    """
+    best = max((float(f.score) for f in faces), default=0.0)
+    clearest = max(range(len(faces)), key=lambda i: float(faces[i].score), default=None)
+    reasons: list[str | None] = []
+    kept: list[int] = []
+    for i, face in enumerate(faces):
+        reason = None
+        for j in kept:
+            overlap = _overlap(face.box, faces[j].box)
+            if overlap >= DUPLICATE_OVERLAP:
+                reason = f"duplicate of face {j} ({overlap:.0%} of its box inside face {j}'s)"
+                break
+        if reason is None and best > 0 and float(face.score) < WEAK_SCORE_RATIO * best:
+            reason = (f"weak detection, likely not a face: score {face.score:.2f} < {WEAK_SCORE_RATIO:g} x "
+                      f"{best:.2f} of the photo's clearest face")
+        if reason is None and crops is not None and i != clearest and getattr(face, "detector", "hog") == "hog":
+            score = aligned_face_score(crops[i])
+            if score < face_threshold:
+                reason = f"no face in its aligned crop (face score {score:.2f} < {face_threshold:.2f})"
+        reasons.append(reason)
+        if reason is None:
+            kept.append(i)
+    return reasons
+
+
+def _overlap(box, other) -> float:
+    """Share of ``box``'s area (x0, y0, x1, y1) inside ``other``."""
+    w = min(box[2], other[2]) - max(box[0], other[0])
+    h = min(box[3], other[3]) - max(box[1], other[1])
+    area = max(1e-9, (box[2] - box[0]) * (box[3] - box[1]))
+    return max(0.0, w) * max(0.0, h) / area

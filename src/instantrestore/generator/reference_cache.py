@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..utils.files import atomic_path
+from ..utils.tensor_io import CHECKSUM_KEY, ChecksumMismatchError, check_checksum, tensors_checksum
 
 CACHE_FORMAT = "instantrestore.reference_cache/1"
 
@@ -101,37 +103,63 @@ class ReferenceCache:
                        values={k: take(v) for k, v in self.values.items()})
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write keys/values and metadata to one safetensors file (atomically)."""
+        """Write keys/values and metadata to one safetensors file (atomically), with the checksum of
+        the tensors that :meth:`load` checks."""
         tensors = {}
         for name in self.keys:
             tensors[f"{name}.key"] = self.keys[name].contiguous().cpu()
             tensors[f"{name}.value"] = self.values[name].contiguous().cpu()
         with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=self.metadata())
+            save_file(tensors, str(tmp), metadata={**self.metadata(), CHECKSUM_KEY: tensors_checksum(tensors)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "ReferenceCache":
-        """Read a cache written by :meth:`save`; refuses files of another format."""
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu",
+             require_checksum: bool = False) -> "ReferenceCache":
+        """Read a cache written by :meth:`save`; ValueError naming the file for one that is not a
+        reference cache, is damaged, or whose keys/values differ from the checksum it records
+        (``ChecksumMismatchError``). A cache saved before checksums were kept is read with a
+        warning, or refused with ``require_checksum``."""
         path = Path(path)
+        again = "encode the references again (restore --refs ... --save-cache FILE)"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such reference cache" + (" (it is a folder)" if path.is_dir() else ""))
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+            tensors = load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: not safetensors, or truncated
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{path}: not a readable reference cache ({first}): not a safetensors file, or "
+                             f"truncated; {again}") from exc
         if meta.get("format") != CACHE_FORMAT:
             raise ValueError(f"{path}: not an instantrestore reference cache (format {meta.get('format')!r})")
-        tensors = load_file(str(path), device=str(device))
-        layers = json.loads(meta["layers"])
-        return cls(
-            keys={name: tensors[f"{name}.key"] for name in layers},
-            values={name: tensors[f"{name}.value"] for name in layers},
-            backbone=meta["backbone"],
-            weights_fingerprint=meta["weights_fingerprint"],
-            timestep=int(meta["timestep"]),
-            latent_hw=tuple(json.loads(meta["latent_hw"])),
-            image_hw=tuple(json.loads(meta["image_hw"])),
-            model_key=meta.get("model_key", ""),
-            settings=json.loads(meta.get("settings", "{}")),
-        )
+        try:
+            checked = check_checksum(path, tensors, meta)
+        except ChecksumMismatchError as exc:
+            raise ChecksumMismatchError(f"{exc}; {again}", path) from None
+        if not checked and require_checksum:
+            raise ValueError(f"{path}: records no checksum (saved by an older version); {again}")
+        if not checked:
+            warnings.warn(f"{path}: records no checksum (saved by an older version), so an altered file would go "
+                          "unnoticed; save it again with --save-cache", UserWarning, stacklevel=2)
+        try:
+            layers = json.loads(meta["layers"])
+            cache = cls(
+                keys={name: tensors[f"{name}.key"] for name in layers},
+                values={name: tensors[f"{name}.value"] for name in layers},
+                backbone=meta["backbone"],
+                weights_fingerprint=meta["weights_fingerprint"],
+                timestep=int(meta["timestep"]),
+                latent_hw=tuple(json.loads(meta["latent_hw"])),
+                image_hw=tuple(json.loads(meta["image_hw"])),
+                model_key=meta.get("model_key", ""),
+                settings=json.loads(meta.get("settings", "{}")),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: an incomplete reference cache ({type(exc).__name__}: {exc}); {again}") from exc
+        return cache if torch.device(device).type == "cpu" else cache.to(device)
 
 
 def _plain(value: Any) -> Any:

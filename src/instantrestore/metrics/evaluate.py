@@ -21,6 +21,8 @@ import torch
 from ..faces.landmark_distance import ald_eye, ald_mouth, l2_landmark_distance
 from ..faces.verify import has_face
 from ..utils.files import atomic_write_text, ensure_outside_inputs
+from ..utils.images import read_provenance
+from ..utils.outputs import claim_outputs, json_with, recorded_by, starts_with
 from ..utils.images import ImageError, load_image, uint8_to_tensor
 from .grid import write_grid
 from .image import LPIPS, MetricUnavailable, ms_ssim, psnr, ssim
@@ -64,11 +66,23 @@ def _stats(values: list[float]) -> dict:
             "n_infinite": len(values) - len(finite)}
 
 
+def _legacy_grid(path: Path) -> bool:
+    """A grid eval wrote before grids recorded it: no provenance, beside eval's summary.json."""
+    return read_provenance(path) is None and json_with("n_pairs", "n_measured", "unpaired")(path.parent / "summary.json")
+
+
+# the files eval writes in --out, each with the check that recognises one it wrote before
+EVAL_OUTPUTS = {"per_image.csv": starts_with("name,pred,gt"), "summary.json": json_with("n_pairs", "n_measured", "unpaired"),
+                "table.md": starts_with("| Method |"), "grid.png": lambda p: recorded_by("eval")(p) or _legacy_grid(p)}
+
+
 def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None = None, lq_dir: Path | None = None,
              metrics: list[str] | None = None, embedder: FaceEmbedder | None = None,
              timings: dict[str, float] | None = None, grid: int = 4, label: str | None = None, progress: bool = True,
-             faceless: str = "warn") -> dict:
-    """Measure every pair and write the four outputs; returns the summary dict (also in summary.json)."""
+             faceless: str = "warn", overwrite: bool = False) -> dict:
+    """Measure every pair and write the four outputs; returns the summary dict (also in summary.json).
+    Outputs an earlier eval wrote are replaced; another file of those names is refused
+    (FileExistsError, before anything is measured) unless ``overwrite``."""
     from tqdm import tqdm
 
     pred_dir, gt_dir, out_dir = Path(pred_dir), Path(gt_dir), Path(out_dir)
@@ -77,6 +91,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         if not Path(d).is_dir():
             raise FileNotFoundError(f"{d}: no such folder")
     ensure_outside_inputs(out_dir, inputs)
+    claim_outputs([out_dir / name for name in EVAL_OUTPUTS], list(EVAL_OUTPUTS.values()), "eval", overwrite)
     if faceless not in ("warn", "skip"):
         raise ValueError(f"faceless must be 'warn' or 'skip', not {faceless!r}")
     metrics = list(metrics or METRICS)

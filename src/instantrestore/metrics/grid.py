@@ -8,6 +8,7 @@ import numpy as np
 
 from ..utils.files import atomic_path, list_images
 from ..utils.images import load_image
+from ..utils.outputs import png_with_provenance
 from .pairing import find_references
 
 
@@ -43,4 +44,4 @@ def write_grid(path: Path, sample: list[tuple[str, Path, Path]], refs_dir: Path 
         ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         if not ok:
             raise ValueError(f"{path}: could not encode the grid")
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(png_with_provenance(data.tobytes(), '{"command": "eval"}'))

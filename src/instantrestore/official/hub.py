@@ -23,6 +23,23 @@ def resolve_checkpoint(spec: str) -> Path:
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
         return Path(_download(repo_id, filename))
-    except Exception as exc:  # network, missing file, auth: say what to do instead
-        raise RuntimeError(f"{spec}: download failed ({exc.__class__.__name__}: {exc}); check the address and your "
-                           "connection, or download the file yourself and pass its local path") from exc
+    except Exception as exc:  # network, missing file, auth: a missing resource, said with what to do
+        raise download_error(spec, exc) from exc
+
+
+def download_error(spec: str, exc: Exception) -> OSError:
+    """Why ``spec`` could not be fetched, as an OSError naming the address and the fix: no network
+    (or offline mode), no such repository or file, or another hub failure."""
+    from huggingface_hub import errors
+
+    yourself = "or download the file where there is network and pass its local path"
+    if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+        return ConnectionError(f"{spec}: cannot download it: the Hugging Face hub cannot be reached (no network, "
+                               f"or HF_HUB_OFFLINE is set) and it is not in the local hub cache; connect and run "
+                               f"again, {yourself}")
+    if isinstance(exc, (errors.RepositoryNotFoundError, errors.EntryNotFoundError, errors.RevisionNotFoundError)):
+        return FileNotFoundError(f"{spec}: no such repository or file on the Hugging Face hub (or it is private); "
+                                 "check the address, e.g. hf://hwdz15508/InstantRestore/final_model_ckpt.pt")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return OSError(f"{spec}: download failed ({type(exc).__name__}: {first}); check the address and your "
+                   f"connection, {yourself}")

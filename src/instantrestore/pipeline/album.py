@@ -29,14 +29,14 @@ from ..generator.reference_cache import ReferenceCache
 from ..utils.images import ImageError, load_image, uint8_to_tensor
 from .album_caches import (CACHE_DIR, FACES_FORMAT, read_faces, read_reference_cache, remove_stale, write_faces,
                            write_reference_cache)
-from .album_match import Match, match_identity
+from .album_match import Match, MatchRule, match_face, rule_for
 from .album_people import AlbumFolder
 from .album_references import PersonReferences, align_reference, person_references
 
 if TYPE_CHECKING:
     from ..generator.one_step import OneStepGenerator
 
-__all__ = ["CACHE_DIR", "Album", "Match", "PersonReferences", "align_reference"]
+__all__ = ["CACHE_DIR", "Album", "Match", "MatchRule", "PersonReferences", "align_reference"]
 
 
 class Album(AlbumFolder):
@@ -46,13 +46,15 @@ class Album(AlbumFolder):
     aligned reference crops (use the restorer's). cache_dir: default ``root/.instantrestore-cache``;
     False keeps everything in memory only. max_side / fallback: face detection in reference photos
     (see ``detect_faces``). keep_in_memory: how many persons' reference caches stay loaded (one
-    SD-Turbo reference at 512 px is ~55 MB of keys/values).
+    SD-Turbo reference at 512 px is ~55 MB of keys/values). rule: how faces are matched to people
+    (:class:`MatchRule`; default ``rule_for`` the embedder).
     """
 
     def __init__(self, root: str | os.PathLike, embedder: FaceEmbedder | None = None, crop_size: int = 512,
                  cache_dir: str | os.PathLike | bool | None = None, max_side: int = 800, fallback: str = "cnn",
-                 keep_in_memory: int = 4):
+                 keep_in_memory: int = 4, rule: MatchRule | None = None):
         self.embedder = embedder or DlibEmbedder()
+        self.rule = rule or rule_for(self.embedder.name, self.embedder.threshold - LQ_MARGIN)
         self.crop_size, self.max_side, self.fallback = crop_size, max_side, fallback
         super().__init__(root, [FACES_FORMAT, crop_size, self.embedder.name, max_side, fallback])
         self.cache_dir = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) \
@@ -129,19 +131,26 @@ class Album(AlbumFolder):
     # ------------------------------------------------------------------ identity
     @property
     def threshold(self) -> float:
-        """Same-person cosine similarity of a face to a person's identity (verify's input threshold)."""
-        return self.embedder.threshold - LQ_MARGIN
+        """The score a sharp face needs to be matched to a person (``rule.threshold``; degraded faces need more)."""
+        return self.rule.threshold
 
-    def identify(self, embedding: torch.Tensor) -> Match:
-        """Match one face embedding [D] (or [1, D]) to the album: the person whose identity (mean of
-        their references, outliers left out) is most similar, when it reaches ``threshold``."""
-        identities = {}
-        for person in self.persons:
+    def identify(self, embedding: torch.Tensor, degradation: float | None = None,
+                 persons: list[str] | None = None) -> Match:
+        """Match one face embedding [D] (or [1, D]) of estimated ``degradation`` (None: judged as the most
+        degraded) to the album: ``album_match.match_face`` over each person's references (outliers left out).
+        persons: only these are candidates (default all; a name not in the album is a ValueError)."""
+        unknown = sorted(set(persons or []) - set(self.persons))
+        if unknown:
+            raise ValueError(f"not a person of the album {self.root}: {', '.join(unknown)}")
+        references = {}
+        for person in (self.persons if persons is None else persons):
             refs = self.references(person)
             if len(refs):
-                identities[person] = refs.centre
-        return match_identity(embedding, identities, self.threshold)
+                references[person] = refs.embeddings[refs.usable]
+        return match_face(embedding, references, self.rule, degradation)
 
     def problems(self) -> list[str]:
-        """Every person's unusable files and disagreeing references (prepares them if needed)."""
-        return [line for person in self.persons for line in self.references(person).problems()]
+        """Every person's unusable files and disagreeing references (prepares them if needed), and
+        photos filed under several persons."""
+        return [line for person in self.persons for line in self.references(person).problems()] + \
+            self.shared_photo_lines()

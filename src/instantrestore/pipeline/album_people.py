@@ -81,6 +81,21 @@ class AlbumFolder:
             self._faces_keys[person] = short_digest(json.dumps([*self._key_settings, files]))
         return self._faces_keys[person]
 
+    def same_photos(self) -> list[list[str]]:
+        """Groups of ``person/file`` names with identical contents under different persons (the same
+        photo filed as two people: a face that looks like it cannot tell them apart)."""
+        owners: dict[str, list[str]] = {}
+        for person in self.persons:
+            for path in self.files(person):
+                owners.setdefault(self._file_digest(path), []).append(f"{person}/{path.name}")
+        return [names for names in owners.values() if len({name.split("/", 1)[0] for name in names}) > 1]
+
+    def shared_photo_lines(self, person: str | None = None) -> list[str]:
+        """One line per photo filed under several persons (only those involving ``person``, if given)."""
+        groups = [g for g in self.same_photos() if person is None or any(n.split("/", 1)[0] == person for n in g)]
+        return [f"{' and '.join(group)} are the same photo under different persons: a face like it may be "
+                "matched to either; remove it from the wrong person's folder" for group in groups]
+
     def key(self) -> str:
         """Hash of the whole album as matching and restoring see it: every person's ``faces_key``.
         Outputs made with an album record it; it changes when any person's files or settings change."""

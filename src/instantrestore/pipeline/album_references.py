@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..faces.align import align_face, is_aligned_crop
+from ..faces.align import align_face, can_hold_a_face, is_aligned_crop
 from ..faces.detect import detect_faces
 from ..faces.identity import FaceEmbedder
 from ..faces.verify import LQ_MARGIN, VerificationReport, verify_embeddings
@@ -23,6 +23,8 @@ def align_reference(image: np.ndarray, size: int = 512, max_side: int = 800, fal
     it is, resized to ``size``; from a whole photo the largest face is aligned. Raises ValueError
     when no face is found.
     """
+    if not can_hold_a_face(image.shape, max_side):
+        raise ValueError(f"no face found ({image.shape[1]}x{image.shape[0]} px is too small to hold one)")
     faces = detect_faces(image, max_side=max_side, fallback=fallback)
     if not faces:
         raise ValueError("no face found")
@@ -62,9 +64,14 @@ class PersonReferences:
     @property
     def centre(self) -> torch.Tensor:
         """The person's identity [D]: normalised mean embedding of the references that are not outliers."""
+        return F.normalize(self.embeddings[self.usable].mean(0), dim=0)
+
+    @property
+    def usable(self) -> list[int]:
+        """Rows to choose references from: all but the outliers (the ones that look like another
+        person); all rows when every one is an outlier (no majority to tell who the person is)."""
         outliers = {c.name for c in self.verification.outliers}
-        keep = [i for i, name in enumerate(self.names) if name not in outliers] or list(range(len(self.names)))
-        return F.normalize(self.embeddings[keep].mean(0), dim=0)
+        return [i for i, name in enumerate(self.names) if name not in outliers] or list(range(len(self.names)))
 
     def problems(self) -> list[str]:
         """One line per unused file and per disagreement among the references."""

@@ -129,9 +129,12 @@ def align_folder(source: Path, out: Path, size: int = 512, max_side: int = 800, 
         except FileExistsError as exc:
             result.errors.append(str(exc))
             continue
-        except ImageError as exc:
-            record.update(status="error", error=str(exc))
-            result.errors.append(str(exc))
+        except (ImageError, RuntimeError) as exc:  # RuntimeError: dlib on an image it cannot handle
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            error = str(exc) if isinstance(exc, ImageError) else \
+                f"{photo}: face detection failed ({type(exc).__name__}: {lines[0] if lines else 'no message'})"
+            record.update(status="error", error=error)
+            result.errors.append(error)
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
     return result
 
@@ -161,20 +164,48 @@ def paste_provenance(record: dict, restored: Path, allow_small: bool = False) ->
 @dataclass
 class PasteResult:
     """What ``paste_folder`` did: the ``records`` found, the ``plan`` (photos pasted before, kept,
-    pasted now), faces ``pasted``, faces with no restored crop (``missing``) and crops far smaller
-    than the aligned crop (``small``: pasted only with ``allow_small``)."""
+    pasted now), ``photos`` written now, faces ``pasted``, faces with no restored crop (``missing``),
+    crops far smaller than the aligned crop (``small``: pasted only with ``allow_small``) and the
+    JSON files or photos that could not be used (``problems``: one message each, naming the file)."""
 
     records: int
     plan: JobPlan
+    photos: int = 0
     pasted: int = 0
     missing: list[str] = field(default_factory=list)
     small: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def record_problem(record: dict | None, path: Path) -> str | None:
+    """Why the JSON at ``path`` cannot be pasted from (None: it can, or it is a photo with no face):
+    not align's, an unfinished or failed photo, or a face entry with missing fields or a crop name
+    that is a path (``../x.png`` would read a file outside the restored folder)."""
+    if record is None:
+        return f"{path}: not a record of `instantrestore align` (broken JSON or another file)"
+    status = record.get("status")
+    if status == "writing":
+        return f"{path}: align was interrupted on this photo; run align again first"
+    if status == "error":
+        return f"{path}: align could not read the photo ({record.get('error', 'no reason recorded')})"
+    if status != "ok" or not isinstance(record.get("faces"), list):
+        return None if status == "no_face" else f"{path}: unknown status {status!r} (not written by align?)"
+    for face in record["faces"]:
+        if not isinstance(face, dict) or not {"crop", "matrix", "crop_size"} <= set(face):
+            return f"{path}: a face entry without crop, matrix and crop_size (not written by align?)"
+        crop = str(face["crop"])
+        if not crop or crop in (".", "..") or Path(crop).name != crop or "\\" in crop:
+            return f"{path}: crop {crop!r} is not a file name in the restored folder; refused"
+        if np.asarray(face["matrix"], dtype=object).shape != (2, 3):
+            return f"{path}: the matrix of {crop} is not 2x3"
+    return None
 
 
 def paste_folder(aligned: Path, restored: Path, out: Path, overwrite: bool = False, allow_small: bool = False,
                  progress: Progress = no_progress) -> PasteResult:
     """Paste the restored crops of ``restored`` into the photos ``align`` recorded in ``aligned``,
-    writing ``out/NAME.png`` per photo; a face without a restored crop keeps its pixels."""
+    writing ``out/NAME.png`` per photo; a face without a restored crop keeps its pixels. A JSON or a
+    photo that cannot be used is listed in ``problems`` and the job goes on."""
     aligned, restored, out = Path(aligned), Path(restored), Path(out)
     records = sorted(aligned.glob("*.json"))
     if not records:
@@ -183,33 +214,47 @@ def paste_folder(aligned: Path, restored: Path, out: Path, overwrite: bool = Fal
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(out, recursive=False)
     plan: JobPlan = JobPlan(path=lambda item: item[1])
+    result = PasteResult(len(records), plan)
     for record_path in records:
         record = align_record(record_path)
-        if record is not None and record.get("status") == "ok":
+        problem = record_problem(record, record_path)
+        if problem:
+            result.problems.append(problem)
+        elif record.get("status") == "ok":
             out_path = out / f"{record_path.stem}.png"
             made = paste_provenance(record, restored, allow_small)
             plan.add((record, out_path), made, classify(out_path, made, overwrite))
-    result = PasteResult(len(records), plan)
     for (record, out_path), made in progress(plan.todo, "paste", "photo"):
-        crops, matrices, crop_sizes = [], [], []
-        for face in record["faces"]:
-            crop_path = restored / face["crop"]
-            if not crop_path.is_file():
-                result.missing.append(face["crop"])
-                continue
-            crop = np.asarray(load_image(crop_path))
-            if crop.shape[0] != crop.shape[1]:
-                raise ValueError(f"{crop_path}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
-            if crop.shape[0] < SMALL_CROP_RATIO * face["crop_size"]:
-                result.small.append(f"{crop_path.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
-                if not allow_small:
-                    continue
-            crops.append(crop)
-            matrices.append(np.array(face["matrix"]))
-            crop_sizes.append(face["crop_size"])
-        photo_path = Path(record["photo"])
-        image = np.asarray(load_image(photo_path))
-        ensure_not_input(out_path, [photo_path])
-        folder_jobs.write_image(paste_restored(image, crops, matrices, crop_sizes), out_path, made)
-        result.pasted += len(crops)
+        try:
+            _paste_one(record, restored, out_path, made, allow_small, result)
+        except (ImageError, ValueError) as exc:  # one photo's problem never costs the others
+            result.problems.append(f"{out_path.stem}: {exc}")
     return result
+
+
+def _paste_one(record: dict, restored: Path, out_path: Path, made: dict, allow_small: bool,
+               result: PasteResult) -> None:
+    """Paste one photo's restored crops and write it (counted in ``result``)."""
+    crops, matrices, crop_sizes, small = [], [], [], []
+    for face in record["faces"]:
+        crop_path = restored / face["crop"]
+        if not crop_path.is_file():
+            result.missing.append(face["crop"])
+            continue
+        crop = np.asarray(load_image(crop_path))
+        if crop.shape[0] != crop.shape[1]:
+            raise ValueError(f"{crop_path}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
+        if crop.shape[0] < SMALL_CROP_RATIO * face["crop_size"]:
+            small.append(f"{crop_path.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
+            if not allow_small:
+                continue
+        crops.append(crop)
+        matrices.append(np.array(face["matrix"], dtype=np.float64))
+        crop_sizes.append(int(face["crop_size"]))
+    photo_path = Path(record["photo"])
+    ensure_not_input(out_path, [photo_path])
+    image = np.asarray(load_image(photo_path))
+    folder_jobs.write_image(paste_restored(image, crops, matrices, crop_sizes), out_path, made)
+    result.small += small
+    result.photos += 1
+    result.pasted += len(crops)

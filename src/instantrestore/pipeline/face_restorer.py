@@ -5,14 +5,17 @@
     restored, report = restorer.enhance("photo.jpg")
 
 Each face goes through named steps (GFPGAN's ``enhance`` shape over ``faces/``):
-detect -> align -> embed -> match a person of the album (the embedder's same-person threshold as
-calibrated for ``faces/verify.py``, docs/bad_input.md) -> verify that person's references (outliers
-warn, or refuse the face with ``strict``) -> select their best k for this face (``faces/select.py``)
--> restore with those references' cached keys/values -> paste back with the feathered mask.
+detect -> align -> screen (duplicates and detections that are no face are dropped,
+``faces.verify.screen_detections``) -> embed -> match a person of the album (``album_match``: an
+open-set rule whose threshold and margin over the second-best person rise with the face's estimated
+degradation) -> verify that person's references (outliers warn, or refuse the face with ``strict``)
+-> select their best k for this face (``faces/select.py``) -> restore with those references' cached
+keys/values (at reduced strength when the match leads the runner-up by little) -> paste back with
+the feathered mask.
 
 A face that fails a step keeps its original pixels and its report says which step and why; a face
-that matches no one is restored blind (``unknown='blind'``) or kept (``'keep'``). Pixels outside
-the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical. ``strength``
+that matches no one, or no one safely, is restored blind (``unknown='blind'``) or kept (``'keep'``).
+Pixels outside the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical. ``strength``
 (a setting of ``strength.parse_strength``: a number in [0, 1] or 'auto', resolved per face by
 ``strength.face_strength``) is how much the references are followed; each face's report records
 the value used (None for a face restored blind).
@@ -35,9 +38,10 @@ from ..faces.align import AlignedFace, align_photo
 from ..faces.identity import FaceEmbedder
 from ..faces.paste import paste_restored
 from ..faces.select import SelectionWeights, select_references
-from ..faces.verify import ReferenceMismatchError, ReferenceWarning
+from ..faces.verify import ReferenceMismatchError, ReferenceWarning, screen_detections
 from ..utils.images import load_image, to_rgb8, uint8_to_tensor
-from .strength import face_strength, parse_strength
+from .album_match import Match
+from .strength import estimate_degradation, face_strength, parse_strength
 
 UNKNOWN = ("blind", "keep")
 
@@ -48,7 +52,9 @@ class PhotoReport:
     ``problems`` (no face found, detection failed). Iterates, indexes and measures like ``faces``.
 
     Each face dict: ``index``, ``box`` (x0, y0, x1, y1 photo pixels), ``size``, ``detector``,
-    ``person`` (None: matched no one), ``similarity`` (cosine to the closest person), ``closest``,
+    ``person`` (None: matched no one), ``similarity`` (the closest person's score: mean cosine similarity
+    to their references), ``closest``, ``second`` and ``margin`` (the runner-up and the lead over them),
+    ``degradation`` (the estimate the match was judged at),
     ``references`` (file names used, best first), ``restored`` ('references' | 'blind' | None = kept),
     ``fallback`` (None, or {'step', 'reason'}: why it was not restored with references), ``warnings``,
     ``matrix`` (2x3 photo -> crop), ``crop_size``, ``restored_size`` (side of the pasted crop),
@@ -94,12 +100,15 @@ class FaceRestorer:
     detection (``detect_faces``). strength: reference strength, a number in [0, 1] (1: the references
     fully, 0: blind) or 'auto' in any case (chosen per face from how degraded it is), as
     ``strength.parse_strength`` reads it (ValueError otherwise); ``enhance`` can override it.
+    only_person: match faces against this album person alone (the rule's threshold still applies;
+    there is no runner-up to lead), e.g. for a photo known to show them.
     """
 
     def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
                  unknown: str = "blind", strict: bool = False, crop_size: int | None = None,
                  max_side: int = 800, fallback: str = "cnn",
-                 selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0):
+                 selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0,
+                 only_person: str | None = None):
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
         self.strength = parse_strength(strength)
@@ -114,6 +123,9 @@ class FaceRestorer:
         if album is not None and self.crop_size != album.crop_size:
             raise ValueError(f"crop_size {self.crop_size} differs from the album's {album.crop_size}")
         self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
+        if only_person is not None and (album is None or only_person not in album.persons):
+            raise ValueError(f"only_person {only_person!r} is not a person of the album")
+        self.only_person = only_person
 
     # ------------------------------------------------------------------ the recipe
     def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0,
@@ -131,8 +143,9 @@ class FaceRestorer:
         try:
             with clock("detect_align"):
                 aligned = align_photo(image, self.crop_size, self.max_side, self.fallback)
+                dropped = screen_detections([a.face for a in aligned], [a.crop for a in aligned])
         except (ValueError, RuntimeError) as exc:
-            report.problems.append(f"face detection failed: {exc}")
+            report.problems.append(f"face detection failed: {_reason(exc)}")
             aligned = []
         if not aligned and not report.problems:
             report.problems.append("no face found")
@@ -140,6 +153,9 @@ class FaceRestorer:
         for index, face in enumerate(aligned):
             entry = _face_entry(index, face)
             report.faces.append(entry)
+            if dropped[index]:
+                entry["fallback"] = {"step": "detect", "reason": f"{dropped[index]}; kept as it is"}
+                continue
             restored = self._restore_face(face, entry, seed, strength, clock)
             if restored is None:
                 continue
@@ -160,6 +176,7 @@ class FaceRestorer:
         """One face's steps after alignment; fills ``entry`` and returns the restored crop, or None to keep it."""
         step = "match"
         try:
+            match = None
             if self.album is None:
                 person, why = None, "no album given"
             else:
@@ -167,7 +184,8 @@ class FaceRestorer:
                     step = "embed"
                     embedding = self.embedder.embed(uint8_to_tensor(face.crop))[0]
                     step = "match"
-                    person, why = self._match(embedding, entry)
+                    match = self._match(embedding, estimate_degradation(face.crop), entry)
+                    person, why = match.person, match.reason
             if person is None:
                 if self.unknown == "keep":
                     entry["fallback"] = {"step": "match", "reason": f"{why}; kept as it is"}
@@ -182,25 +200,29 @@ class FaceRestorer:
             refs = self.album.references(person)
             if refs.verification.outliers and self.strict:
                 raise ReferenceMismatchError("references refused (strict): " + "; ".join(refs.problems()))
-            for line in refs.problems():
+            for line in refs.problems() + self.album.shared_photo_lines(person):
                 entry["warnings"].append(line)
                 warnings.warn(line, ReferenceWarning, stacklevel=3)
             step = "select"
-            indices = list(range(len(refs)))
-            if len(refs) > self.k:  # with k or fewer only the order would change, and attention ignores it
+            indices = refs.usable  # a reference flagged as another person is never chosen (unless all are)
+            if len(indices) < len(refs):
+                entry["warnings"].append("left out as another person: " + ", ".join(
+                    name for i, name in enumerate(refs.names) if i not in indices))
+            if len(indices) > self.k:  # with k or fewer only the order would change, and attention ignores it
                 with clock("select"):
-                    ranking = select_references(face.crop, list(refs.crops), self.k, names=refs.names,
-                                                embedder=self.embedder, weights=self.selection_weights,
-                                                lq_embedding=embedding, candidate_embeddings=refs.embeddings,
-                                                candidate_landmarks=refs.landmarks)
-                indices = [s.index for s in ranking]
+                    ranking = select_references(face.crop, [refs.crops[i] for i in indices], self.k,
+                                                names=[refs.names[i] for i in indices], embedder=self.embedder,
+                                                weights=self.selection_weights, lq_embedding=embedding,
+                                                candidate_embeddings=refs.embeddings[indices],
+                                                candidate_landmarks=refs.landmarks[indices])
+                indices = [indices[s.index] for s in ranking]
             entry["references"] = [refs.names[i] for i in indices]
             step = "encode"
             with clock("encode"):
                 cache = self.album.reference_cache(person, self.model).subset(indices)
             step = "restore"
             with clock("restore"):
-                restored = self._run_model(face.crop, cache, seed, strength, entry)
+                restored = self._run_model(face.crop, cache, seed, strength, entry, match)
             entry["restored"] = "references"
             return restored
         except Exception as exc:  # noqa: BLE001 - one face's failure never costs the photo's other faces
@@ -208,28 +230,31 @@ class FaceRestorer:
                          fallback={"step": step, "reason": f"{_reason(exc)}; kept as it is"})
             return None
 
-    def _run_model(self, crop: np.ndarray, cache, seed: int, strength: float | str, entry: dict) -> np.ndarray:
-        """The model on one aligned crop at this face's strength (``face_strength``, recorded in ``entry``)."""
+    def _run_model(self, crop: np.ndarray, cache, seed: int, strength: float | str, entry: dict,
+                   match: Match | None = None) -> np.ndarray:
+        """The model on one aligned crop at this face's strength (``face_strength``, lowered by a match with
+        a small lead: ``Match.scaled``), recorded in ``entry``."""
         value = face_strength(strength, crop, has_references=cache is not None)
+        if value is not None and match is not None:
+            value, note = match.scaled(value)
+            entry["warnings"] += [note] if note else []
         entry["strength"] = value
         if value is None:
             return np.asarray(self.model.restore(crop, references=None, seed=seed))
         return np.asarray(self.model.restore(crop, references=cache, seed=seed, strength=value))
 
-    def _match(self, embedding, entry: dict) -> tuple[str | None, str]:
-        """(the album person the face is, or None with why not); records the similarities in ``entry``."""
-        match = self.album.identify(embedding)
-        entry.update(person=match.person, closest=match.closest,
-                     similarity=None if match.similarity is None else round(match.similarity, 5))
-        if match.closest is None:
-            return None, "the album has no usable reference photo"
-        return match.person, (f"matches no person of the album (closest {match.closest}: similarity "
-                              f"{match.similarity:.3f} < {match.threshold:.3f})")
+    def _match(self, embedding, degradation: float, entry: dict) -> Match:
+        """The album's decision for one face (``Album.identify``); records it in ``entry``."""
+        match = self.album.identify(embedding, round(degradation, 4),
+                                    None if self.only_person is None else [self.only_person])
+        entry.update(match.report())
+        return match
 
 
 def _face_entry(index: int, face: AlignedFace) -> dict:
     return {"index": index, "box": [round(float(v), 2) for v in face.face.box], "size": round(float(face.face.size), 2),
-            "detector": face.face.detector, "person": None, "similarity": None, "closest": None, "references": [],
+            "detector": face.face.detector, "person": None, "similarity": None, "closest": None, "second": None,
+            "margin": None, "degradation": None, "references": [],
             "restored": None, "fallback": None, "warnings": [], "matrix": face.matrix.tolist(),  # exact: paste_region
             "crop_size": face.size, "restored_size": None, "strength": None}
 
@@ -245,7 +270,10 @@ def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
 
 
 def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """An error as one line for a report: its type and its first non-empty line (dlib's C++ assertions
+    span a dozen)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
 def _as_photo(photo) -> tuple[np.ndarray, bool]:

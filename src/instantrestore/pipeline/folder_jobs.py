@@ -112,28 +112,36 @@ def classify(path: Path, made: dict, overwrite: bool = False, complete: bool = T
     return DONE if complete else TODO
 
 
+Reader = Callable[[Path], "dict | None"]  # an output file -> the provenance it records (None: none)
+
+
 @dataclass
 class JobPlan(Generic[T]):
     """What a (resumed) job does: ``todo`` (item, provenance) pairs, and the items it leaves:
     ``done`` (same provenance), ``other`` (made with another one) and ``foreign`` (an output there
-    that the job did not write). ``path`` names an item's output, for messages."""
+    that the job did not write). ``path`` names an item's output, for messages; ``blocking``: the
+    names of the files that decided an item's status, where they are not its ``path``."""
 
     path: Callable[[T], Path]
     todo: list[tuple[T, dict]] = field(default_factory=list)
     done: list[T] = field(default_factory=list)
     other: list[T] = field(default_factory=list)
     foreign: list[T] = field(default_factory=list)
+    blocking: dict[int, list[str]] = field(default_factory=dict)
 
-    def add(self, item: T, made: dict, status: str) -> None:
-        """Sort ``item`` by its ``classify`` status."""
+    def add(self, item: T, made: dict, status: str, files: Sequence[str] = ()) -> None:
+        """Sort ``item`` by its ``classify`` status (``files``: the file names that decided it)."""
         if status == TODO:
             self.todo.append((item, made))
         else:
             {DONE: self.done, OTHER: self.other, FOREIGN: self.foreign}[status].append(item)
+            if files:
+                self.blocking[id(item)] = list(files)
 
     def names(self, status: str) -> list[str]:
         """The output file names of the items left as ``status`` (``OTHER``, ``FOREIGN`` or ``DONE``)."""
-        return [self.path(item).name for item in {DONE: self.done, OTHER: self.other, FOREIGN: self.foreign}[status]]
+        items = {DONE: self.done, OTHER: self.other, FOREIGN: self.foreign}[status]
+        return [name for item in items for name in self.blocking.get(id(item), [self.path(item).name])]
 
     @property
     def kept(self) -> int:
@@ -146,18 +154,49 @@ class JobPlan(Generic[T]):
         return kept_lines(command, self.names(OTHER), self.names(FOREIGN), other, redo)
 
 
+def classify_files(files: Sequence[tuple[Path, Reader]], made: dict, overwrite: bool = False
+                   ) -> tuple[str, list[str]]:
+    """The status of an item whose job writes every one of ``files`` (path, how its provenance is
+    read), and the names of the files that decide it: ``FOREIGN`` when any file there records no
+    provenance (the user's: nothing of the item is written), else ``OTHER`` when any records
+    another, else ``DONE`` when all are there made alike, else ``TODO`` (some are missing)."""
+    if overwrite:
+        return TODO, []
+    status = {path: classify(path, made, read=read) for path, read in files}
+    for verdict in (FOREIGN, OTHER):
+        names = [path.name for path, found in status.items() if found == verdict]
+        if names:
+            return verdict, names
+    return (DONE if all(found == DONE for found in status.values()) else TODO), []
+
+
 def plan_outputs(items: Sequence[T], made: Sequence[dict], path: Callable[[T], Path], overwrite: bool = False,
-                 complete: Callable[[T], bool] | None = None) -> JobPlan[T]:
+                 complete: Callable[[T], bool] | None = None,
+                 side: Callable[[T], Sequence[tuple[Path, Reader]]] | None = None) -> JobPlan[T]:
     """Sort ``items`` (each with the provenance ``made`` it would get, output ``path(item)``) into
-    what to make and what to leave, from the files already there (``classify``). ``complete``:
-    whether an item's other files are there (asked only of an output made alike)."""
+    what to make and what to leave, from the files already there (``classify``). ``side``: the
+    other files the job writes for an item, each with how its provenance is read; they are judged
+    like the output (``classify_files``: a file of the user's among them keeps the whole item).
+    ``complete``: whether an item's other files are there (asked only of an output made alike)."""
     plan: JobPlan[T] = JobPlan(path=path)
     for item, provenance in zip(items, made, strict=True):
-        status = classify(path(item), provenance, overwrite)
+        files = [(path(item), read_recorded_settings), *(side(item) if side else ())]
+        status, names = classify_files(files, provenance, overwrite)
         if status == DONE and complete is not None and not complete(item):
             status = TODO
-        plan.add(item, provenance, status)
+        plan.add(item, provenance, status, names if names != [path(item).name] else ())
     return plan
+
+
+RECORDABLE_SUFFIXES = (".png", ".jpg", ".jpeg")  # where save_image can store provenance (a text chunk, a comment)
+
+
+def check_recordable(path: Path, flag: str = "--out") -> None:
+    """Refuse an output image ``path`` whose format cannot record what made it (a later run could not
+    tell it from a file of the user's): ValueError saying which suffixes can."""
+    if path.suffix.lower() not in RECORDABLE_SUFFIXES:
+        raise ValueError(f"{flag} {path}: a {path.suffix or 'suffix-less'} file cannot record what made it, so a "
+                         f"re-run could not resume it; write {' or '.join(RECORDABLE_SUFFIXES[:2])}")
 
 
 def write_image(image: Image.Image | np.ndarray, path: Path, made: dict | None = None) -> None:

@@ -9,9 +9,11 @@ For each photo ``NAME.ext`` the job writes, in the output folder (each file atom
   and why; photo-level problems (no face found, unreadable).
 - ``NAME_before_after.jpg`` (optional): the input and the result side by side.
 
-A photo is skipped when its image and report exist and the image records the same model, album
-and settings (``plan``, over ``folder_jobs``); an image made otherwise, or not by this job, is kept
-and listed, never replaced without ``overwrite``. Nothing here depends on which process restores
+Each of the three records what made it (the image and the before/after in the file, the report
+in its ``provenance``). A photo is skipped when all its files are there made with the same model,
+album, settings and input (``plan``, over ``folder_jobs``); when any of them was made otherwise, or
+is not this job's (a ``NAME.json`` of the user's), all are kept and listed, never replaced without
+``overwrite``. Nothing here depends on which process restores
 which photo, so a folder shared between processes (``sharding.py``) gives the same files as one
 process. ``run_photo_job`` is the whole job, as ``instantrestore restore`` runs it.
 """
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..generator.fingerprints import file_digest, model_fingerprint
 from ..utils.files import atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs
-from ..utils.images import ImageError, load_image
+from ..utils.images import ImageError, load_image, read_recorded_settings
 from . import folder_jobs
 from .folder_jobs import (JobPlan, Log, Progress, expand_inputs, no_log, no_progress, output_stems, plan_outputs,
                           skipped_line)
@@ -56,6 +58,11 @@ def output_paths(photos: list[Path], out: Path) -> list[PhotoOutputs]:
     if out.suffix and not out.is_dir():
         if len(photos) != 1:
             raise ValueError(f"--out {out} looks like a file, but there are {len(photos)} photos; give a folder")
+        if out.suffix.lower() != ".png":
+            raise ValueError(f"--out {out}: whole photos are written as PNG, so that every pixel outside the faces "
+                             f"stays byte for byte as it was; a {out.suffix} file would re-encode the whole photo "
+                             f"(lossily for JPEG). Use --out {out.with_suffix('.png')} and convert the result if you "
+                             "need another format")
         return [PhotoOutputs(photos[0], out, out.with_suffix(".json"), out.with_name(out.stem + BEFORE_AFTER_SUFFIX))]
     stems = output_stems(photos, lambda p: f"{p.parent.name}_{p.stem}_{p.suffix.lstrip('.')}")
     return [PhotoOutputs(photo, out / f"{stem}.png", out / f"{stem}.json", out / f"{stem}{BEFORE_AFTER_SUFFIX}")
@@ -84,14 +91,33 @@ def check_outputs(outputs: list[PhotoOutputs], out: Path, folders: Sequence[Path
             ensure_not_input(path, photos)
 
 
+def report_provenance(path: Path) -> dict | None:
+    """The provenance a report of this job records, or None (not one of its reports)."""
+    report = read_report(path)
+    made = None if report is None else report.get("provenance")
+    return made if isinstance(made, dict) else None
+
+
+def _side_files(o: PhotoOutputs, before_after: bool) -> list[tuple[Path, folder_jobs.Reader]]:
+    """The report and (when asked for) the before/after of a photo, with how each records what made it.
+    A before/after written before it recorded anything counts as made alike when the report, made
+    alike, names it."""
+    def before_after_provenance(path: Path) -> dict | None:
+        report = read_report(o.report)
+        legacy = report is not None and report.get("before_after") == path.name
+        return read_recorded_settings(path) or (report_provenance(o.report) if legacy else None)
+    return [(o.report, report_provenance)] + ([(o.before_after, before_after_provenance)] if before_after else [])
+
+
 def plan(outputs: list[PhotoOutputs], made: list[dict], overwrite: bool = False,
          before_after: bool = False) -> JobPlan[PhotoOutputs]:
     """Sort photos into what to restore and what to leave, from the files already in the output folder.
 
-    A photo is done when its image records ``made`` and its report (and, when asked for, its
-    before/after image) exists; a missing report or before/after redoes the photo."""
+    A photo is done when its image and report (and, when asked for, its before/after image) record
+    ``made``; a missing one redoes the photo; one recording another provenance or none (a file of
+    the user's) keeps the photo's files as they are."""
     return plan_outputs(outputs, made, path=lambda o: o.image, overwrite=overwrite,
-                        complete=lambda o: o.report.is_file() and (o.before_after.is_file() or not before_after))
+                        side=lambda o: _side_files(o, before_after))
 
 
 def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float | str | None = None,
@@ -111,7 +137,7 @@ def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float |
     # the image first: a report beside an image always describes that image
     folder_jobs.write_image(restored, outputs.image, made)
     if before_after:
-        folder_jobs.write_image(np.concatenate([photo, restored], axis=1), outputs.before_after)
+        folder_jobs.write_image(np.concatenate([photo, restored], axis=1), outputs.before_after, made)
     atomic_write_text(outputs.report, json.dumps(report, indent=1) + "\n")
     return report
 
@@ -122,6 +148,7 @@ class Summary:
     and every problem (photo-level, and faces kept because a step failed)."""
 
     photos: int = 0
+    unreadable: int = 0
     faces: int = 0
     references: int = 0
     blind: int = 0
@@ -131,6 +158,7 @@ class Summary:
     def add(self, report: dict) -> None:
         name = Path(report["photo"]).name
         self.photos += 1
+        self.unreadable += "output" in report and report["output"] is None
         self.problems += [f"{name}: {line}" for line in report.get("problems", [])]
         for face in report.get("faces", []):
             self.faces += 1
@@ -147,7 +175,8 @@ class Summary:
 
     def line(self) -> str:
         problems = f"; {len(self.problems)} problem(s)" if self.problems else ""
-        return (f"{self.photos} photo(s), {self.faces} face(s) found: {self.references} restored with references, "
+        unreadable = f" ({self.unreadable} unreadable, not written)" if self.unreadable else ""
+        return (f"{self.photos} photo(s){unreadable}, {self.faces} face(s) found: {self.references} restored with references, "
                 f"{self.blind} blind, {self.kept} kept{problems}")
 
 
@@ -255,7 +284,9 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
             result.unreadable += report["output"] is None
     if result.plan.todo:
         per = (time.perf_counter() - start) / max(result.faces, 1)
-        log(f"restored {len(result.plan.todo)} photo(s){shard.label()}, {per:.3f} s per face on {model.device}")
+        failed = f" ({result.unreadable} unreadable: only their report written)" if result.unreadable else ""
+        log(f"restored {len(result.plan.todo) - result.unreadable} photo(s){shard.label()}{failed}, {per:.3f} s "
+            f"per face on {model.device}")
     if album is not None:  # what the album cost this run: nothing once its caches are warm
         did = [f"{what} {', '.join(sorted(counts))}" for what, counts in
                (("aligned references of", album.prepared), ("encoded references of", album.encodes)) if counts]

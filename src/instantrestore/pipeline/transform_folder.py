@@ -19,7 +19,7 @@ import numpy as np
 from ..utils.files import IMAGE_SUFFIXES, atomic_write_bytes, clean_stale_temporaries, ensure_not_input, list_images
 from ..utils.images import ImageError, load_image
 from . import folder_jobs
-from .folder_jobs import JobPlan, Progress, no_progress, plan_outputs
+from .folder_jobs import JobPlan, Progress, as_recorded, check_recordable, no_progress, plan_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def mirrored_outputs(src: Path, dst: Path, suffix: str = ".png") -> tuple[list[P
         return pairs, src
     if src.is_file():
         out = dst if dst.suffix.lower() in IMAGE_SUFFIXES else dst / f"{src.stem}{suffix}"
+        check_recordable(out, "OUT")
         return [(src, out)], src.parent
     raise FileNotFoundError(f"{src}: no such file or folder")
 
@@ -73,8 +74,20 @@ def transform_folder(src: Path, dst: Path, settings: dict, transform: Callable[[
     for stale in clean_stale_temporaries(dst if Path(src).is_dir() else pairs[0][1].parent):
         logger.info("removed %s, left by an interrupted run", stale)
     names = [path.relative_to(base).as_posix() for path, _ in pairs]
-    plan = plan_outputs(list(zip(pairs, names)), [{**settings, "input": name} for name in names],
-                        path=lambda item: item[0][1], overwrite=overwrite)
+
+    def side_files(item) -> list:
+        """The side file copied beside an output, made alike when it holds the input's side file's bytes."""
+        (path, out), _ = item
+        source = path.with_suffix(side_suffix) if side_suffix else None
+        if source is None or not source.is_file():
+            return []
+        copied = lambda copy: made_of[id(item)] if copy.read_bytes() == source.read_bytes() else None  # noqa: E731
+        return [(out.with_suffix(side_suffix), copied)]
+
+    items = list(zip(pairs, names))
+    made = [{**settings, "input": name} for name in names]
+    made_of = {id(item): as_recorded(m) for item, m in zip(items, made)}
+    plan = plan_outputs(items, made, path=lambda item: item[0][1], overwrite=overwrite, side=side_files)
     result = TransformResult(plan)
     for ((path, out), name), made in progress(plan.todo, desc, "image"):
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -19,23 +20,44 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".webp", ".bmp", ".tif", ".t
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds.
+
+    A failure to write (permissions, a full disk) is an OSError naming ``dest``, never the temporary."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{TMP_MARK}-{os.getpid()}-", suffix=dest.suffix, dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{TMP_MARK}-{os.getpid()}-", suffix=dest.suffix,
+                                   dir=dest.parent)
+    except OSError as exc:
+        raise _write_error(dest, exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        yield tmp_path
-        # mkstemp creates 0600, and writers such as safetensors' save_file recreate the file; give
-        # the result the mode a plain open() would (0666 minus the umask) just before the rename.
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, dest)
+        try:
+            yield tmp_path
+            # mkstemp creates 0600, and writers such as safetensors' save_file recreate the file; give
+            # the result the mode a plain open() would (0666 minus the umask) just before the rename.
+            os.chmod(tmp_path, 0o666 & ~umask)
+            os.replace(tmp_path, dest)
+        except OSError as exc:
+            raise _write_error(dest, exc) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _write_error(dest: Path, exc: OSError) -> OSError:
+    """``exc`` as an OSError of the same kind that names ``dest`` (not a temporary) and says what to do."""
+    message = (f"cannot write {dest}: {exc.strerror or exc} (check that the folder exists, is writable and has "
+               "free space)")
+    try:
+        made = type(exc)(message)
+    except Exception:  # noqa: BLE001 - an OSError subclass with another constructor
+        made = OSError(message)
+    made.errno = exc.errno
+    return made
 
 
 def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
@@ -49,14 +71,32 @@ def atomic_write_text(dest: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(dest, text.encode("utf-8"))
 
 
+# formats a user may keep among photos that are not read here: said, never skipped silently
+UNREAD_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".jxl", ".dng", ".cr2", ".nef", ".arw", ".raw", ".psd")
+
+
+_TOLD: set[tuple[str, ...]] = set()
+
+
+class SkippedFilesWarning(UserWarning):
+    """Image-like files of a folder that are not read (a format outside ``IMAGE_SUFFIXES``)."""
+
+
 def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (by suffix), sorted by name; hidden files are skipped."""
+    """Image files in ``folder`` (by suffix), sorted by name; hidden files are skipped. Files of a
+    photo format that is not read (GIF, HEIC, ...: ``UNREAD_SUFFIXES``) are left out with a
+    ``SkippedFilesWarning`` naming them."""
     folder = Path(folder)
     pattern = "**/*" if recursive else "*"
-    return sorted(
-        p for p in folder.glob(pattern)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    files = [p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith(".")]
+    unread = sorted(str(p.relative_to(folder)) for p in files if p.suffix.lower() in UNREAD_SUFFIXES)
+    if unread and (str(folder.resolve()), *unread) not in _TOLD:  # once per folder and files, per process
+        _TOLD.add((str(folder.resolve()), *unread))
+        kinds = ", ".join(sorted({Path(name).suffix.lower().lstrip(".").upper() for name in unread}))
+        warnings.warn(f"{folder}: skipped {len(unread)} file(s) in a format that is not read ({kinds}): "
+                      f"{', '.join(unread[:5])}{' ...' if len(unread) > 5 else ''}; convert them to PNG or JPEG "
+                      "to include them", SkippedFilesWarning, stacklevel=2)
+    return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def ensure_not_input(out: str | os.PathLike, inputs: list[str | os.PathLike]) -> None:

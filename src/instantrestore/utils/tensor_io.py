@@ -113,3 +113,39 @@ def read_config(directory: str | os.PathLike) -> dict | None:
     if not isinstance(data.get("model"), dict):
         raise ValueError(f"{path}: format {CHECKPOINT_FORMAT} but no 'model' object; the file is incomplete")
     return data["model"]
+
+
+CHECKSUM_KEY = "tensors_sha256"  # safetensors metadata: the checksum of the file's tensors (``tensors_checksum``)
+
+
+class ChecksumMismatchError(ValueError):
+    """A file's tensors differ from the checksum recorded when it was written: altered or damaged.
+    ``path``: the file."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (hex) of named tensors: every name, dtype, shape and byte, in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_checksum(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bool:
+    """True when ``metadata`` records the checksum of ``tensors``, False when it records none (a file
+    written before checksums were kept); ChecksumMismatchError naming ``path`` when they differ."""
+    recorded = metadata.get(CHECKSUM_KEY)
+    if not recorded:
+        return False
+    if tensors_checksum(tensors) != recorded:
+        raise ChecksumMismatchError(f"{path}: its contents differ from the checksum recorded when it was written "
+                                    "(the file was altered or damaged)", path)
+    return True
