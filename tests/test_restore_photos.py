@@ -225,6 +225,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights
     (["--strength", "1.5"], "strength must be a number in [0, 1] or 'auto' (1: follow the references fully, "
                             "0: blind), got 1.5"),
     (["--strength", "strong"], "strength must be a number in [0, 1] or 'auto'"),
+    (["--aligned", "--only-person", "ann"], "use one or the other"),
+    (["--only-person", "ann"], "--only-person 'ann' needs an album (--album)"),
+    (["--album", "A", "--only-person", "ann", "--unknown", "blind"], "use one or the other"),
 ])
 def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, capsys):
     photo = tmp_path / "p.png"
@@ -235,6 +238,84 @@ def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, ca
         rc, err = exc.code, capsys.readouterr().err
     assert rc == 2 and needle in err, err
     assert not (tmp_path / "o").exists()
+
+
+BOX2 = (150, 40, 214, 104)  # a second face beside BOX, in photos at least 240 px wide
+
+
+def _stub_align_pairs(image, size=512, *args, **kwargs):
+    """As ``_stub_align``, with a second face at BOX2 in a wide photo (both 'cnn': no has_face check)."""
+    faces = []
+    for box in (BOX, BOX2)[:2 if image.shape[1] >= 240 else 1]:
+        aligned, = _stub_align(image[:, box[0] - BOX[0]:], size)
+        matrix = aligned.matrix.copy()
+        matrix[0, 2] = -box[0] * matrix[0, 0]
+        face = Face(box=tuple(float(v) for v in box), landmarks68=np.zeros((68, 2)), landmarks5=np.zeros((5, 2)),
+                    detector="cnn")
+        faces.append(AlignedFace(crop=aligned.crop, matrix=matrix, face=face, size=size))
+    return faces if image.std() else []
+
+
+def _region(face, shape) -> np.ndarray:
+    matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"] or face["crop_size"])
+    return paste_region(matrix, face["restored_size"] or face["crop_size"], shape[:2])
+
+
+def test_only_person_restores_their_faces_and_keeps_everyone_elses(job, stubs, micro_weights, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setattr(restorer_module, "align_photo", _stub_align_pairs)
+    pair = np.random.default_rng(7).integers(0, 256, (160, 240, 3), dtype=np.uint8)
+    for box, who, seed in ((BOX, "ann", 200), (BOX2, "bob", 201)):
+        pair[box[1]:box[3], box[0]:box[2]] = _tinted(seed, TINTS[who])
+    Image.fromarray(pair).save(job / "photos" / "pair.png")
+    out = job / "out"
+    rc, stdout, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                           *_model(micro_weights), "--only-person", "ann")
+    assert rc == 0, err
+    assert "5 photo(s), 5 face(s) found: 2 restored with references, 0 blind, 3 kept; 1 problem(s)" in stdout
+    for who in ("ann", "bob", "stranger", "pair"):
+        report = json.loads((out / f"{who}.json").read_text())
+        assert report["provenance"]["settings"]["only_person"] == "ann"
+        assert report["provenance"]["settings"]["unknown"] == "keep"
+        photo, restored = (np.asarray(load_image(p)) for p in (job / "photos" / f"{who}.png", out / f"{who}.png"))
+        changed = np.zeros(photo.shape[:2], bool)
+        for face in report["faces"]:
+            if face["box"] == list(BOX) and who in ("ann", "pair"):
+                assert face["person"] == "ann" and face["restored"] == "references", face
+                changed |= _region(face, photo.shape)
+            else:
+                assert face["person"] is None and face["restored"] is None and face["strength"] is None, face
+                assert face["fallback"]["step"] == "match"
+                assert face["fallback"]["reason"].startswith("not ann, the one person matched: ")
+                assert face["fallback"]["reason"].endswith("; kept as it is")
+        assert len(report["faces"]) == (2 if who == "pair" else 1)
+        assert np.array_equal(restored[~changed], photo[~changed])  # everything else byte for byte
+        assert (restored[changed] != photo[changed]).any() == (who in ("ann", "pair"))
+    # without the flag the outputs are another job's: kept with a warning, not replaced
+    made = _digests(out)
+    rc, _, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                      *_model(micro_weights))
+    assert rc == 0 and "made with another model, album, settings or input" in err and _digests(out) == made
+
+
+def test_without_only_person_the_provenance_is_as_before_and_resumes(job, stubs, micro_weights, capsys):
+    out = job / "out"
+    args = ["restore", job / "photos" / "ann.png", "--album", job / "album", "--out", out, *_model(micro_weights)]
+    assert _run(capsys, *args)[0] == 0
+    report = json.loads((out / "ann.json").read_text())
+    assert report["provenance"]["settings"] == {"k": 4, "unknown": "blind", "strength": 1.0, "strict": False,
+                                                "embedder": "mean-colour", "crop_size": 512}
+    made = _digests(out)
+    rc, _, err = _run(capsys, *args)
+    assert rc == 0 and "skipping 1 existing" in err and _digests(out) == made
+
+
+def test_only_person_not_in_the_album_is_refused_naming_its_persons(job, stubs, capsys):
+    out = job / "out"
+    rc, _, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
+                      "--backbone", "tiny", "--only-person", "cy")
+    assert rc == 2 and "--only-person 'cy' is not a person of the album" in err and "its persons: ann, bob" in err
+    assert not out.exists()
 
 
 def test_out_inside_the_album_or_photos_is_refused(job, capsys):
@@ -312,3 +393,30 @@ def test_real_photos_matched_restored_reported_and_the_album_cached(realfaces_di
     shutil.copy(realfaces_dir / "obama" / "aligned_references" / "o4.png", album / "obama" / "o3.png")
     rc, _, err = _run(capsys, *job, "--out", tmp_path / "third")
     assert rc == 0 and "album: aligned references of obama; encoded references of obama" in err
+
+
+@pytest.mark.slow
+def test_real_photos_only_person(realfaces_dir, tmp_path, capsys):
+    """--only-person obama on real photos (dlib): his face restored with his references, a stranger's
+    photo (a face of 00075, not in the album) kept byte for byte."""
+    import shutil
+
+    album, photos = tmp_path / "album", tmp_path / "photos"
+    for person, refs in (("obama", sorted((realfaces_dir / "obama" / "aligned_references").glob("*.png"))[:3]),
+                         ("00022", sorted((realfaces_dir / "celebref" / "00022" / "references").glob("*.png"))[:3])):
+        (album / person).mkdir(parents=True)
+        for ref in refs:
+            shutil.copy(ref, album / person / ref.name)
+    photos.mkdir()
+    (photos / "o6.jpg").symlink_to(realfaces_dir / "obama" / "raw_photos" / "o6.jpg")
+    (photos / "stranger.png").symlink_to(realfaces_dir / "celebref" / "00075" / "references" / "0.png")
+    rc, stdout, err = _run(capsys, "restore", photos, "--album", album, "--backbone", "tiny", "-k", "2",
+                           "--only-person", "obama", "--out", tmp_path / "out")
+    assert rc == 0, err
+    assert "2 photo(s), 2 face(s) found: 1 restored with references, 0 blind, 1 kept" in stdout
+    face, = json.loads((tmp_path / "out" / "o6.json").read_text())["faces"]
+    assert face["person"] == "obama" and face["restored"] == "references", face
+    face, = json.loads((tmp_path / "out" / "stranger.json").read_text())["faces"]
+    assert face["restored"] is None and face["fallback"]["reason"].startswith("not obama, the one person matched")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "out" / "stranger.png")),
+                          np.asarray(load_image(photos / "stranger.png")))

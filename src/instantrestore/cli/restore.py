@@ -18,6 +18,7 @@ from .common import add_model_arguments, load_model
 RESTORE_EPILOG = """examples:
   instantrestore restore photos/ --album album/ --out restored/ --checkpoint runs/model
   instantrestore restore photo.jpg --album album/ --out restored/ --strength auto --before-after
+  instantrestore restore photos/ --album album/ --only-person ann --out restored/ ...   # ann's faces only
   accelerate launch --num_processes 2 -m instantrestore restore photos/ --album album/ --out restored/ ...
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
@@ -25,8 +26,9 @@ Whole photos (the default): every face is detected, aligned, matched to a person
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
 references and pasted back; OUT/NAME.png is the photo (pixels outside the faces unchanged),
 OUT/NAME.json its report (faces, boxes, matched person and similarity, references used, strength,
-what fell back and why). A face that matches no one is restored blind or kept (--unknown). The
-album's aligned references and encoded keys/values are cached in album/.instantrestore-cache/.
+what fell back and why). A face that matches no one is restored blind or kept (--unknown); with
+--only-person NAME only NAME's faces are restored, every other face kept as it is. The album's
+aligned references and encoded keys/values are cached in album/.instantrestore-cache/.
 Aligned crops (--aligned, implied by --refs / --refs-cache): every input is one face crop,
 restored with the same references, or blind.
 Existing outputs are skipped unless --overwrite, so a stopped job resumes where it left off; each
@@ -40,7 +42,7 @@ INFO_EPILOG = """examples:
 
 
 PHOTO_FLAGS = {"album": "--album", "unknown": "--unknown", "select_refs": "-k/--select-refs",
-               "before_after": "--before-after"}
+               "before_after": "--before-after", "only_person": "--only-person"}
 CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--save-cache"}
 
 
@@ -80,11 +82,14 @@ def _run_photos(args: argparse.Namespace, load) -> int:
     """Whole photos: every face matched to the album, restored with its person's references, pasted back."""
     from ..pipeline.restore_photos import PhotoJob, run_photo_job
 
+    if args.only_person is not None and args.unknown == "blind":
+        raise ValueError(f"--only-person {args.only_person} keeps every other face as it is, --unknown blind would "
+                         "restore them blind; use one or the other")
     job = PhotoJob(inputs=args.inputs, out=Path(args.out), album=Path(args.album) if args.album else None,
                    embedder=args.embedder, k=4 if args.select_refs is None else args.select_refs,
                    unknown=args.unknown or "blind",
                    strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
-                   before_after=args.before_after)
+                   before_after=args.before_after, only_person=args.only_person)
     result = run_photo_job(job, load, log=_say, progress=progress_bar)
     if result.summary is not None:
         print(f"{result.summary.line()}; reports in {result.outputs[0].report.parent}")
@@ -149,6 +154,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="references per face, chosen by identity, pose, sharpness and landmarks (default 4)")
     photos.add_argument("--unknown", choices=("blind", "keep"),
                         help="a face that matches no album person: restore it blind (default) or keep it")
+    photos.add_argument("--only-person", metavar="NAME",
+                        help="restore only the faces of this album person (matched against NAME alone; the "
+                             "match threshold still applies); every other face is kept as it is, its report "
+                             "saying why. Needs --album")
     photos.add_argument("--before-after", action="store_true", help="also write NAME_before_after.jpg")
     crops = restore.add_argument_group("aligned crops")
     crops.add_argument("--aligned", action="store_true",

@@ -36,7 +36,7 @@ from .album_references import PersonReferences, align_reference, person_referenc
 if TYPE_CHECKING:
     from ..generator.one_step import OneStepGenerator
 
-__all__ = ["CACHE_DIR", "Album", "Match", "MatchRule", "PersonReferences", "align_reference"]
+__all__ = ["CACHE_DIR", "Album", "Match", "MatchRule", "PersonReferences", "align_reference", "require_person"]
 
 
 class Album(AlbumFolder):
@@ -154,3 +154,13 @@ class Album(AlbumFolder):
         photos filed under several persons."""
         return [line for person in self.persons for line in self.references(person).problems()] + \
             self.shared_photo_lines()
+
+
+def require_person(album: Album | None, person: str, what: str = "person") -> None:
+    """Refuse ``person`` (given as ``what``: a flag or an argument) unless ``album`` has a folder of
+    them; the message names the album's persons."""
+    if album is None:
+        raise ValueError(f"{what} {person!r} needs an album (--album) with a folder of {person}'s photos")
+    if person not in album.persons:
+        raise ValueError(f"{what} {person!r} is not a person of the album {album.root}; its persons: "
+                         f"{', '.join(album.persons) or 'none (no sub-folder with images)'}")

@@ -27,13 +27,13 @@ import functools
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .album import Album
+from .album import Album, require_person
 from ..faces.align import AlignedFace, align_photo
 from ..faces.identity import FaceEmbedder
 from ..faces.paste import paste_restored
@@ -123,8 +123,8 @@ class FaceRestorer:
         if album is not None and self.crop_size != album.crop_size:
             raise ValueError(f"crop_size {self.crop_size} differs from the album's {album.crop_size}")
         self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
-        if only_person is not None and (album is None or only_person not in album.persons):
-            raise ValueError(f"only_person {only_person!r} is not a person of the album")
+        if only_person is not None:
+            require_person(album, only_person, "only_person")
         self.only_person = only_person
 
     # ------------------------------------------------------------------ the recipe
@@ -247,6 +247,8 @@ class FaceRestorer:
         """The album's decision for one face (``Album.identify``); records it in ``entry``."""
         match = self.album.identify(embedding, round(degradation, 4),
                                     None if self.only_person is None else [self.only_person])
+        if self.only_person is not None and match.person is None:  # say whom the face was not
+            match = replace(match, reason=f"not {self.only_person}, the one person matched: {match.reason}")
         entry.update(match.report())
         return match
 

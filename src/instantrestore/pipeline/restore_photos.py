@@ -13,9 +13,8 @@ Each of the three records what made it (the image and the before/after in the fi
 in its ``provenance``). A photo is skipped when all its files are there made with the same model,
 album, settings and input (``plan``, over ``folder_jobs``); when any of them was made otherwise, or
 is not this job's (a ``NAME.json`` of the user's), all are kept and listed, never replaced without
-``overwrite``. Nothing here depends on which process restores
-which photo, so a folder shared between processes (``sharding.py``) gives the same files as one
-process. ``run_photo_job`` is the whole job, as ``instantrestore restore`` runs it.
+``overwrite``. Nothing here depends on which process restores which photo, so a folder shared between
+processes (``sharding.py``) gives the same files as one process. ``run_photo_job`` is the whole job.
 """
 from __future__ import annotations
 
@@ -163,12 +162,9 @@ class Summary:
         for face in report.get("faces", []):
             self.faces += 1
             how = face.get("restored")
-            if how == "references":
-                self.references += 1
-            elif how == "blind":
-                self.blind += 1
-            else:
-                self.kept += 1
+            self.references += how == "references"
+            self.blind += how == "blind"
+            self.kept += how not in ("references", "blind")
             fallback = face.get("fallback")
             if fallback and fallback.get("step") != "match":  # an unmatched face is a choice, not a failure
                 self.problems.append(f"{name}#{face['index']}: {fallback['step']}: {fallback['reason']}")
@@ -205,7 +201,8 @@ class PhotoJob:
     folder, or a file for one photo), each face matched to a person of the ``album`` folder (None:
     no album, every face follows ``unknown``) and restored with that person's best ``k`` references
     at ``strength``. verify: 'off' | 'warn' | 'strict' (a face whose person's references disagree
-    is kept); embedder: the identity model (``faces.identity.load_embedder``)."""
+    is kept); embedder: the identity model (``faces.identity.load_embedder``). only_person: restore only
+    faces matching this album person (alone); every other face is kept as it is (``unknown``: 'keep')."""
 
     inputs: Sequence[str | os.PathLike]
     out: Path
@@ -217,6 +214,7 @@ class PhotoJob:
     verify: str = "warn"
     overwrite: bool = False
     before_after: bool = False
+    only_person: str | None = None
 
 
 @dataclass
@@ -234,13 +232,12 @@ class PhotoJobResult:
 
 def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: Log = no_log,
                   progress: Progress = no_progress) -> PhotoJobResult:
-    """Restore the photos of ``job``: check the outputs, open the album, load the model with
-    ``load_model(device)`` (the device this process is given under ``accelerate launch``, else
-    None), restore this process's share of the photos not done yet, and summarise the job.
-    ``log`` gets the lines worth telling (what is skipped or kept and why, what it cost)."""
+    """Restore the photos of ``job``: check the outputs, open the album, load the model with ``load_model(device)``
+    (the device this process is given under ``accelerate launch``, else None), restore this process's share of the
+    photos not done yet, and summarise the job. ``log`` gets the lines worth telling (skipped, kept and why, cost)."""
     from ..faces.identity import load_embedder
     from ..faces.verify import ReferenceWarning
-    from .album import Album
+    from .album import Album, require_person
     from .face_restorer import FaceRestorer
     from .sharding import current_shard
 
@@ -254,6 +251,8 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
             album = Album(job.album, embedder=load_embedder(job.embedder))
         except ImportError as exc:  # an optional extra is missing: say which
             raise ValueError(str(exc)) from exc
+    if job.only_person is not None:  # refused before the model loads
+        require_person(album, job.only_person, "--only-person")
     shard = current_shard()
     clean_stale_temporaries(outputs[0].image.parent, recursive=False)
     model = load_model(shard.device)
@@ -262,10 +261,13 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
     elif shard.is_main and job.verify != "off":
         for line in album.problems():
             log(f"warning: album: {line}")
-    settings = {"k": job.k, "unknown": job.unknown, "strength": strength, "strict": job.verify == "strict",
+    unknown = "keep" if job.only_person is not None else job.unknown  # anyone else: kept as they are
+    settings = {"k": job.k, "unknown": unknown, "strength": strength, "strict": job.verify == "strict",
                 "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512}
-    restorer = FaceRestorer(model, album=album, k=job.k, unknown=job.unknown, strict=settings["strict"],
-                            strength=strength)
+    if job.only_person is not None:  # recorded only when set: outputs of runs without it stay as made (and resume)
+        settings["only_person"] = job.only_person
+    restorer = FaceRestorer(model, album=album, k=job.k, unknown=unknown, strict=settings["strict"],
+                            strength=strength, only_person=job.only_person)
     mine = shard.take(outputs)
     model_id, album_key = model_fingerprint(model), album.key() if album else None
     result = PhotoJobResult(outputs, plan(mine, [provenance(model_id, album_key, settings, o.photo) for o in mine],
