@@ -112,9 +112,25 @@ def _eval(root: Path, model: Path) -> list:
     return ["eval", "--pred", root / "pred", "--gt", root / "gt", "--out", root / "out", "--metrics", "psnr"]
 
 
+def _synth(root: Path, model: Path) -> list:
+    return ["synth", "--out", root / "out", "--identities", "1", "--images-per-identity", "2", "--size", "32"]
+
+
+def _synth_test_layout(root: Path, model: Path) -> list:
+    return [*_synth(root, model), "--test-layout", "--refs", "1"]
+
+
+def _make_testset(root: Path, model: Path) -> list:
+    for i in range(2):
+        _noise(root / "people" / "ann" / f"{i}.png", 40 + i, (40, 40))
+    (root / "people" / "ann" / "0.json").write_text(json.dumps({"landmarks": [[1, 2]], "width": 40, "height": 40}))
+    return ["make-testset", root / "people", "--out", root / "out", "--size", "32", "--refs", "1"]
+
+
 WRITERS: dict[str, Callable[[Path, Path], list]] = {
     "restore photos": _restore_photos, "restore aligned + save-cache": _restore_aligned, "degrade": _degrade,
     "align": _align, "paste": _paste, "refs": _refs, "attention": _attention, "demo": _demo, "eval": _eval,
+    "synth": _synth, "synth --test-layout": _synth_test_layout, "make-testset": _make_testset,
 }
 
 

@@ -197,3 +197,80 @@ def test_real_celebref_examples_read_as_identities(realfaces_dir, tmp_path):
     assert item["hq"].shape == (3, 64, 64) and 1 <= int(item["ref_mask"].sum()) <= 4
     report = make_test_set(root, tmp_path / "t", preset="sr8", seed=0, refs=2, size=64, progress=False)
     assert report.written == 8
+
+
+# ------------------------------------------------------------------ synth / make-testset: resume, files of the user's
+def test_png_bytes_are_the_bytes_save_image_writes(tmp_path):
+    from instantrestore.utils.images import save_image
+    from instantrestore.utils.outputs import png_bytes
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    save_image(Image.fromarray(image), tmp_path / "a.png")
+    assert png_bytes(image) == (tmp_path / "a.png").read_bytes()  # a normal run's files stay as they were
+
+
+def test_synth_keeps_an_image_of_the_users_whose_landmarks_are_missing(tmp_path):
+    from instantrestore.data.datasets import write_synthetic_identity_folders
+
+    out = tmp_path / "s"
+    first = write_synthetic_identity_folders(out, 0, 1, 3, size=SIZE, progress=False)
+    assert (first.written, first.skipped, first.foreign) == (3, 0, ())
+    folder = out / "synth0_00000"
+    made = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (folder / "000.json").unlink()  # an image of synth's with its landmarks gone: made again
+    (folder / "001.json").unlink()
+    _solid(folder / "001.png", 7)  # the user's image in its place, no landmarks: kept
+    mine = (folder / "001.png").read_bytes()
+    (folder / "002.json").write_text("{}")  # landmarks edited by the user: their image and JSON kept
+    again = write_synthetic_identity_folders(out, 0, 1, 3, size=SIZE, progress=False)
+    assert (again.written, again.skipped) == (1, 0)
+    assert set(again.foreign) == {"synth0_00000/001.png", "synth0_00000/002.json"}
+    assert (folder / "000.json").read_bytes() == made["000.json"] and (folder / "001.png").read_bytes() == mine
+    assert not (folder / "001.json").exists() and (folder / "002.json").read_text() == "{}"
+    other = write_synthetic_identity_folders(out, 0, 1, 1, size=SIZE * 2, progress=False)  # another size
+    assert other.written == 0 and other.other == ("synth0_00000/000.png", "synth0_00000/000.json")
+    redo = write_synthetic_identity_folders(out, 0, 1, 3, size=SIZE, overwrite=True, progress=False)
+    assert redo.written == 3 and {p.name: p.read_bytes() for p in folder.iterdir()} == made
+
+
+@pytest.mark.parametrize("writer", ["synth", "make-testset"])
+def test_a_run_killed_between_its_record_and_its_files_resumes(writer, layouts, tmp_path, monkeypatch):
+    import instantrestore.utils.outputs as outputs
+    from instantrestore.data.datasets import write_synthetic_identity_folders
+
+    def run(out):
+        if writer == "synth":
+            return write_synthetic_identity_folders(out, 0, 1, 2, size=SIZE, progress=False)
+        return make_test_set(layouts, out, seed=4, refs=2, size=SIZE, progress=False)
+    run(tmp_path / "whole")
+    real, calls = outputs.atomic_write_bytes, []
+
+    def dies_on_the_third_file(dest, data):
+        calls.append(dest)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(dest, data)
+    monkeypatch.setattr(outputs, "atomic_write_bytes", dies_on_the_third_file)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    monkeypatch.undo()
+    resumed = run(tmp_path / "cut")
+    assert resumed.written == {"synth": 1, "make-testset": 3}[writer] and resumed.foreign == resumed.other == ()
+    read = lambda root: {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}  # noqa: E731
+    assert read(tmp_path / "cut") == read(tmp_path / "whole")
+
+
+def test_make_test_set_keeps_files_it_did_not_write(layouts, tmp_path):
+    out = tmp_path / "t"
+    make_test_set(layouts, out, seed=4, refs=2, size=SIZE, progress=False)
+    before = (out / "alice" / "gt.png").read_bytes()
+    _solid(out / "bob" / "conditioning" / "ref_00.png", 9)  # the user's reference in a case
+    (out / "carol" / "degradation.json").unlink()  # an interrupted case: made again
+    report = make_test_set(layouts, out, seed=4, refs=2, size=SIZE, progress=False)
+    assert (report.written, report.skipped, report.foreign) == (1, 1, ("bob/conditioning/ref_00.png",))
+    other = make_test_set(layouts, out, seed=5, refs=2, size=SIZE, progress=False)
+    assert other.written == 0 and len(other.other) > 0 and (out / "alice" / "gt.png").read_bytes() == before
+    (tmp_path / "u" / "alice").mkdir(parents=True)
+    (tmp_path / "u" / "alice" / "gt.png").write_bytes(b"mine")  # no record at all: the user's folder
+    assert make_test_set(layouts, tmp_path / "u", seed=4, refs=2, size=SIZE, progress=False).foreign == ("alice/gt.png",)
+    assert (tmp_path / "u" / "alice" / "gt.png").read_bytes() == b"mine"

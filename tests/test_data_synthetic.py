@@ -166,7 +166,8 @@ def test_synth_cli_test_layout(tmp_path):
     assert main(["synth", "--out", str(out), "--identities", "2", "--images-per-identity", "4", "--size", "64",
                  "--test-layout", "--preset", "sr8", "--refs", "2"]) == 0
     case = out / "synth0_00000"
-    assert {p.name for p in case.iterdir()} == {"gt.png", "gt.json", "degraded.png", "conditioning", "degradation.json"}
+    assert {p.name for p in case.iterdir()} == {"gt.png", "gt.json", "degraded.png", "conditioning", "degradation.json",
+                                                ".instantrestore.json"}  # the record of what synth wrote
     assert sorted(p.name for p in (case / "conditioning").iterdir()) == ["ref_00.json", "ref_00.png", "ref_01.json", "ref_01.png"]
     meta = json.loads((case / "degradation.json").read_text())
     assert meta["preset"] == "sr8" and meta["params"]["scale"] == 8.0

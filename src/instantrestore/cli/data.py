@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.degradations import PRESETS, DegradationPreset, get_preset, random_degrade
-from ..pipeline.folder_jobs import progress_bar
+from ..pipeline.folder_jobs import kept_lines, progress_bar
 from ..pipeline.transform_folder import transform_folder
 
 
@@ -29,9 +29,13 @@ made it, and one made with other settings (or not by degrade) is kept with a war
 left by a killed run are removed at the next start.""",
     "synth": """examples:
   instantrestore synth --out synth/ --identities 10 --images-per-identity 4
-  instantrestore synth --out testset/ --identities 8 --test-layout --preset sr8""",
+  instantrestore synth --out testset/ --identities 8 --test-layout --preset sr8
+Each folder's .instantrestore.json records what synth wrote there (the files' sha256 and settings):
+a re-run skips what it made alike and keeps any other file with a warning (--overwrite replaces it).""",
     "make-testset": """examples:
-  instantrestore make-testset /data/celebref --out testset/ --refs 4 --preset sr8""",
+  instantrestore make-testset /data/celebref --out testset/ --refs 4 --preset sr8
+Each case's .instantrestore.json records what make-testset wrote there (the files' sha256 and settings):
+a re-run skips complete cases made alike and keeps any other file with a warning (--overwrite replaces it).""",
 }
 
 
@@ -78,7 +82,7 @@ def register(subparsers) -> None:
     p.add_argument("--refs", type=int, default=4, help="references per case (fewer if the identity has fewer)")
     p.add_argument("--size", type=int, default=512, help="output side in pixels (centre-crop + resize)")
     p.add_argument("--targets-per-identity", type=int, default=1, help="test cases per identity")
-    p.add_argument("--overwrite", action="store_true", help="re-write cases that are already complete")
+    p.add_argument("--overwrite", action="store_true", help="re-write cases already there, and replace files it did not write")
     p.set_defaults(func=cmd_make_testset)
 
 
@@ -137,10 +141,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
                                          parse_preset(args.preset, args.override), args.refs, args.overwrite)
         print(f"wrote {report.written} test case(s), {report.skipped} already complete -> {args.out}")
     else:
-        written, skipped = write_synthetic_identity_folders(args.out, args.seed, args.identities,
-                                                            args.images_per_identity, args.size, args.overwrite)
-        print(f"rendered {written} image(s), {skipped} already present -> {args.out}")
+        report = write_synthetic_identity_folders(args.out, args.seed, args.identities, args.images_per_identity,
+                                                  args.size, args.overwrite)
+        print(f"rendered {report.written} image(s), {report.skipped} already present -> {args.out}")
+    _print_kept(report, "synth")
     return 0
+
+
+def _print_kept(report, command: str) -> None:
+    for line in kept_lines(command, list(report.other), list(report.foreign), "made with other settings",
+                           "redo them with these settings"):
+        print(line, file=sys.stderr)
 
 
 def cmd_make_testset(args: argparse.Namespace) -> int:
@@ -150,4 +161,5 @@ def cmd_make_testset(args: argparse.Namespace) -> int:
     report = make_test_set(args.root, args.out, parse_preset(args.preset, args.override), args.seed, args.refs,
                            args.size, args.targets_per_identity, args.overwrite)
     print(f"wrote {report.written} test case(s), {report.skipped} already complete -> {args.out}")
+    _print_kept(report, "make-testset")
     return 0

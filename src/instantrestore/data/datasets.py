@@ -8,18 +8,18 @@ and 1..refs_max other photos of the same identity, each item drawn from an rng s
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
-from ..utils.images import save_image
+from ..utils.outputs import DONE, FOREIGN, OTHER, TODO, FolderRecord, png_bytes
 from . import synthetic
 from .degradations import DegradationPreset, get_preset, random_degrade
 from .folders import checked_records, load_square, square_landmarks, survey_identity_folders
 from .items import check_refs, item_rng, make_item, sample_references
-from .landmark_files import landmarks_path, read_landmarks, write_landmarks
+from .landmark_files import landmarks_path, landmarks_text, read_landmarks
 from .manifest import excluded_images
 
 
@@ -144,27 +144,60 @@ class SyntheticIdentityDataset(Dataset):
                          self.refs_max, self.num_points, synthetic_identity_name(self.seed, ident_idx), index)
 
 
+@dataclass(frozen=True)
+class WriteReport:
+    """What a data writer (``synth``, ``make-testset``) did: ``written`` and ``skipped`` (complete,
+    made alike: resumed) items, and the files it kept as they were (``folder/name``): ``other``
+    (made by it with other settings) and ``foreign`` (no record of it writing them)."""
+
+    written: int
+    skipped: int
+    other: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+
+class ReportCounter:
+    """Counts a writer's items by their ``FolderRecord.status``; ``report()`` the ``WriteReport``."""
+
+    def __init__(self) -> None:
+        self.written = self.skipped = 0
+        self.kept: dict[str, list[str]] = {OTHER: [], FOREIGN: []}
+
+    def take(self, folder: Path, status: tuple[str, list[str]]) -> bool:
+        """Whether the item of ``status`` is to be written (else counted as skipped or kept)."""
+        verdict, names = status
+        if verdict == DONE:
+            self.skipped += 1
+        elif verdict != TODO:
+            self.kept[verdict].extend(f"{folder.name}/{name}" for name in names)
+        return verdict == TODO
+
+    def report(self) -> WriteReport:
+        return WriteReport(self.written, self.skipped, tuple(self.kept[OTHER]), tuple(self.kept[FOREIGN]))
+
+
 def write_synthetic_identity_folders(out: str | os.PathLike, seed: int, identities: int, images_per_identity: int,
-                                    size: int = 128, overwrite: bool = False, progress: bool = True) -> tuple[int, int]:
+                                    size: int = 128, overwrite: bool = False, progress: bool = True) -> WriteReport:
     """Render synthetic identities to ``out/<synth{seed}_{i:05d}>/{j:03d}.png`` + ``{j:03d}.json`` landmarks.
 
-    Existing images are kept unless ``overwrite`` (so an interrupted run resumes). Returns
-    (written, skipped) image counts.
+    Each folder's ``FolderRecord`` (``.instantrestore.json``) names what synth wrote there; an image
+    and its landmarks written alike are skipped (an interrupted run resumes), files it did not
+    write or wrote with other settings are kept (``WriteReport.foreign``/``other``) unless ``overwrite``.
     """
     from tqdm import tqdm
 
     out = Path(out)
-    written = skipped = 0
+    counter = ReportCounter()
     for i in tqdm(range(identities), desc="synth", unit="identity", disable=not progress):
         ident = synthetic.sample_identity(seed, i)
         folder = out / synthetic_identity_name(seed, i)
+        record = FolderRecord(folder, "synth")
         for j in range(images_per_identity):
-            path = folder / f"{j:03d}.png"
-            if path.exists() and landmarks_path(path).exists() and not overwrite:
-                skipped += 1
+            names = [f"{j:03d}.png", f"{j:03d}.json"]
+            made = {"command": "synth", "seed": int(seed), "identity": i, "image": j, "size": int(size)}
+            if not counter.take(folder, record.status(names, made, overwrite)):
                 continue
             shot = synthetic.render(ident, j, size)
-            write_landmarks(landmarks_path(path), shot.landmarks, size, size)
-            save_image(Image.fromarray(shot.image), path)
-            written += 1
-    return written, skipped
+            record.write({names[1]: landmarks_text(shot.landmarks, size, size), names[0]: png_bytes(shot.image)}, made)
+            counter.written += 1
+    return counter.report()

@@ -28,9 +28,15 @@ def write_landmarks(path: str | os.PathLike, landmarks: np.ndarray, width: int, 
                     num_ibug: int = NUM_IBUG, extra: Mapping[str, Any] | None = None) -> None:
     """Write landmarks [P, 2] (pixel x, y of an image ``width`` x ``height``; NaN = unknown) as a
     side file, atomically. ``extra``: more JSON keys (e.g. what prepare-data measured)."""
+    atomic_write_text(path, landmarks_text(landmarks, width, height, num_ibug, extra))
+
+
+def landmarks_text(landmarks: np.ndarray, width: int, height: int, num_ibug: int = NUM_IBUG,
+                   extra: Mapping[str, Any] | None = None) -> str:
+    """The text of the side file ``write_landmarks`` writes."""
     rows = [[_coordinate(x), _coordinate(y)] for x, y in np.asarray(landmarks, np.float64).reshape(-1, 2)]
     data = {"landmarks": rows, "width": int(width), "height": int(height), "num_ibug": int(num_ibug)}
-    atomic_write_text(path, json.dumps({**data, **(extra or {})}))
+    return json.dumps({**data, **(extra or {})})
 
 
 def _coordinate(value: float) -> float | None:

@@ -28,10 +28,10 @@ from PIL import Image
 
 from ..utils.files import list_images
 from ..utils.images import read_recorded_settings, save_image
+from ..utils.outputs import (DONE, FOREIGN, OTHER, TODO, Reader, as_recorded, classify,  # noqa: F401 (the job API)
+                             classify_files)
 
 T = TypeVar("T")
-
-TODO, DONE, OTHER, FOREIGN = "todo", "done", "other", "foreign"
 
 # (items, description, unit) -> the items, iterated (a progress bar, or nothing shown)
 Progress = Callable[[Sequence[T], str, str], Iterable[T]]
@@ -91,30 +91,6 @@ def provenance_text(made: dict) -> str:
     return json.dumps(made, sort_keys=True)
 
 
-def as_recorded(made: dict) -> dict:
-    """``made`` as it reads back from an output (through JSON: tuples become lists)."""
-    return json.loads(json.dumps(made))
-
-
-def classify(path: Path, made: dict, overwrite: bool = False, complete: bool = True,
-             read: Callable[[Path], dict | None] = read_recorded_settings) -> str:
-    """What a job does with the output ``path`` of an input it would make with ``made``: ``TODO``
-    (absent, ``overwrite``, or made alike but ``complete`` is False: the job's other files for it
-    are missing), ``DONE``, ``OTHER`` (records another provenance) or ``FOREIGN`` (records none).
-    ``read``: how the recorded provenance is read (default: from the image, ``save_image``'s)."""
-    if overwrite or not path.exists():
-        return TODO
-    recorded = read(path)
-    if recorded is None:
-        return FOREIGN
-    if recorded != as_recorded(made):
-        return OTHER
-    return DONE if complete else TODO
-
-
-Reader = Callable[[Path], "dict | None"]  # an output file -> the provenance it records (None: none)
-
-
 @dataclass
 class JobPlan(Generic[T]):
     """What a (resumed) job does: ``todo`` (item, provenance) pairs, and the items it leaves:
@@ -152,22 +128,6 @@ class JobPlan(Generic[T]):
         """Warnings on the outputs kept though not done: made otherwise (``other`` says how), or
         with no record of ``command`` making them."""
         return kept_lines(command, self.names(OTHER), self.names(FOREIGN), other, redo)
-
-
-def classify_files(files: Sequence[tuple[Path, Reader]], made: dict, overwrite: bool = False
-                   ) -> tuple[str, list[str]]:
-    """The status of an item whose job writes every one of ``files`` (path, how its provenance is
-    read), and the names of the files that decide it: ``FOREIGN`` when any file there records no
-    provenance (the user's: nothing of the item is written), else ``OTHER`` when any records
-    another, else ``DONE`` when all are there made alike, else ``TODO`` (some are missing)."""
-    if overwrite:
-        return TODO, []
-    status = {path: classify(path, made, read=read) for path, read in files}
-    for verdict in (FOREIGN, OTHER):
-        names = [path.name for path, found in status.items() if found == verdict]
-        if names:
-            return verdict, names
-    return (DONE if all(found == DONE for found in status.values()) else TODO), []
 
 
 def plan_outputs(items: Sequence[T], made: Sequence[dict], path: Callable[[T], Path], overwrite: bool = False,
