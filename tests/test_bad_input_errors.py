@@ -12,17 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_helpers import noise_image, run_cli
 from instantrestore.cli import main
 
 SIDE = 64
 
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    for text in (captured.out, captured.err):
-        assert "Traceback" not in text and "unexpected error" not in text, text
-    return rc, captured.out, captured.err
 
 
 def argparse_refuses(capsys, *args) -> str:
@@ -33,9 +27,7 @@ def argparse_refuses(capsys, *args) -> str:
 
 
 def _noise(path: Path, seed: int, shape=(SIDE, SIDE)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_image(path, seed, shape)
 
 
 class MeanColour:

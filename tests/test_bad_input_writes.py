@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from instantrestore.cli import main
+from cli_helpers import noise_image, run_cli
 
 SIDE = 64  # the micro model's size
 
@@ -27,18 +26,9 @@ def digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    for text in (captured.out, captured.err):
-        assert "Traceback" not in text and "unexpected error" not in text, text
-    return rc, captured.out, captured.err
-
 
 def _noise(path: Path, seed: int, shape=(SIDE, SIDE)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
-    return path
+    return noise_image(path, seed, shape)
 
 
 def users_file(path: Path) -> None:

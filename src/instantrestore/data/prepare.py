@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..utils.files import clean_stale_temporaries, ensure_outside_inputs
+from ..utils.files import clean_stale_temporaries, ensure_outside_inputs, file_digest
 from ..utils.images import ImageError, load_image, save_image
 from .folders import identity_images
 from .landmark_files import landmarks_path, read_side_file, write_landmarks
 from .manifest import PREPARE_COMMAND, manifest_path, read_manifest, write_manifest
 from .prepare_checks import (DUPLICATE_BITS, NAME_CLASH, REASON_KINDS, ImageFacts, difference_hash, face_problem,
-                             file_sha256, find_duplicates, image_problem, reason_kind)
+                             find_duplicates, image_problem, reason_kind)
 from .prepare_faces import FaceFit, check_landmark_kind, fit_aligned_crop, fit_and_align
 
 FLUSH_SECONDS = 60.0  # the manifest is rewritten this often during a run, so a killed run resumes
@@ -138,7 +138,7 @@ def _prepare_one(item: _Item, s: PrepareSettings, source: str, previous: dict | 
     """-> (status: written | up_to_date | kept | excluded, manifest entry)."""
     aligning = s.align_to is not None
     try:
-        sha = file_sha256(item.source)
+        sha = file_digest(item.source)
     except OSError as exc:
         return "excluded", {"person": item.person, "reason": f"unreadable: {exc}"}
     side_path = landmarks_path(item.dest)

@@ -9,8 +9,6 @@ here distinct photos are >= 53 bits apart and a re-encoded, resized copy <= 8).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,15 +61,6 @@ class ImageFacts:
             return cls(**{k: v for k, v in data.items() if k in names})
         except TypeError:
             return None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def difference_hash(image: Image.Image | np.ndarray) -> str:

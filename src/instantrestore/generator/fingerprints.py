@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from ..utils.files import file_digest  # noqa: F401 (re-exported: every digest from one module)
 from .state import adapter_state_dict, base_weights
 
 if TYPE_CHECKING:
@@ -36,15 +36,6 @@ PARTS: dict[str, Callable[[Any], dict[str, torch.Tensor]]] = {
     "adapters": adapter_state_dict,  # the trained tensors (and the prompt embedding)
 }
 _RECORDS = "_digest_records"  # attribute of the model holding its digests
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensor_digest(tensor: torch.Tensor, name: str = "") -> bytes:

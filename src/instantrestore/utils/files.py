@@ -8,6 +8,7 @@ that starts removes the ones a killed job left (``clean_stale_temporaries``) and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import warnings
@@ -152,3 +153,12 @@ def refuse_foreign(paths: list[Path], what: str) -> None:
         raise FileExistsError(f"{len(existing)} file(s) already exist that {what} did not write: "
                               f"{', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}; "
                               "pass --overwrite to replace them or choose another output folder")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
