@@ -60,6 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--ship-to", type=Path, help="after --train and evaluation: copy the model and evaluation "
                                                 "network there (e.g. src/instantrestore/assets)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ... (evaluation)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="fp32",
+                   help="the evaluated models' inference path (fp32: exact, the default so that result "
+                        "tables compare across machines; auto: the fast path every restore command uses)")
     p.add_argument("--overwrite", action="store_true", help="replace results.md/json, grid.png not written by bench")
     p.set_defaults(func=run_bench_synth)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
@@ -128,6 +131,9 @@ def run_bench_synth(args: argparse.Namespace) -> int:
     model = (InstantRestore.from_pretrained(model_dir, device=device) if model_dir
              else load_shipped_model(device=device))
     no_las = InstantRestore.from_pretrained(no_las_dir, device=device) if no_las_dir else None
+    for evaluated in (model, no_las):
+        if evaluated is not None:
+            evaluated.optimize_for_inference(args.precision)
     if eval_dir:
         from ..idnet import load_identity_network
         eval_network = load_identity_network(eval_dir).to(device)
