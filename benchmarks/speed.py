@@ -105,19 +105,15 @@ def stock_img2img(model, device: torch.device):
 
 
 def build_variant(base, name: str):
+    """A copy of ``base`` with the levers named in ``name`` ("bf16+merged+cl+dec32"), applied as
+    every command applies them (``inference.optimize``)."""
     from instantrestore.generator import inference
 
     model = copy.deepcopy(base)
     levers = set(name.split("+"))
-    if "merged" in levers:
-        inference.merge_adapters(model)
-    for precision in ("bf16", "fp16"):
-        if precision in levers:
-            model.to(inference.DTYPES[precision])
-    if "dec32" in levers:
-        inference.keep_in_fp32(model.vae.decoder, model.dtype)
-    if "cl" in levers:
-        inference.to_channels_last(model)
+    precision = next((p for p in ("bf16", "fp16") if p in levers), "fp32")
+    inference.optimize(model, precision, merge="merged" in levers, channels_last="cl" in levers,
+                       fp32_decoder="dec32" in levers)
     return model
 
 

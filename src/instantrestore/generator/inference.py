@@ -138,12 +138,17 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
     if fp32_decoder is None:
         fp32_decoder = resolved == "bf16" and model.device.type == "cpu"
     model.eval()
+    if merge:  # before any cast: the update is folded in at the weights' own precision, rounded once
+        merge_adapters(model)
+    keep = fp32_decoder and resolved != "fp32" and model.dtype == torch.float32
+    # the decoder's fp32 tensors, held across the cast so that "kept in fp32" means their values
+    decoder_state = dict(model.vae.decoder.state_dict()) if keep else None
     if DTYPES[resolved] != model.dtype:
         model.to(dtype=DTYPES[resolved])
-    if fp32_decoder and resolved != "fp32":
+    if keep:
         keep_in_fp32(model.vae.decoder, model.dtype)
-    if merge:
-        merge_adapters(model)
+        with torch.no_grad():
+            model.vae.decoder.load_state_dict(decoder_state)
     if channels_last:
         to_channels_last(model)
     return {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}
