@@ -121,8 +121,8 @@ def test_photo_summary_does_not_count_an_unreadable_photo_as_restored(micro_weig
     rc, out, err = run_cli(capsys, "restore", tmp_path / "photos", "--out", tmp_path / "out", "--checkpoint",
                            micro_weights / "model")
     assert rc == 2
-    assert "restored 1 photo(s) (1 unreadable" in err and "restored 2 photo(s)" not in err, err
-    assert "2 photo(s) (1 unreadable, not written)" in out
+    assert "wrote 1 photo(s): 0 with faces restored, 1 with none" in err and "1 unreadable" in err, err
+    assert "2 photo(s): 0 with faces restored, 1 with none, 1 unreadable (not written)" in out  # no face: none
 
 
 def test_a_reference_of_another_person_is_left_out_by_refs_and_aligned_restore(faces_everywhere, micro_weights,

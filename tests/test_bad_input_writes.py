@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from cli_helpers import noise_image, run_cli
+from test_restore_photos import stubs  # noqa: F401 (a fixture: faces found without dlib)
 
 SIDE = 64  # the micro model's size
 
@@ -126,9 +128,16 @@ WRITERS: dict[str, Callable[[Path, Path], list]] = {
 
 @pytest.mark.parametrize("command", list(WRITERS))
 def test_no_command_overwrites_a_file_it_did_not_write(command, micro_weights, tmp_path, capsys):
-    model = micro_weights / "model"
+    assert_keeps_the_users_files(command, lambda root: WRITERS[command](root, micro_weights / "model"), tmp_path,
+                                 capsys)
+
+
+def assert_keeps_the_users_files(command: str, make_args: Callable[[Path], list], tmp_path: Path, capsys) -> None:
+    """Run ``make_args(root)`` into an empty ``root`` to learn every file it writes, then with a file of
+    the user's at all of those paths and at each alone: kept byte for byte, and said how to replace;
+    with --overwrite the command may replace them, and inputs stay as they were."""
     fresh = tmp_path / "fresh"
-    args = WRITERS[command](fresh, model)
+    args = make_args(fresh)
     inputs = digests(fresh)
     rc, _, err = run_cli(capsys, *args)
     assert rc == 0, err
@@ -138,7 +147,7 @@ def test_no_command_overwrites_a_file_it_did_not_write(command, micro_weights, t
     # the same job with a file of the user's at every path it writes, then at each one alone
     for case, taken_names in enumerate([written] + ([[name] for name in written] if len(written) > 1 else [])):
         taken = tmp_path / f"taken{case}"
-        args = WRITERS[command](taken, model)
+        args = make_args(taken)
         for name in taken_names:
             users_file(taken / name)
         before = digests(taken)
@@ -150,7 +159,7 @@ def test_no_command_overwrites_a_file_it_did_not_write(command, micro_weights, t
 
     taken = tmp_path / "taken0"
     before = digests(taken)
-    rc, _, err = run_cli(capsys, *WRITERS[command](taken, model), "--overwrite")
+    rc, _, err = run_cli(capsys, *make_args(taken), "--overwrite")
     assert rc == 0, err
     after = digests(taken)
     assert all(after[name] == before[name] for name in before if name not in written)  # inputs untouched
@@ -159,14 +168,40 @@ def test_no_command_overwrites_a_file_it_did_not_write(command, micro_weights, t
 
 @pytest.mark.parametrize("command", list(WRITERS))
 def test_a_rerun_replaces_only_what_it_wrote_itself(command, micro_weights, tmp_path, capsys):
+    assert_rerun_keeps_inputs(WRITERS[command](tmp_path, micro_weights / "model"), tmp_path, capsys)
+
+
+def assert_rerun_keeps_inputs(args: list, root: Path, capsys) -> None:
     """The same command run twice: the second run keeps or replaces its own files (a resume, or a
     single-file output made again), never refuses them as the user's, and changes no input."""
-    args = WRITERS[command](tmp_path, micro_weights / "model")
-    inputs = digests(tmp_path)
+    inputs = digests(root)
     assert run_cli(capsys, *args)[0] == 0
     rc, _, err = run_cli(capsys, *args)
     assert rc == 0 and "not written by" not in err and "no record of" not in err, err
-    assert {k: v for k, v in digests(tmp_path).items() if k in inputs} == inputs
+    assert {k: v for k, v in digests(root).items() if k in inputs} == inputs
+
+
+def _restore_photos_every_file(root: Path, model: Path) -> list:
+    """A photo with a face (the stubbed detector's), and every file restore can write for it."""
+    from test_restore_photos import BOX, TINTS, _tinted
+
+    photo = np.random.default_rng(1).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+    photo[BOX[1]:BOX[3], BOX[0]:BOX[2]] = _tinted(5, TINTS["ann"])
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(root / "photos" / "p.jpg")
+    return ["restore", root / "photos", "--out", root / "out", "--checkpoint", model, "--before-after",
+            "--save-faces", "--draw-box", "--suffix", "s"]
+
+
+def test_photo_restore_never_overwrites_a_file_of_the_users_among_any_of_its_files(stubs, micro_weights, tmp_path,
+                                                                                     capsys):
+    make = lambda root: _restore_photos_every_file(root, micro_weights / "model")  # noqa: E731
+    assert_keeps_the_users_files("restore photos, every file", make, tmp_path, capsys)
+    written = sorted(p.relative_to(tmp_path / "fresh" / "out").as_posix()
+                     for p in (tmp_path / "fresh" / "out").rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert written == ["cropped_faces/p_s_00.png", "p_s.jpg", "p_s.json", "p_s_before_after.jpg",
+                       "restored_faces/p_s_00.png"]
+    assert_rerun_keeps_inputs(make(tmp_path / "rerun"), tmp_path / "rerun", capsys)
 
 
 # ------------------------------------------------------------------ training runs are never replaced

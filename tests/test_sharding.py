@@ -72,6 +72,6 @@ def test_two_cpu_processes_write_what_one_process_writes(realfaces_dir, tmp_path
     assert two.returncode == 0, two.stderr
     assert "[process 1/2]" in two.stderr and "[process 2/2]" in two.stderr
     assert two.stderr.count("all references from the cache") == 2  # the first run warmed the album
-    assert two.stdout.count("4 photo(s), 3 face(s) found") == 1  # one summary, by the main process
+    assert two.stdout.count("4 photo(s): 3 with faces restored, 1 with none; 3 face(s) found") == 1  # one summary, by the main process
     made = _digests(tmp_path / "one")
     assert len(made) == 12 and _digests(tmp_path / "two") == made

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reference-based face restoration in one forward pass (InstantRestore).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"instantrestore {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -116,10 +116,28 @@ def quiet_synthetic_warning() -> Iterator[None]:
         yield
 
 
-def load_model(args: argparse.Namespace, what: str = "this model", device: str | None = None):
+SHIPPED_LINE = ("no --checkpoint: using the shipped tiny synthetic-world model ({name}), as `ui` and `demo` do. "
+                "It was trained only on synthetic faces: on real photos every step runs, but the faces it makes "
+                "mean nothing. Real faces need real weights: --checkpoint (README, 'Use the published weights').")
+
+
+def load_shipped(args: argparse.Namespace, device: str | None = None):
+    """The shipped tiny synthetic-world model (the default of `restore`, `ui` and `demo`), made fast as
+    --precision asks; says once on stderr what it is."""
+    from ..assets import load_shipped_model, shipped_model_path
+
+    with quiet_synthetic_warning():  # the line below says it once
+        model = optimize(load_shipped_model(device=resolve_device(device or args.device)), args)
+    print(f"warning: {SHIPPED_LINE.format(name=shipped_model_path().name)}", file=sys.stderr)
+    return model
+
+
+def load_model(args: argparse.Namespace, what: str = "this model", device: str | None = None,
+               shipped_default: bool = False):
     """The model the arguments ask for, on the chosen device (``device``, when given, instead of
     --device) and dtype, in eval mode; warns on stderr when the model is not trained on real faces
-    (tiny synthetic-world backbone, random weights)."""
+    (tiny synthetic-world backbone, random weights). ``shipped_default``: with neither --checkpoint
+    nor --backbone, the shipped tiny model (``load_shipped``) rather than an error."""
     from ..generator.model import InstantRestore
 
     device, dtype = resolve_device(device or args.device), torch.float32  # optimize() casts
@@ -150,6 +168,8 @@ def load_model(args: argparse.Namespace, what: str = "this model", device: str |
         model = InstantRestore.from_config(args.backbone, seed=args.seed).to(device=device, dtype=dtype).eval()
         warn_model(model, random_weights=True)
         return optimize(model, args)
+    if shipped_default:
+        return load_shipped(args, device)
     raise ValueError(f"no model chosen: pass --checkpoint DIR (a trained model) or --backbone "
                      f"{'|'.join(backbone_names())} (random weights, for a smoke test)")
 

@@ -18,17 +18,30 @@ from .common import add_model_arguments, load_model
 RESTORE_EPILOG = """examples:
   instantrestore restore photos/ --album album/ --out restored/ --checkpoint runs/model
   instantrestore restore photo.jpg --album album/ --out restored/ --strength auto --before-after
+  instantrestore restore photos/ --album album/ --out restored/ --ext png --suffix v2 --save-faces --draw-box ...
+  instantrestore restore group.jpg --album album/ --out restored/ --largest-face --cache-dir ~/.cache/album ...
   instantrestore restore photos/ --album album/ --only-person ann --out restored/ ...   # ann's faces only
   accelerate launch --num_processes 2 -m instantrestore restore photos/ --album album/ --out restored/ ...
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
-references and pasted back; OUT/NAME.png is the photo (pixels outside the faces unchanged),
-OUT/NAME.json its report (faces, boxes, matched person and similarity, references used, strength,
-what fell back and why). A face that matches no one is restored blind or kept (--unknown); with
---only-person NAME only NAME's faces are restored, every other face kept as it is. The album's
-aligned references and encoded keys/values are cached in album/.instantrestore-cache/.
+references and pasted back; OUT/NAME.png (or .jpg) is the photo, OUT/NAME.json its report (faces,
+boxes, matched person and similarity, references used, strength, what fell back and why).
+A face that matches no one is restored blind or kept (--unknown); with --only-person NAME only
+NAME's faces are restored, with --largest-face only each photo's largest face; every other face is
+kept as it is. The album's aligned references and encoded keys/values are cached in
+album/.instantrestore-cache/ (--cache-dir: elsewhere, e.g. for an album on a read-only disk).
+Output files: the photo keeps the input's format (--ext auto): a JPEG is written as JPEG,
+re-encoded at quality 95 with no colour subsampling, anything else as PNG, whose pixels outside
+the faces stay byte for byte as they were (--ext png for JPEG inputs too). Its EXIF (the
+orientation reset to 1: the pixels are upright already) and colour profile are carried over.
+--suffix S names the outputs NAME_S.*; --save-faces also writes each face's aligned input crop and
+restored crop as OUT/cropped_faces/NAME_00.png and OUT/restored_faces/NAME_00.png (index as in the
+report); --draw-box draws every face's box on the photo (green: restored, red: kept).
+With no --checkpoint (and no --backbone) the shipped tiny synthetic-world model runs, as in `ui` and
+`demo`: every step works on real photos, but the faces it makes mean nothing (README, 'Use the
+published weights').
 Aligned crops (--aligned, implied by --refs / --refs-cache): every input is one face crop,
 restored with the same references, or blind.
 Existing outputs are skipped unless --overwrite, so a stopped job resumes where it left off; each
@@ -42,7 +55,9 @@ INFO_EPILOG = """examples:
 
 
 PHOTO_FLAGS = {"album": "--album", "unknown": "--unknown", "select_refs": "-k/--select-refs",
-               "before_after": "--before-after", "only_person": "--only-person"}
+               "before_after": "--before-after", "only_person": "--only-person", "ext": "--ext", "suffix": "--suffix",
+               "save_faces": "--save-faces", "draw_box": "--draw-box", "largest_face": "--largest-face",
+               "cache_dir": "--cache-dir"}
 CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--save-cache"}
 
 
@@ -73,7 +88,7 @@ def _say(line: str) -> None:
 def run_restore(args: argparse.Namespace) -> int:
     def load(device: str | None):
         # the device accelerate gives this process, unless --device names one
-        return load_model(args, device=device if args.device == "auto" else None)
+        return load_model(args, device=device if args.device == "auto" else None, shipped_default=True)
 
     return _run_crops(args, load) if restore_mode(args) == "aligned" else _run_photos(args, load)
 
@@ -85,11 +100,16 @@ def _run_photos(args: argparse.Namespace, load) -> int:
     if args.only_person is not None and args.unknown == "blind":
         raise ValueError(f"--only-person {args.only_person} keeps every other face as it is, --unknown blind would "
                          "restore them blind; use one or the other")
+    if args.cache_dir and not args.album:
+        raise ValueError(f"--cache-dir {args.cache_dir} is where the album's caches go; give --album DIR too, or "
+                         "leave --cache-dir out")
     job = PhotoJob(inputs=args.inputs, out=Path(args.out), album=Path(args.album) if args.album else None,
                    embedder=args.embedder, k=4 if args.select_refs is None else args.select_refs,
                    unknown=args.unknown or "blind",
                    strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
-                   before_after=args.before_after, only_person=args.only_person)
+                   before_after=args.before_after, only_person=args.only_person, ext=args.ext or "auto",
+                   suffix=args.suffix, save_faces=args.save_faces, draw_box=args.draw_box,
+                   largest_face=args.largest_face, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     result = run_photo_job(job, load, log=_say, progress=progress_bar)
     if result.summary is not None:
         print(f"{result.summary.line()}; reports in {result.outputs[0].report.parent}")
@@ -159,6 +179,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "match threshold still applies); every other face is kept as it is, its report "
                              "saying why. Needs --album")
     photos.add_argument("--before-after", action="store_true", help="also write NAME_before_after.jpg")
+    # the photo's own files (pipeline/photo_files.py) and which faces
+    photos.add_argument("--ext", choices=("auto", "png", "jpg"),
+                        help="format of the restored photo: auto (default) = the input's (JPEG in, JPEG out at "
+                             "quality 95; else PNG), png (pixels outside the faces kept byte for byte) or jpg")
+    photos.add_argument("--suffix", metavar="S", help="append _S to the output names (NAME_S.png, NAME_S.json, ...)")
+    photos.add_argument("--save-faces", action="store_true",
+                        help="also write each face's aligned input crop and restored crop: "
+                             "OUT/cropped_faces/NAME_00.png, OUT/restored_faces/NAME_00.png, ...")
+    photos.add_argument("--draw-box", action="store_true",
+                        help="draw each face's box on the restored photo (green: restored; red: kept)")
+    photos.add_argument("--largest-face", action="store_true",
+                        help="restore only the largest face of each photo; the others are kept as they are")
+    photos.add_argument("--cache-dir", metavar="DIR", help="where the album's caches go (default "
+                                                           "ALBUM/.instantrestore-cache); one folder per album")
     crops = restore.add_argument_group("aligned crops")
     crops.add_argument("--aligned", action="store_true",
                        help="inputs are aligned face crops (implied by --refs and --refs-cache)")

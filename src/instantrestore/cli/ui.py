@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from .checks import at_least, port
-from .common import add_model_arguments, load_model, quiet_synthetic_warning, resolve_device, warn_model
+from .common import add_model_arguments, load_model, load_shipped
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -48,13 +48,9 @@ def load_ui_model(args: argparse.Namespace):
     every command, else the shipped tiny model (so the page opens with no download)."""
     if args.checkpoint or args.backbone:
         return load_model(args), args.checkpoint or f"--backbone {args.backbone}", not args.checkpoint
-    from ..assets import load_shipped_model, shipped_model_path
-    from .common import optimize
+    from ..assets import shipped_model_path
 
-    with quiet_synthetic_warning():  # warn_model below says it once
-        model = optimize(load_shipped_model(device=resolve_device(args.device)), args)
-    warn_model(model, what="the shipped tiny model")
-    return model, f"the shipped tiny synthetic model ({shipped_model_path().name})", False
+    return load_shipped(args), f"the shipped tiny synthetic model ({shipped_model_path().name})", False
 
 
 def run_ui_command(args: argparse.Namespace) -> int:

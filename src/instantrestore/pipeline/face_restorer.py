@@ -62,12 +62,14 @@ class PhotoReport:
 
     ``seconds``: wall time per step over the photo's faces ('detect_align', 'embed_match', 'select',
     'encode', 'restore', 'paste'); kept out of ``to_json`` so that reports of equal runs are equal.
+    ``crops``: per face, (its aligned crop, its restored crop or None when kept), also not in ``to_json``.
     """
 
     photo_size: tuple[int, int]  # (width, height)
     faces: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict, repr=False)
+    crops: list[list] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -101,14 +103,14 @@ class FaceRestorer:
     fully, 0: blind) or 'auto' in any case (chosen per face from how degraded it is), as
     ``strength.parse_strength`` reads it (ValueError otherwise); ``enhance`` can override it.
     only_person: match faces against this album person alone (the rule's threshold still applies;
-    there is no runner-up to lead), e.g. for a photo known to show them.
-    """
+    there is no runner-up to lead), e.g. for a photo known to show them. largest_face: restore only
+    the largest face (face 0); the others are kept as they are, their reports saying why."""
 
     def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
                  unknown: str = "blind", strict: bool = False, crop_size: int | None = None,
                  max_side: int = 800, fallback: str = "cnn",
                  selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0,
-                 only_person: str | None = None):
+                 only_person: str | None = None, largest_face: bool = False):
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
         self.strength = parse_strength(strength)
@@ -125,7 +127,7 @@ class FaceRestorer:
         self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
         if only_person is not None:
             require_person(album, only_person, "only_person")
-        self.only_person = only_person
+        self.only_person, self.largest_face = only_person, largest_face
 
     # ------------------------------------------------------------------ the recipe
     def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0,
@@ -153,8 +155,12 @@ class FaceRestorer:
         for index, face in enumerate(aligned):
             entry = _face_entry(index, face)
             report.faces.append(entry)
+            report.crops.append([face.crop, None])
             if dropped[index]:
                 entry["fallback"] = {"step": "detect", "reason": f"{dropped[index]}; kept as it is"}
+                continue
+            if self.largest_face and any(not why for why in dropped[:index]):  # faces come largest first
+                entry["fallback"] = {"step": "largest-face", "reason": "not the largest face; kept as it is"}
                 continue
             restored = self._restore_face(face, entry, seed, strength, clock)
             if restored is None:
@@ -167,6 +173,7 @@ class FaceRestorer:
                              fallback={"step": "paste", "reason": f"{_reason(exc)}; kept as it is"})
                 continue
             entry["restored_size"] = int(restored.shape[0])
+            report.crops[-1][1] = restored
         if out is image:  # nothing pasted: still a new array, never the caller's
             out = image.copy()
         return (Image.fromarray(out) if as_pil else out), report

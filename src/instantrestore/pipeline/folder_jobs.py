@@ -159,11 +159,12 @@ def check_recordable(path: Path, flag: str = "--out") -> None:
                          f"re-run could not resume it; write {' or '.join(RECORDABLE_SUFFIXES[:2])}")
 
 
-def write_image(image: Image.Image | np.ndarray, path: Path, made: dict | None = None) -> None:
-    """Write one output image atomically, recording ``made`` (None: records nothing)."""
+def write_image(image: Image.Image | np.ndarray, path: Path, made: dict | None = None, **options) -> None:
+    """Write one output image atomically, recording ``made`` (None: records nothing); ``options``:
+    Pillow's save options (``save_image``), e.g. JPEG quality, EXIF, colour profile."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    save_image(image, path, provenance=None if made is None else provenance_text(made))
+    save_image(image, path, provenance=None if made is None else provenance_text(made), **options)
 
 
 def _listed(names: list[str]) -> str:

@@ -249,12 +249,17 @@ def crop_and_resize(images: torch.Tensor, crop: tuple[float, float, float, float
 PROVENANCE_KEY = "instantrestore"
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, provenance: str | None = None) -> None:
-    """Save a PIL image atomically; the format follows the suffix. ``provenance`` (a short text,
-    e.g. JSON of what made the image) is stored in the file: a PNG text chunk or a JPEG comment."""
+# what a re-encoded whole photo is written with (GFPGAN's quality; 4:4:4 keeps the faces' colour detail)
+JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, provenance: str | None = None, **options) -> None:
+    """Save a PIL image atomically; the format follows the suffix. ``provenance`` (a short text, e.g.
+    JSON of what made the image) is stored in the file: a PNG text chunk or a JPEG comment. ``options``:
+    more of Pillow's save options (None values left out), e.g. ``JPEG_OPTIONS``, ``exif``, ``icc_profile``."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    extra = {}
+    extra = {key: value for key, value in options.items() if value is not None}
     if provenance is not None and fmt == "PNG":
         from PIL.PngImagePlugin import PngInfo
 
