@@ -120,6 +120,7 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
 
     pairing = pair_files(pred_dir, gt_dir)
     rows, problems, no_face = [], [], []
+    missed: dict[str, list[str]] = {}  # metric -> why it could not measure an image (the others still do)
     for stem, pred_path, gt_path in tqdm(pairing.pairs, desc="eval", unit="image", disable=not progress):
         try:
             pred, gt = np.asarray(load_image(pred_path)), np.asarray(load_image(gt_path))
@@ -132,9 +133,12 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
             continue
         row: dict = {"name": stem, "pred": pred_path.name, "gt": gt_path.name}
         p, g = uint8_to_tensor(pred), uint8_to_tensor(gt)
-        try:
-            for name, fn in pixel_metrics.items():
+        for name, fn in pixel_metrics.items():
+            try:
                 row[name] = float(fn(p, g)[0])
+            except ValueError as exc:  # e.g. MS-SSIM on the 128 px faces of the tiny model: this metric alone
+                missed.setdefault(name, []).append(f"{stem}: {exc}")
+        try:
             gt_face = True
             if "ids" in active or "ids_ref" in active:
                 # identity scores of a faceless image are numbers about nothing: always said, and with
@@ -158,10 +162,13 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
                 if "ids_ref" in active:
                     row["ids_ref"] = float(emb[0] @ emb[2]) if refs else float("nan")
                     row["ref"] = refs[0].name if refs else ""
-            if landmark_metrics:
-                lp, lg = aligned_landmarks(pred), aligned_landmarks(gt)
+            try:
+                lp, lg = (aligned_landmarks(pred), aligned_landmarks(gt)) if landmark_metrics else (None, None)
                 for name, fn in landmark_metrics.items():
                     row[name] = float(fn(lp, lg)[0])
+            except ValueError as exc:  # no landmarks found: the other metrics still count
+                for name in landmark_metrics:
+                    missed.setdefault(name, []).append(f"{stem}: {exc}")
         except (ValueError, ImageError) as exc:
             problems.append({"name": stem, "reason": str(exc)})
             continue
@@ -169,6 +176,10 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
             row["seconds"] = timings[stem]
         rows.append(row)
 
+    for name, reasons in missed.items():  # a metric that measured nothing is skipped, saying why
+        if not any(name in r for r in rows):
+            skipped[name] = f"{reasons[0].split(': ', 1)[1]} ({len(reasons)} image(s))"
+            active.remove(name)
     columns = ["name", "pred", "gt"] + [m for m in active] + (["ref"] if "ids_ref" in active else []) + \
               (["seconds"] if any("seconds" in r for r in rows) else [])
     stats = {m: _stats([r[m] for r in rows if m in r]) for m in active}
@@ -183,7 +194,8 @@ def evaluate(pred_dir: Path, gt_dir: Path, out_dir: Path, refs_dir: Path | None 
         "no_face": no_face,
         "embedder": {"name": embedder.name, "threshold": embedder.threshold} if embedder is not None else None,
         "conventions": {m: CONVENTIONS[m] for m in active},
-        "notes": _notes(embedder, active),
+        "notes": _notes(embedder, active) + [f"{name} not measured on {len(why)} image(s), e.g. {why[0]}"
+                                             for name, why in missed.items() if name in active],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "per_image.csv", rows, columns)
