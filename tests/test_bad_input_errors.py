@@ -263,3 +263,21 @@ def test_an_output_format_that_cannot_record_what_made_it_is_refused(micro_weigh
                          micro_weights / "model", "--verify-refs", "off")
     assert rc == 2 and "write .png or .jpg" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png"]
+
+
+def test_an_hf_checkpoint_offline_says_no_network_through_the_real_hub_client(tmp_path):
+    """Not a stub: huggingface_hub itself, offline (HF_HUB_OFFLINE=1, an empty hub cache), in a fresh
+    process: one line saying the hub cannot be reached and what to do, exit 2, nothing written."""
+    import os
+    import subprocess
+    import sys
+
+    face = _noise(tmp_path / "face.png", 1)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hub"), "INSTANTRESTORE_DEBUG": ""}
+    run = subprocess.run([sys.executable, "-m", "instantrestore", "restore", str(face), "--aligned", "--out",
+                          str(tmp_path / "o.png"), "--verify-refs", "off", "--checkpoint", "hf://owner/repo/model.pt"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "cannot be reached (no network" in run.stderr and "pass its local path" in run.stderr, run.stderr
+    assert "unexpected error" not in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "o.png").exists()
