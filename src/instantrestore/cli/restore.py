@@ -18,13 +18,15 @@ from .common import add_model_arguments, load_model
 RESTORE_EPILOG = """examples:
   instantrestore restore photos/ --album album/ --out restored/ --checkpoint runs/model
   instantrestore restore photo.jpg --album album/ --out restored/ --strength auto --before-after
+  instantrestore restore photos/ --album album/ --out restored/ --upscale 4 --bg-upsampler RealESRGAN_x4plus.pth ...
   instantrestore restore photos/ --album album/ --only-person ann --out restored/ ...   # ann's faces only
   accelerate launch --num_processes 2 -m instantrestore restore photos/ --album album/ --out restored/ ...
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
-references and pasted back; OUT/NAME.png is the photo (pixels outside the faces unchanged),
+references and pasted back through its face outline into the photo enlarged --upscale times (default 2,
+outside the faces: the --bg-upsampler's output; --upscale 1 changes nothing outside them); OUT/NAME.png is the photo,
 OUT/NAME.json its report (faces, boxes, matched person and similarity, references used, strength,
 what fell back and why). A face that matches no one is restored blind or kept (--unknown); with
 --only-person NAME only NAME's faces are restored, every other face kept as it is. The album's
@@ -43,6 +45,9 @@ INFO_EPILOG = """examples:
 
 PHOTO_FLAGS = {"album": "--album", "unknown": "--unknown", "select_refs": "-k/--select-refs",
                "before_after": "--before-after", "only_person": "--only-person"}
+PASTE_FLAGS = {"upscale": "--upscale", "bg_upsampler": "--bg-upsampler", "bg_tile": "--bg-tile",
+               "color_fix": "--color-fix", "face_mask": "--face-mask", "allow_small": "--allow-small"}
+PHOTO_FLAGS.update(PASTE_FLAGS)
 CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--save-cache"}
 
 
@@ -89,13 +94,24 @@ def _run_photos(args: argparse.Namespace, load) -> int:
                    embedder=args.embedder, k=4 if args.select_refs is None else args.select_refs,
                    unknown=args.unknown or "blind",
                    strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
-                   before_after=args.before_after, only_person=args.only_person)
+                   before_after=args.before_after, only_person=args.only_person, paste=paste_options(args))
     result = run_photo_job(job, load, log=_say, progress=progress_bar)
     if result.summary is not None:
         print(f"{result.summary.line()}; reports in {result.outputs[0].report.parent}")
         for line in result.summary.problems:
             print(f"  {line}", file=sys.stderr)
     return 2 if result.unreadable else 0
+
+
+def paste_options(args: argparse.Namespace):
+    """The --upscale / --bg-upsampler / --bg-tile / --color-fix / --face-mask / --allow-small flags as
+    ``PasteOptions`` (a flag not given keeps its default)."""
+    from ..pipeline.face_paste import PasteOptions, check_upscale
+
+    given = {name: getattr(args, name) for name in PASTE_FLAGS if getattr(args, name) not in (None, False)}
+    if "upscale" in given:
+        check_upscale(given["upscale"])
+    return PasteOptions(**given)
 
 
 def _run_crops(args: argparse.Namespace, load) -> int:
@@ -159,6 +175,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "match threshold still applies); every other face is kept as it is, its report "
                              "saying why. Needs --album")
     photos.add_argument("--before-after", action="store_true", help="also write NAME_before_after.jpg")
+    photos.add_argument("--upscale", type=float, metavar="N",
+                        help="the photo comes out N times larger (1 to 8; default 2); each face is restored at the "
+                             "model's resolution and pasted at that size. 1: the background is not changed at all")
+    photos.add_argument("--bg-upsampler", metavar="NAME|FILE",
+                        help="how the rest of the photo is enlarged: lanczos (default), bicubic, or a super-"
+                             "resolution model file (Real-ESRGAN, SwinIR, ...: .safetensors or .pth, read as "
+                             "plain weights; needs pip install 'instantrestore[sr]')")
+    photos.add_argument("--bg-tile", type=at_least(16), metavar="PX",
+                        help="tile side (input pixels) a --bg-upsampler model runs on; smaller uses less memory "
+                             "(default 256)")
+    photos.add_argument("--color-fix", choices=("none", "wavelet", "adain"),
+                        help="take each restored face's colours from its input (default none; docs/faces.md)")
+    photos.add_argument("--face-mask", choices=("face", "square"),
+                        help="paste through the face outline from the landmarks (default) or the aligned square")
+    photos.add_argument("--allow-small", action="store_true",
+                        help="also restore faces over twice the model's resolution in the photo (restored "
+                             "they lose detail the photo has; by default such a face is kept, as `paste` does)")
     crops = restore.add_argument_group("aligned crops")
     crops.add_argument("--aligned", action="store_true",
                        help="inputs are aligned face crops (implied by --refs and --refs-cache)")

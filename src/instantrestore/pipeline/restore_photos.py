@@ -2,8 +2,8 @@
 
 For each photo ``NAME.ext`` the job writes, in the output folder (each file atomically):
 
-- ``NAME.png``: the photo with its faces restored and pasted back (PNG: the pixels outside the
-  faces stay byte-identical to the input's). It records what made it (``provenance``).
+- ``NAME.png``: the photo, ``--upscale`` times larger, its faces restored and pasted back (outside the
+  faces: the background upsampler's output; upscale 1: byte-identical to the input's). It records what made it.
 - ``NAME.json``: the report: every face's box, matched person and similarity, the references
   used, the strength, whether it was restored with references, blind or kept, and what fell back
   and why; photo-level problems (no face found, unreadable).
@@ -32,6 +32,7 @@ from ..generator.fingerprints import file_digest, model_fingerprint
 from ..utils.files import atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs
 from ..utils.images import ImageError, load_image, read_recorded_settings
 from . import folder_jobs
+from .face_paste import PasteOptions, side_by_side
 from .folder_jobs import (JobPlan, Log, Progress, expand_inputs, no_log, no_progress, output_stems, plan_outputs,
                           skipped_line)
 from .strength import parse_strength
@@ -135,8 +136,8 @@ def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float |
     report["before_after"] = outputs.before_after.name if before_after else None
     # the image first: a report beside an image always describes that image
     folder_jobs.write_image(restored, outputs.image, made)
-    if before_after:
-        folder_jobs.write_image(np.concatenate([photo, restored], axis=1), outputs.before_after, made)
+    if before_after:  # the input enlarged to the result's size beside it
+        folder_jobs.write_image(side_by_side(photo, restored), outputs.before_after, made)
     atomic_write_text(outputs.report, json.dumps(report, indent=1) + "\n")
     return report
 
@@ -215,6 +216,7 @@ class PhotoJob:
     overwrite: bool = False
     before_after: bool = False
     only_person: str | None = None
+    paste: PasteOptions = PasteOptions()  # output size, background upsampler, colour fix, mask
 
 
 @dataclass
@@ -255,7 +257,7 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
         require_person(album, job.only_person, "--only-person")
     shard = current_shard()
     clean_stale_temporaries(outputs[0].image.parent, recursive=False)
-    model = load_model(shard.device)
+    paste, model = job.paste.build(shard.device), load_model(shard.device)  # a bad upsampler file: before the model
     if album is None:
         log(f"no --album: every face is {'restored blind' if job.unknown == 'blind' else 'kept'}")
     elif shard.is_main and job.verify != "off":
@@ -263,11 +265,10 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
             log(f"warning: album: {line}")
     unknown = "keep" if job.only_person is not None else job.unknown  # anyone else: kept as they are
     settings = {"k": job.k, "unknown": unknown, "strength": strength, "strict": job.verify == "strict",
-                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512}
-    if job.only_person is not None:  # recorded only when set: outputs of runs without it stay as made (and resume)
-        settings["only_person"] = job.only_person
+                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512,
+                **paste.settings(), **({} if job.only_person is None else {"only_person": job.only_person})}
     restorer = FaceRestorer(model, album=album, k=job.k, unknown=unknown, strict=settings["strict"],
-                            strength=strength, only_person=job.only_person)
+                            strength=strength, only_person=job.only_person, paste=paste)
     mine = shard.take(outputs)
     model_id, album_key = model_fingerprint(model), album.key() if album else None
     result = PhotoJobResult(outputs, plan(mine, [provenance(model_id, album_key, settings, o.photo) for o in mine],
