@@ -20,7 +20,8 @@ import instantrestore.faces.identity as identity_module
 from instantrestore.cli import main
 from instantrestore.faces.align import AlignedFace
 from instantrestore.faces.detect import Face
-from instantrestore.faces.paste import paste_region, scale_matrix
+from instantrestore.faces.mask import face_polygon, inside_polygon
+from instantrestore.pipeline.upsample import ClassicalUpsampler
 from instantrestore.utils.images import load_image
 from instantrestore.pipeline.restore_photos import Summary, output_paths
 
@@ -38,15 +39,34 @@ class MeanColourEmbedder:
         return torch.nn.functional.normalize(images.float().mean(dim=(2, 3)) + 1.5, dim=-1)
 
 
+def stub_landmarks(box) -> np.ndarray:
+    """68 points of a plausible face in ``box``: the jaw a half ellipse, eyebrows, eyes, the rest at the middle."""
+    x0, y0, x1, y1 = box
+    w, h, cx = x1 - x0, y1 - y0, (x0 + x1) / 2
+    lm = np.tile([cx, y0 + 0.6 * h], (68, 1))
+    t = np.linspace(np.pi, 0, 17)
+    lm[0:17] = np.stack([cx + 0.45 * w * np.cos(t), y0 + 0.35 * h + 0.6 * h * np.sin(t)], 1)
+    lm[17:27] = np.stack([np.linspace(cx - 0.35 * w, cx + 0.35 * w, 10), np.full(10, y0 + 0.22 * h)], 1)
+    for first, side in ((36, -1), (42, 1)):
+        a = np.linspace(0, 2 * np.pi, 6, endpoint=False)
+        lm[first:first + 6] = np.stack([cx + side * 0.2 * w + 0.07 * w * np.cos(a), y0 + 0.35 * h + 0.03 * h * np.sin(a)], 1)
+    return lm
+
+
+def outside_face(box, shape, upscale: float = 2) -> np.ndarray:
+    """Boolean (H, W) of an output: the pixels outside the face outline of the stub face in ``box``."""
+    return ~inside_polygon(face_polygon(stub_landmarks(box)) * upscale, shape[:2])
+
+
 def _stub_align(image, size=512, max_side=800, fallback="cnn", largest_only=False):
-    """A photo with any variation has one face at BOX; a uniform one has none."""
+    """A photo with any variation has one face at BOX (landmarks: ``stub_landmarks``); a uniform one has none."""
     if image.std() == 0:
         return []
     x0, y0, x1, y1 = BOX
     scale = size / (x1 - x0)
     matrix = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    face = Face(box=tuple(float(v) for v in BOX), landmarks68=np.zeros((68, 2)), landmarks5=np.zeros((5, 2)))
+    face = Face(box=tuple(float(v) for v in BOX), landmarks68=stub_landmarks(BOX), landmarks5=np.zeros((5, 2)))
     return [AlignedFace(crop=crop, matrix=matrix, face=face, size=size)]
 
 
@@ -120,14 +140,19 @@ def test_photos_restored_reported_and_untouched_outside_the_faces(job, stubs, mi
             assert face["similarity"] >= MeanColourEmbedder.threshold
         assert report["provenance"]["settings"]["k"] == 4 and report["before_after"] == f"{who}_before_after.jpg"
         photo, restored = (np.asarray(load_image(p)) for p in (job / "photos" / f"{who}.png", out / f"{who}.png"))
-        matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"])
-        region = paste_region(matrix, face["restored_size"], photo.shape[:2])
-        assert np.array_equal(restored[~region], photo[~region]) and (restored[region] != photo[region]).any()
-        assert Image.open(out / f"{who}_before_after.jpg").size == (2 * photo.shape[1], photo.shape[0])
+        # --upscale 2 (the default): twice the size; outside the face outline exactly the Lanczos background
+        assert restored.shape == (2 * photo.shape[0], 2 * photo.shape[1], 3) and report["output_size"] == [400, 320]
+        background, outside = ClassicalUpsampler("lanczos")(photo, 2), outside_face(BOX, restored.shape)
+        assert np.array_equal(restored[outside], background[outside]) and (restored[~outside] != background[~outside]).any()
+        assert face["mask"] == "face" and face["face_side"] == 64.0 and face["pasted_side"] == 128.0
+        assert face["enlarged"] == 1.0 and face["paste_scale"] == 2.0  # a 64 px model: pasted at 128 px
+        assert report["provenance"]["settings"]["upscale"] == 2 and report["provenance"]["settings"]["face_mask"] == "face"
+        assert Image.open(out / f"{who}_before_after.jpg").size == (2 * restored.shape[1], restored.shape[0])
     wall = json.loads((out / "wall.json").read_text())
     assert wall["faces"] == [] and wall["problems"] == ["no face found"]
     wall_in, wall_out = (np.asarray(load_image(p)).astype(int) for p in (job / "photos" / "wall.jpg", out / "wall.jpg"))
-    assert np.abs(wall_out - wall_in).max() <= 2  # re-encoded at quality 95
+    background = ClassicalUpsampler()(wall_in.astype(np.uint8), 2).astype(int)  # no face: the background path alone
+    assert wall_out.shape == background.shape and np.abs(wall_out - background).max() <= 3  # re-encoded at quality 95
 
     # a second run redoes nothing and the album's caches are warm
     made = _digests(out)
@@ -144,9 +169,9 @@ def test_unknown_keep_and_settings_recorded(job, stubs, micro_weights, capsys):
     assert rc == 0, err
     face, = json.loads((out / "stranger.json").read_text())["faces"]
     assert face["restored"] is None and "kept as it is" in face["fallback"]["reason"] and face["strength"] is None
-    assert _digests(out)["stranger.png"] != _digests(job / "photos")["stranger.png"]  # PNG re-encoded, same pixels
+    # a kept face: the whole photo is the background path's output (Lanczos, twice the size)
     assert np.array_equal(np.asarray(load_image(out / "stranger.png")),
-                          np.asarray(load_image(job / "photos" / "stranger.png")))
+                          ClassicalUpsampler()(np.asarray(load_image(job / "photos" / "stranger.png")), 2))
     # other settings: the existing output is kept with a warning, not replaced
     rc, _, err = _run(capsys, "restore", job / "photos" / "stranger.png", "--album", job / "album", "--out", out,
                       *_model(micro_weights), "-k", "1")
@@ -185,7 +210,7 @@ def test_enhance_strength_overrides_the_restorers(job, stubs, micro_weights):
     photo = job / "photos" / "bob.png"
     _, report = restorer.enhance(photo)
     assert report[0]["strength"] == 0.25
-    assert set(report.seconds) == {"detect_align", "embed_match", "encode", "restore", "paste"}  # k >= 2 refs: no select
+    assert set(report.seconds) == {"detect_align", "background", "embed_match", "encode", "restore", "paste"}  # no select
     assert "seconds" not in report.to_json()  # reports of equal runs stay equal
     assert restorer.enhance(photo, strength=0.75)[1][0]["strength"] == 0.75
     with pytest.raises(ValueError, match="strength"):
@@ -253,15 +278,10 @@ def _stub_align_pairs(image, size=512, *args, **kwargs):
         aligned, = _stub_align(image[:, box[0] - BOX[0]:], size)
         matrix = aligned.matrix.copy()
         matrix[0, 2] = -box[0] * matrix[0, 0]
-        face = Face(box=tuple(float(v) for v in box), landmarks68=np.zeros((68, 2)), landmarks5=np.zeros((5, 2)),
+        face = Face(box=tuple(float(v) for v in box), landmarks68=stub_landmarks(box), landmarks5=np.zeros((5, 2)),
                     detector="cnn")
         faces.append(AlignedFace(crop=aligned.crop, matrix=matrix, face=face, size=size))
     return faces if image.std() else []
-
-
-def _region(face, shape) -> np.ndarray:
-    matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"] or face["crop_size"])
-    return paste_region(matrix, face["restored_size"] or face["crop_size"], shape[:2])
 
 
 def test_only_person_restores_their_faces_and_keeps_everyone_elses(job, stubs, micro_weights, monkeypatch,
@@ -273,7 +293,7 @@ def test_only_person_restores_their_faces_and_keeps_everyone_elses(job, stubs, m
     Image.fromarray(pair).save(job / "photos" / "pair.png")
     out = job / "out"
     rc, stdout, err = _run(capsys, "restore", job / "photos", "--album", job / "album", "--out", out,
-                           *_model(micro_weights), "--only-person", "ann")
+                           *_model(micro_weights), "--only-person", "ann", "--upscale", "1")
     assert rc == 0, err
     assert ("5 photo(s): 2 with faces restored, 3 with none; 5 face(s) found: 2 restored with references, 0 blind, "
             "3 kept; 1 problem(s)") in stdout
@@ -286,14 +306,14 @@ def test_only_person_restores_their_faces_and_keeps_everyone_elses(job, stubs, m
         for face in report["faces"]:
             if face["box"] == list(BOX) and who in ("ann", "pair"):
                 assert face["person"] == "ann" and face["restored"] == "references", face
-                changed |= _region(face, photo.shape)
+                changed |= ~outside_face(BOX, photo.shape, 1)
             else:
                 assert face["person"] is None and face["restored"] is None and face["strength"] is None, face
                 assert face["fallback"]["step"] == "match"
                 assert face["fallback"]["reason"].startswith("not ann, the one person matched: ")
                 assert face["fallback"]["reason"].endswith("; kept as it is")
         assert len(report["faces"]) == (2 if who == "pair" else 1)
-        assert np.array_equal(restored[~changed], photo[~changed])  # everything else byte for byte
+        assert np.array_equal(restored[~changed], photo[~changed])  # --upscale 1: everything else byte for byte
         assert (restored[changed] != photo[changed]).any() == (who in ("ann", "pair"))
     # without the flag the outputs are another job's: kept with a warning, not replaced
     made = _digests(out)
@@ -308,7 +328,8 @@ def test_without_only_person_the_provenance_is_as_before_and_resumes(job, stubs,
     assert _run(capsys, *args)[0] == 0
     report = json.loads((out / "ann.json").read_text())
     assert report["provenance"]["settings"] == {"k": 4, "unknown": "blind", "strength": 1.0, "strict": False,
-                                                "embedder": "mean-colour", "crop_size": 512}
+                                                "embedder": "mean-colour", "crop_size": 512, "upscale": 2,
+                                                "bg_upsampler": "lanczos", "color_fix": "none", "face_mask": "face"}
     made = _digests(out)
     rc, _, err = _run(capsys, *args)
     assert rc == 0 and "skipping 1 existing" in err and _digests(out) == made
@@ -371,7 +392,8 @@ def test_real_photos_matched_restored_reported_and_the_album_cached(realfaces_di
         (photos / name).symlink_to(realfaces_dir / "obama" / "raw_photos" / name)
     (photos / "stranger.png").symlink_to(realfaces_dir / "celebref" / "00075" / "references" / "0.png")
     Image.fromarray(np.full((90, 120, 3), 60, np.uint8)).save(photos / "wall.png")
-    job = ["restore", photos, "--album", album, "--backbone", "tiny", "-k", "2", "--ext", "png"]  # byte for byte
+    job = ["restore", photos, "--album", album, "--backbone", "tiny", "-k", "2", "--ext", "png",  # PNG: compared exactly
+           "--allow-small"]  # 128 px model
 
     rc, stdout, err = _run(capsys, *job, "--out", tmp_path / "first")
     assert rc == 0, err
@@ -388,9 +410,10 @@ def test_real_photos_matched_restored_reported_and_the_album_cached(realfaces_di
             assert len(face["references"]) == 2 and face["similarity"] >= 0.92
         photo = np.asarray(load_image(photos / report["photo"].rsplit("/", 1)[1]))
         restored = np.asarray(load_image(tmp_path / "first" / f"{name}.png"))
-        matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"])
-        region = paste_region(matrix, face["restored_size"], photo.shape[:2])
-        assert np.array_equal(restored[~region], photo[~region]) and (restored[region] != photo[region]).any()
+        # twice the size; outside the face outline (from dlib's landmarks) exactly the Lanczos background
+        background, outside = ClassicalUpsampler()(photo, 2), ~inside_polygon(np.array(face["outline"]), restored.shape)
+        assert restored.shape == background.shape and face["mask"] == "face" and outside.mean() > 0.5
+        assert np.array_equal(restored[outside], background[outside]) and (restored[~outside] != background[~outside]).any()
     assert json.loads((tmp_path / "first" / "wall.json").read_text())["problems"] == ["no face found"]
 
     rc, _, err = _run(capsys, *job, "--out", tmp_path / "second")
@@ -404,8 +427,8 @@ def test_real_photos_matched_restored_reported_and_the_album_cached(realfaces_di
 
 @pytest.mark.slow
 def test_real_photos_only_person(realfaces_dir, tmp_path, capsys):
-    """--only-person obama on real photos (dlib): his face restored with his references, a stranger's
-    photo (a face of 00075, not in the album) kept byte for byte."""
+    """--only-person obama on real photos (dlib): his face restored with his references; a stranger (a face
+    of 00075, not in the album), alone or beside him in one photo, is the background path's output."""
     import shutil
 
     album, photos = tmp_path / "album", tmp_path / "photos"
@@ -417,14 +440,26 @@ def test_real_photos_only_person(realfaces_dir, tmp_path, capsys):
     photos.mkdir()
     (photos / "o6.jpg").symlink_to(realfaces_dir / "obama" / "raw_photos" / "o6.jpg")
     (photos / "stranger.png").symlink_to(realfaces_dir / "celebref" / "00075" / "references" / "0.png")
+    obama, stranger = (np.asarray(load_image(photos / n)) for n in ("o6.jpg", "stranger.png"))
+    height = max(obama.shape[0], stranger.shape[0])
+    pair = np.concatenate([np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)), mode="edge")
+                           for im in (obama, stranger)], axis=1)
+    Image.fromarray(pair).save(photos / "pair.png")  # obama and the stranger in one photo
     rc, stdout, err = _run(capsys, "restore", photos, "--album", album, "--backbone", "tiny", "-k", "2",
-                           "--only-person", "obama", "--out", tmp_path / "out")
+                           "--only-person", "obama", "--out", tmp_path / "out", "--allow-small")
     assert rc == 0, err
-    assert "2 photo(s): 1 with faces restored, 1 with none; 2 face(s) found: 1 restored with references, 0 blind, " \
-           "1 kept" in stdout
+    assert "3 photo(s): 2 with faces restored, 1 with none; 4 face(s) found: 2 restored with references, 0 blind, " \
+           "2 kept" in stdout
+    faces = json.loads((tmp_path / "out" / "pair.json").read_text())["faces"]
+    restored, background = np.asarray(load_image(tmp_path / "out" / "pair.png")), ClassicalUpsampler()(pair, 2)
+    ours, = [f for f in faces if f["person"] == "obama"]
+    other, = [f for f in faces if f["person"] is None]
+    assert ours["restored"] == "references" and other["restored"] is None and other["box"][0] > obama.shape[1]
+    # the stranger's face, and everything else outside obama's outline, is the background path's output
+    outside = ~inside_polygon(np.array(ours["outline"]), restored.shape)
+    assert np.array_equal(restored[outside], background[outside]) and (restored[~outside] != background[~outside]).any()
     face, = json.loads((tmp_path / "out" / "o6.json").read_text())["faces"]
     assert face["person"] == "obama" and face["restored"] == "references", face
     face, = json.loads((tmp_path / "out" / "stranger.json").read_text())["faces"]
     assert face["restored"] is None and face["fallback"]["reason"].startswith("not obama, the one person matched")
-    assert np.array_equal(np.asarray(load_image(tmp_path / "out" / "stranger.png")),
-                          np.asarray(load_image(photos / "stranger.png")))
+    assert np.array_equal(np.asarray(load_image(tmp_path / "out" / "stranger.png")), ClassicalUpsampler()(stranger, 2))

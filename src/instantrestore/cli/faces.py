@@ -38,9 +38,9 @@ did not write for that photo is never replaced without --overwrite.""",
   instantrestore paste aligned/ restored/ final/
 Photos already pasted into OUT are skipped (--overwrite redoes them); each pasted photo records the
 restored crops that made it, and one made from other crops (or not by paste) is kept with a
-warning. Restored crops much smaller
-than the aligned crops (e.g. a 128 px model output over a 512 px crop) are refused, as they
-would blur the photo; --allow-small pastes them anyway.""",
+warning. Restored crops that would be enlarged over 2x
+to cover their face in the photo (e.g. a 128 px model output for a face of 400 px) are refused, as
+they would blur it (the rule of `restore`); --allow-small pastes them anyway.""",
     "refs": """examples:
   instantrestore refs aligned/photo_00.png album/ -k 4
   instantrestore refs aligned/photo_00.png album/ --verify-refs strict --out refs.json
@@ -85,7 +85,7 @@ def register(subparsers) -> None:
          "out": "output folder for the pasted photos"})
     p.add_argument("--overwrite", action="store_true", help="redo photos already pasted into OUT")
     p.add_argument("--allow-small", action="store_true",
-                   help="paste restored crops even when much smaller than the aligned crops they replace")
+                   help="paste restored crops even when they would be enlarged over 2x to cover their face")
 
     r = _command(
         subparsers, "refs", run_refs,
@@ -177,8 +177,8 @@ def run_paste(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if result.small:
         verb = "pasted anyway (--allow-small)" if args.allow_small else "NOT pasted, original pixels kept"
-        print(f"warning: {len(result.small)} restored crop(s) far smaller than the aligned crop they replace, "
-              f"{verb}: {', '.join(result.small)}; restore with a model of the crop's size, or pass --allow-small",
+        print(f"warning: {len(result.small)} restored crop(s) far smaller than the face they replace, "
+              f"{verb}: {', '.join(result.small)}; restore with a larger model, or pass --allow-small",
               file=sys.stderr)
     for line in result.plan.kept_lines("paste", "pasted from other restored crops or settings"):
         print(line, file=sys.stderr)

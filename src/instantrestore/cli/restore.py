@@ -18,6 +18,7 @@ from .common import add_model_arguments, load_model
 RESTORE_EPILOG = """examples:
   instantrestore restore photos/ --album album/ --out restored/ --checkpoint runs/model
   instantrestore restore photo.jpg --album album/ --out restored/ --strength auto --before-after
+  instantrestore restore photos/ --album album/ --out restored/ --upscale 4 --bg-upsampler RealESRGAN_x4plus.pth ...
   instantrestore restore photos/ --album album/ --out restored/ --ext png --suffix v2 --save-faces --draw-box ...
   instantrestore restore group.jpg --album album/ --out restored/ --largest-face --cache-dir ~/.cache/album ...
   instantrestore restore photos/ --album album/ --only-person ann --out restored/ ...   # ann's faces only
@@ -26,16 +27,18 @@ RESTORE_EPILOG = """examples:
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
-references and pasted back; OUT/NAME.png (or .jpg) is the photo, OUT/NAME.json its report (faces,
-boxes, matched person and similarity, references used, strength, what fell back and why).
+references and pasted back through its face outline into the photo enlarged --upscale times
+(default 2; outside the faces: the --bg-upsampler's output; --upscale 1 changes nothing outside
+them); OUT/NAME.png (or .jpg) is the photo, OUT/NAME.json its report (faces, boxes, matched person
+and similarity, references used, strength, what fell back and why).
 A face that matches no one is restored blind or kept (--unknown); with --only-person NAME only
 NAME's faces are restored, with --largest-face only each photo's largest face; every other face is
 kept as it is. The album's aligned references and encoded keys/values are cached in
 album/.instantrestore-cache/ (--cache-dir: elsewhere, e.g. for an album on a read-only disk).
 Output files: the photo keeps the input's format (--ext auto): a JPEG is written as JPEG,
-re-encoded at quality 95 with no colour subsampling, anything else as PNG, whose pixels outside
-the faces stay byte for byte as they were (--ext png for JPEG inputs too). Its EXIF (the
-orientation reset to 1: the pixels are upright already) and colour profile are carried over.
+re-encoded at quality 95 with no colour subsampling, anything else as PNG (--ext png for JPEG
+inputs too). Its EXIF (the orientation reset to 1: the pixels are upright already) and colour
+profile are carried over.
 --suffix S names the outputs NAME_S.*; --save-faces also writes each face's aligned input crop and
 restored crop as OUT/cropped_faces/NAME_00.png and OUT/restored_faces/NAME_00.png (index as in the
 report); --draw-box draws every face's box on the photo (green: restored, red: kept).
@@ -58,6 +61,9 @@ PHOTO_FLAGS = {"album": "--album", "unknown": "--unknown", "select_refs": "-k/--
                "before_after": "--before-after", "only_person": "--only-person", "ext": "--ext", "suffix": "--suffix",
                "save_faces": "--save-faces", "draw_box": "--draw-box", "largest_face": "--largest-face",
                "cache_dir": "--cache-dir"}
+PASTE_FLAGS = {"upscale": "--upscale", "bg_upsampler": "--bg-upsampler", "bg_tile": "--bg-tile",
+               "color_fix": "--color-fix", "face_mask": "--face-mask", "allow_small": "--allow-small"}
+PHOTO_FLAGS.update(PASTE_FLAGS)
 CROP_FLAGS = {"refs": "--refs", "refs_cache": "--refs-cache", "save_cache": "--save-cache"}
 
 
@@ -109,13 +115,25 @@ def _run_photos(args: argparse.Namespace, load) -> int:
                    strength=args.strength, verify=args.verify_refs, overwrite=args.overwrite,
                    before_after=args.before_after, only_person=args.only_person, ext=args.ext or "auto",
                    suffix=args.suffix, save_faces=args.save_faces, draw_box=args.draw_box,
-                   largest_face=args.largest_face, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+                   largest_face=args.largest_face, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                   paste=paste_options(args))
     result = run_photo_job(job, load, log=_say, progress=progress_bar)
     if result.summary is not None:
         print(f"{result.summary.line()}; reports in {result.outputs[0].report.parent}")
         for line in result.summary.problems:
             print(f"  {line}", file=sys.stderr)
     return 2 if result.unreadable else 0
+
+
+def paste_options(args: argparse.Namespace):
+    """The --upscale / --bg-upsampler / --bg-tile / --color-fix / --face-mask / --allow-small flags as
+    ``PasteOptions`` (a flag not given keeps its default)."""
+    from ..pipeline.face_paste import PasteOptions, check_upscale
+
+    given = {name: getattr(args, name) for name in PASTE_FLAGS if getattr(args, name) not in (None, False)}
+    if "upscale" in given:
+        check_upscale(given["upscale"])
+    return PasteOptions(**given)
 
 
 def _run_crops(args: argparse.Namespace, load) -> int:
@@ -179,6 +197,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "match threshold still applies); every other face is kept as it is, its report "
                              "saying why. Needs --album")
     photos.add_argument("--before-after", action="store_true", help="also write NAME_before_after.jpg")
+    photos.add_argument("--upscale", type=float, metavar="N",
+                        help="the photo comes out N times larger (1 to 8; default 2); each face is restored at the "
+                             "model's resolution and pasted at that size. 1: the background is not changed at all")
+    photos.add_argument("--bg-upsampler", metavar="NAME|FILE",
+                        help="how the rest of the photo is enlarged: lanczos (default), bicubic, or a super-"
+                             "resolution model file (Real-ESRGAN, SwinIR, ...: .safetensors or .pth, read as "
+                             "plain weights; needs pip install 'instantrestore[sr]')")
+    photos.add_argument("--bg-tile", type=at_least(16), metavar="PX",
+                        help="tile side (input pixels) a --bg-upsampler model runs on; smaller uses less memory "
+                             "(default 256)")
+    photos.add_argument("--color-fix", choices=("none", "wavelet", "adain"),
+                        help="take each restored face's colours from its input (default none; docs/faces.md)")
+    photos.add_argument("--face-mask", choices=("face", "square"),
+                        help="paste through the face outline from the landmarks (default) or the aligned square")
+    photos.add_argument("--allow-small", action="store_true",
+                        help="also restore faces over twice the model's resolution in the photo (restored "
+                             "they lose detail the photo has; by default such a face is kept, as `paste` does)")
     # the photo's own files (pipeline/photo_files.py) and which faces
     photos.add_argument("--ext", choices=("auto", "png", "jpg"),
                         help="format of the restored photo: auto (default) = the input's (JPEG in, JPEG out at "

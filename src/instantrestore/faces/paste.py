@@ -1,8 +1,14 @@
-"""Paste restored crops back into the photo: inverse warp plus a feathered soft mask.
+"""Paste restored crops back into the photo: inverse warp plus a feathered mask.
 
-Follows facexlib's ``paste_faces_to_input_image``: warp an all-ones mask with the inverse
-matrix, erode it so resampled edges never show, then blur it so the seam fades over a
-band proportional to the face size.
+``paste_face_masked`` is the paste of whole-photo restores (and of video frames): one restored crop
+into a copy of a photo (the background, at any upscale), through a face-shaped mask from the
+landmarks (``faces.mask``) so that only face pixels change, and only inside the face's box (memory
+grows with the face, not the photo). ``paste_faces`` / ``paste_restored`` are the square paste of
+the ``paste`` command: facexlib's ``paste_faces_to_input_image`` (warp an all-ones mask with the
+inverse matrix, erode it, blur it over a band proportional to the face size).
+
+``paste_enlargement`` / ``too_small`` are the one rule both ``paste`` and ``restore`` use for a
+restored crop too small for the face it replaces.
 """
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import cv2
 import numpy as np
 
 from .align import invert_affine
+from .mask import feather_width, polygon_box, polygon_mask
+
+MAX_PASTE_ENLARGEMENT = 2.0  # a face over twice the restored crop's side in the photo: restoring loses detail
 
 
 def soft_mask(matrix: np.ndarray, crop_size: int, photo_shape: tuple[int, int]) -> np.ndarray:
@@ -71,3 +80,70 @@ def paste_region(matrix: np.ndarray, crop_size: int, photo_shape: tuple[int, int
     """Boolean (H, W): the photo pixels a paste of a ``crop_size`` crop through ``matrix`` can change
     (where ``soft_mask`` > 0); every other pixel keeps its exact input value."""
     return soft_mask(matrix, crop_size, photo_shape) > 0
+
+
+def upscaled_matrix(matrix: np.ndarray, upscale: float) -> np.ndarray:
+    """The photo -> crop matrix for the same photo enlarged ``upscale`` times (photo pixel p*upscale -> same crop point)."""
+    m = np.asarray(matrix, dtype=np.float64).copy()
+    m[:, :2] /= float(upscale)
+    return m
+
+
+def face_side(matrix: np.ndarray, crop_size: int) -> float:
+    """Side in photo pixels of the square a ``crop_size`` crop cut through ``matrix`` (photo -> crop)."""
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, dtype=np.float64)[:, :2]))))
+    return crop_size / scale
+
+
+def paste_enlargement(matrix: np.ndarray, crop_size: int, restored_side: int, upscale: float = 1.0) -> float:
+    """How many times a ``restored_side`` crop is enlarged when pasted over the face that a
+    ``crop_size`` crop cut through ``matrix``, in the photo enlarged ``upscale`` times (< 1: shrunk)."""
+    return face_side(matrix, crop_size) * upscale / restored_side
+
+
+def too_small(matrix: np.ndarray, crop_size: int, restored_side: int) -> bool:
+    """Whether a ``restored_side`` crop is too small for the face it replaces: the face is more than
+    ``MAX_PASTE_ENLARGEMENT`` times larger in the photo than the restored crop, so restoring it at that
+    resolution would lose detail the photo has (pasted without upscaling, the crop would be enlarged
+    over 2x). Independent of the output's upscale: ``paste`` and ``restore`` refuse the same faces
+    unless told otherwise (``--allow-small``)."""
+    return paste_enlargement(matrix, crop_size, restored_side) > MAX_PASTE_ENLARGEMENT + 1e-6
+
+
+def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
+                      polygon: np.ndarray | None = None, feather: int | None = None) -> np.ndarray:
+    """Blend one restored crop into a copy of ``photo``; the input is not modified.
+
+    photo: uint8 RGB (H, W, 3), e.g. the upscaled background; crop: uint8 RGB (S, S, 3), any S;
+    matrix: 2x3 photo -> crop pixels for this crop's side (``scale_matrix`` / ``upscaled_matrix``
+    adapt an alignment matrix); polygon: (N, 2) face outline in photo pixels (``faces.mask.face_polygon``
+    of the landmarks times the upscale), or None for the square crop. The mask is the outline's
+    feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the crop
+    square's: every pixel outside the outline (or the square) keeps its exact value.
+    """
+    if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or photo.ndim != 3:
+        raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
+    h, w = photo.shape[:2]
+    inverse = invert_affine(matrix)
+    side = crop.shape[0]
+    square = cv2.transform(np.array([[[0, 0], [side, 0], [side, side], [0, side]]], np.float64), inverse)[0]
+    if polygon is not None and len(polygon) < 3:
+        raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
+    outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
+    band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
+    x0, y0, x1, y1 = polygon_box(outline, (h, w))
+    if x1 <= x0 or y1 <= y0:
+        return photo.copy()
+    to_box = inverse.copy()
+    to_box[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(crop.astype(np.float32), to_box, size, flags=cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REPLICATE)
+    mask = polygon_mask(square, (size[1], size[0]), band, offset=(x0, y0))
+    if polygon is not None:
+        mask *= polygon_mask(outline, (size[1], size[0]), band, offset=(x0, y0))
+    region = photo[y0:y1, x0:x1].astype(np.float32)
+    blended = region + mask[..., None] * (warped - region)
+    out = photo.copy()
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out

@@ -24,14 +24,13 @@ import numpy as np
 from PIL import Image
 
 from ..faces.align import align_photo
-from ..faces.paste import paste_restored
+from ..faces.paste import paste_enlargement, paste_restored, too_small
 from ..utils.files import (atomic_write_text, clean_stale_temporaries, ensure_not_input, ensure_outside_inputs,
                            list_images, refuse_foreign)
 from ..utils.images import ImageError, load_image
 from . import folder_jobs
 from .folder_jobs import DONE, TODO, JobPlan, Progress, classify, no_progress, output_stems
 
-SMALL_CROP_RATIO = 0.5  # a restored crop under half the aligned side would visibly blur the photo
 
 
 def align_record(json_path: Path) -> dict | None:
@@ -156,7 +155,7 @@ def paste_provenance(record: dict, restored: Path, allow_small: bool = False) ->
                 entry["size"] = None
             # pasted, or refused as too small (what allow_small changes)
             entry["pasted"] = bool(entry["size"]) and (
-                allow_small or entry["size"][0] >= SMALL_CROP_RATIO * face["crop_size"])
+                allow_small or not too_small(np.asarray(face["matrix"], float), face["crop_size"], entry["size"][0]))
         faces.append(entry)
     return {"command": "paste", "photo": str(Path(record["photo"]).resolve()), "faces": faces}
 
@@ -244,12 +243,15 @@ def _paste_one(record: dict, restored: Path, out_path: Path, made: dict, allow_s
         crop = np.asarray(load_image(crop_path))
         if crop.shape[0] != crop.shape[1]:
             raise ValueError(f"{crop_path}: restored crops must be square, got {crop.shape[1]}x{crop.shape[0]}")
-        if crop.shape[0] < SMALL_CROP_RATIO * face["crop_size"]:
-            small.append(f"{crop_path.name} ({crop.shape[0]} px for a {face['crop_size']} px crop)")
+        matrix = np.array(face["matrix"], dtype=np.float64)
+        if too_small(matrix, int(face["crop_size"]), crop.shape[0]):  # the rule of `restore` (faces.paste)
+            times = paste_enlargement(matrix, int(face["crop_size"]), crop.shape[0])
+            small.append(f"{crop_path.name} ({crop.shape[0]} px for a face of {crop.shape[0] * times:.0f} px: "
+                         f"enlarged {times:.1f}x)")
             if not allow_small:
                 continue
         crops.append(crop)
-        matrices.append(np.array(face["matrix"], dtype=np.float64))
+        matrices.append(matrix)
         crop_sizes.append(int(face["crop_size"]))
     photo_path = Path(record["photo"])
     ensure_not_input(out_path, [photo_path])

@@ -10,12 +10,13 @@ detect -> align -> screen (duplicates and detections that are no face are droppe
 open-set rule whose threshold and margin over the second-best person rise with the face's estimated
 degradation) -> verify that person's references (outliers warn, or refuse the face with ``strict``)
 -> select their best k for this face (``faces/select.py``) -> restore with those references' cached
-keys/values (at reduced strength when the match leads the runner-up by little) -> paste back with
-the feathered mask.
+keys/values (at reduced strength when the match leads the runner-up by little) -> paste back into the
+photo enlarged ``upscale`` times, through a feathered face-shaped mask (``face_paste.PhotoPaste``).
 
 A face that fails a step keeps its original pixels and its report says which step and why; a face
 that matches no one, or no one safely, is restored blind (``unknown='blind'``) or kept (``'keep'``).
-Pixels outside the pasted faces' masks (``faces.paste.paste_region``) are returned byte-identical. ``strength``
+Pixels outside the pasted faces' outlines are the background upsampler's output (upscale 1: the input,
+byte-identical). ``strength``
 (a setting of ``strength.parse_strength``: a number in [0, 1] or 'auto', resolved per face by
 ``strength.face_strength``) is how much the references are followed; each face's report records
 the value used (None for a face restored blind).
@@ -36,11 +37,11 @@ from PIL import Image
 from .album import Album, require_person
 from ..faces.align import AlignedFace, align_photo
 from ..faces.identity import FaceEmbedder
-from ..faces.paste import paste_restored
 from ..faces.select import SelectionWeights, select_references
 from ..faces.verify import ReferenceMismatchError, ReferenceWarning, screen_detections
 from ..utils.images import load_image, to_rgb8, uint8_to_tensor
 from .album_match import Match
+from .face_paste import FaceTooSmall, PhotoPaste, check_upscale
 from .strength import estimate_degradation, face_strength, parse_strength
 
 UNKNOWN = ("blind", "keep")
@@ -58,7 +59,9 @@ class PhotoReport:
     ``references`` (file names used, best first), ``restored`` ('references' | 'blind' | None = kept),
     ``fallback`` (None, or {'step', 'reason'}: why it was not restored with references), ``warnings``,
     ``matrix`` (2x3 photo -> crop), ``crop_size``, ``restored_size`` (side of the pasted crop),
-    ``strength`` (the reference strength used; None when restored blind or kept).
+    ``strength`` (the reference strength used; None when restored blind or kept); once pasted or
+    refused as too small, ``face_side`` / ``enlarged`` / ``pasted_side`` / ``paste_scale`` / ``mask`` /
+    ``color_fix`` (``PhotoPaste.paste``). ``output_size``: (width, height) of the returned photo.
 
     ``seconds``: wall time per step over the photo's faces ('detect_align', 'embed_match', 'select',
     'encode', 'restore', 'paste'); kept out of ``to_json`` so that reports of equal runs are equal.
@@ -66,6 +69,7 @@ class PhotoReport:
     """
 
     photo_size: tuple[int, int]  # (width, height)
+    output_size: tuple[int, int] | None = None
     faces: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict, repr=False)
@@ -86,7 +90,8 @@ class PhotoReport:
         return sum(f["restored"] is not None for f in self.faces)
 
     def to_json(self) -> dict:
-        return {"photo_size": list(self.photo_size), "faces": self.faces, "problems": self.problems}
+        return {"photo_size": list(self.photo_size), "output_size": list(self.output_size or self.photo_size),
+                "faces": self.faces, "problems": self.problems}
 
 
 class FaceRestorer:
@@ -104,13 +109,16 @@ class FaceRestorer:
     ``strength.parse_strength`` reads it (ValueError otherwise); ``enhance`` can override it.
     only_person: match faces against this album person alone (the rule's threshold still applies;
     there is no runner-up to lead), e.g. for a photo known to show them. largest_face: restore only
-    the largest face (face 0); the others are kept as they are, their reports saying why."""
+    the largest face (face 0); the others are kept as they are, their reports saying why. paste: how
+    restored faces go back (``PhotoPaste``: upscale, background upsampler, colour fix, mask); ``enhance``
+    can override the upscale.
+    """
 
     def __init__(self, model, album: Album | None = None, embedder: FaceEmbedder | None = None, k: int = 4,
                  unknown: str = "blind", strict: bool = False, crop_size: int | None = None,
                  max_side: int = 800, fallback: str = "cnn",
                  selection_weights: SelectionWeights = SelectionWeights(), strength: float | str = 1.0,
-                 only_person: str | None = None, largest_face: bool = False):
+                 only_person: str | None = None, largest_face: bool = False, paste: PhotoPaste | None = None):
         if unknown not in UNKNOWN:
             raise ValueError(f"unknown must be one of {UNKNOWN}, not {unknown!r}")
         self.strength = parse_strength(strength)
@@ -127,18 +135,20 @@ class FaceRestorer:
         self.max_side, self.fallback, self.selection_weights = max_side, fallback, selection_weights
         if only_person is not None:
             require_person(album, only_person, "only_person")
-        self.only_person, self.largest_face = only_person, largest_face
+        self.only_person, self.largest_face, self.paste = only_person, largest_face, paste or PhotoPaste()
 
     # ------------------------------------------------------------------ the recipe
     def enhance(self, photo: np.ndarray | Image.Image | str | os.PathLike, seed: int = 0,
-                strength: float | str | None = None) -> tuple[np.ndarray | Image.Image, PhotoReport]:
+                strength: float | str | None = None, upscale: float | None = None
+                ) -> tuple[np.ndarray | Image.Image, PhotoReport]:
         """Restore every face of ``photo`` (uint8 RGB (H, W, 3) array, PIL image or image path).
 
-        Returns (the photo with its faces pasted back, the report): a PIL image for a PIL input,
-        else a uint8 RGB array. ``seed``: random draws of a sampling profile (official).
-        ``strength``: this call's reference strength (None: the restorer's).
+        Returns (the photo ``upscale`` times larger with its faces pasted back, the report): a PIL image
+        for a PIL input, else a uint8 RGB array. ``seed``: random draws of a sampling profile (official).
+        ``strength`` / ``upscale``: this call's (None: the restorer's, ``self.paste.upscale``).
         """
         strength = self.strength if strength is None else parse_strength(strength)
+        upscale = self.paste.upscale if upscale is None else check_upscale(upscale)
         image, as_pil = _as_photo(photo)
         report = PhotoReport(photo_size=(image.shape[1], image.shape[0]))
         clock = functools.partial(_timed, report.seconds)
@@ -151,7 +161,9 @@ class FaceRestorer:
             aligned = []
         if not aligned and not report.problems:
             report.problems.append("no face found")
-        out = image
+        with clock("background"):
+            out = self.paste.background(image, upscale)  # a new array, never the caller's
+        report.output_size = (out.shape[1], out.shape[0])
         for index, face in enumerate(aligned):
             entry = _face_entry(index, face)
             report.faces.append(entry)
@@ -167,15 +179,13 @@ class FaceRestorer:
                 continue
             try:
                 with clock("paste"):
-                    out = paste_restored(out, [restored], [face.matrix], [face.size])
+                    out = self.paste.paste(out, face, restored, entry, upscale)
             except Exception as exc:  # noqa: BLE001 - e.g. cv2.error on a degenerate transform
-                entry.update(restored=None, strength=None,
-                             fallback={"step": "paste", "reason": f"{_reason(exc)}; kept as it is"})
+                reason = str(exc) if isinstance(exc, FaceTooSmall) else f"{_reason(exc)}; kept as it is"
+                entry.update(restored=None, strength=None, fallback={"step": "paste", "reason": reason})
                 continue
             entry["restored_size"] = int(restored.shape[0])
             report.crops[-1][1] = restored
-        if out is image:  # nothing pasted: still a new array, never the caller's
-            out = image.copy()
         return (Image.fromarray(out) if as_pil else out), report
 
     def _restore_face(self, face: AlignedFace, entry: dict, seed: int, strength: float | str,

@@ -3,8 +3,9 @@
 For each photo ``NAME.ext`` the job writes, in the output folder (each file atomically; names,
 formats and metadata: ``photo_files``):
 
-- ``NAME.png`` (or ``.jpg``): the photo with its faces restored and pasted back (PNG: the pixels
-  outside the faces stay byte-identical to the input's). It records what made it (``provenance``).
+- ``NAME.png`` (or ``.jpg``): the photo, ``--upscale`` times larger, its faces restored and pasted back
+  (outside the faces: the background upsampler's output; upscale 1 and PNG: byte-identical to the
+  input's). It records what made it (``provenance``).
 - ``NAME.json``: the report: every face's box, matched person and similarity, the references
   used, the strength, whether it was restored with references, blind or kept, and what fell back
   and why; photo-level problems (no face found, unreadable).
@@ -34,6 +35,7 @@ from ..utils.files import atomic_write_text, clean_stale_temporaries
 from ..utils.images import ImageError, load_image, read_recorded_settings
 from ..utils.photo_metadata import read_photo_metadata
 from . import folder_jobs
+from .face_paste import PasteOptions, side_by_side
 from .folder_jobs import JobPlan, Log, Progress, expand_inputs, no_log, no_progress, plan_outputs, skipped_line
 from .photo_files import (BEFORE_AFTER_SUFFIX, PhotoOutputs, check_outputs, draw_boxes,  # noqa: F401 (API)
                           image_options, output_paths, write_face_files)
@@ -112,8 +114,8 @@ def restore_photo(restorer, outputs: PhotoOutputs, made: dict, strength: float |
     metadata = read_photo_metadata(outputs.photo)
     # the images first: a report beside an image always describes that image
     folder_jobs.write_image(restored, outputs.image, made, **image_options(outputs.image, metadata))
-    if before_after:
-        folder_jobs.write_image(np.concatenate([photo, restored], axis=1), outputs.before_after, made,
+    if before_after:  # the input enlarged to the result's size beside it
+        folder_jobs.write_image(side_by_side(photo, restored), outputs.before_after, made,
                                 **image_options(outputs.before_after, metadata, exif=False))
     report["face_files"] = write_face_files(outputs, faces.crops, made, metadata) if save_faces else None
     atomic_write_text(outputs.report, json.dumps(report, indent=1) + "\n")
@@ -147,6 +149,7 @@ class PhotoJob:
     draw_box: bool = False
     largest_face: bool = False
     cache_dir: Path | None = None
+    paste: PasteOptions = PasteOptions()  # output size, background upsampler, colour fix, mask
 
 
 @dataclass
@@ -188,7 +191,7 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
         require_person(album, job.only_person, "--only-person")
     shard = current_shard()
     clean_stale_temporaries(outputs[0].image.parent, recursive=False)
-    model = load_model(shard.device)
+    paste, model = job.paste.build(shard.device), load_model(shard.device)  # a bad upsampler file: before the model
     if album is None:
         log(f"no --album: every face is {'restored blind' if job.unknown == 'blind' else 'kept'}")
     elif shard.is_main and job.verify != "off":
@@ -196,12 +199,12 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
             log(f"warning: album: {line}")
     unknown = "keep" if job.only_person is not None else job.unknown  # anyone else: kept as they are
     settings = {"k": job.k, "unknown": unknown, "strength": strength, "strict": job.verify == "strict",
-                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512}
-    if job.only_person is not None:  # recorded only when set: outputs of runs without it stay as made (and resume)
-        settings["only_person"] = job.only_person
+                "embedder": album.embedder.name if album else None, "crop_size": album.crop_size if album else 512,
+                **paste.settings(), **({} if job.only_person is None else {"only_person": job.only_person})}
     settings.update({name: True for name in ("draw_box", "largest_face") if getattr(job, name)})  # likewise
     restorer = FaceRestorer(model, album=album, k=job.k, unknown=unknown, strict=settings["strict"],
-                            strength=strength, only_person=job.only_person, largest_face=job.largest_face)
+                            strength=strength, only_person=job.only_person, largest_face=job.largest_face,
+                            paste=paste)
     mine = shard.take(outputs)
     model_id, album_key = model_fingerprint(model), album.key() if album else None
     result = PhotoJobResult(outputs, plan(mine, [provenance(model_id, album_key, settings, o.photo) for o in mine],
