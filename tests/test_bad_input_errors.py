@@ -73,10 +73,11 @@ def test_aligned_resume_notices_a_replaced_input(micro_weights, tmp_path, capsys
     assert "skipping 1 existing" in run_cli(capsys, *args)[2]
 
 
-def test_photo_restore_to_a_jpeg_is_refused(micro_weights, tmp_path, capsys):
+def test_photo_restore_to_a_format_that_cannot_record_is_refused(micro_weights, tmp_path, capsys):
+    """PNG and JPEG (re-encoded, tests/test_photo_files.py) are written; a TIFF would not record what made it."""
     photo = _noise(tmp_path / "p.png", 1, (80, 96))
-    rc, _, err = run_cli(capsys, "restore", photo, "--out", tmp_path / "r.jpg", "--checkpoint", micro_weights / "model")
-    assert rc == 2 and "byte for byte" in err and "r.png" in err
+    rc, _, err = run_cli(capsys, "restore", photo, "--out", tmp_path / "r.tif", "--checkpoint", micro_weights / "model")
+    assert rc == 2 and "byte for byte" in err and "r.png" in err and "r.jpg" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
 
 
