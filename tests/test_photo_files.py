@@ -19,8 +19,10 @@ from test_restore_photos import BOX, BOX2, TINTS, _digests, _model, _stub_align_
 
 
 def _restore(capsys, job, micro_weights, *flags, out=None):
+    """restore on the job's photos; at --upscale 1 unless told (these tests are about the files, not the size)."""
+    size = () if "--upscale" in flags else ("--upscale", "1")
     return run_cli(capsys, "restore", job / "photos", "--album", job / "album", "--out", out or job / "out",
-                   *_model(micro_weights), *flags)
+                   *_model(micro_weights), *size, *flags)
 
 
 def _pixels(path) -> np.ndarray:
@@ -88,7 +90,7 @@ def test_exif_and_colour_profile_are_carried_over_with_the_orientation_reset(ext
     rc, _, err = run_cli(capsys, "restore", photo, "--out", out, *_model(micro_weights))
     assert rc == 0, err
     source, result = Image.open(photo), Image.open(out)
-    assert result.size == (200, 160)  # upright: load_image turned it
+    assert result.size == (400, 320)  # upright (load_image turned it), enlarged 2x (--upscale default)
     exif = result.getexif()
     assert exif[0x0112] == 1 and exif[0x010F] == "Acme camera"  # a viewer must not turn it again
     assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
