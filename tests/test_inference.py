@@ -99,6 +99,19 @@ def test_precision_choice() -> None:
     assert not inference.adapters_merged(model) and model.dtype == torch.float32
 
 
+def test_auto_without_native_bf16_is_fp32_merged_channels_last_and_close_to_exact(monkeypatch) -> None:
+    monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: False)
+    exact, fast = _micro(seed=2), _micro(seed=2)
+    lq, refs = _images(1, 3), _images(2, 4)
+    expected = exact.restore(lq, references=exact.encode_references(refs))
+    applied = fast.optimize_for_inference("auto")
+    assert applied == {"precision": "fp32", "merged": True, "channels_last": True, "fp32_decoder": False}
+    assert inference.adapters_merged(fast) and fast.dtype == torch.float32
+    assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    got = fast.restore(lq, references=fast.encode_references(refs))
+    assert (got - expected).abs().max() < 1e-4
+
+
 @pytest.mark.skipif(not inference.cpu_has_fast_bf16(), reason="this CPU has no native bf16")
 def test_bf16_fast_path_is_close_to_fp32_on_the_shipped_model() -> None:
     from instantrestore.assets import load_shipped_model
@@ -130,3 +143,22 @@ def test_load_without_random_init_equals_the_slow_load_bit_for_bit(tmp_path) -> 
     lq, refs = _images(1, 6), _images(2, 7)
     assert torch.equal(fast.restore(lq, references=refs), slow.restore(lq, references=refs))
     assert fast.weights_fingerprint() == model.weights_fingerprint()
+
+
+@pytest.mark.skipif(not __import__("instantrestore.generator.backends", fromlist=["x"]).onnxruntime_available(),
+                    reason="onnxruntime / onnx not installed")
+def test_onnxruntime_decoder_matches_pytorch_after_the_merge() -> None:
+    torch_model, ort_model = _micro(seed=6), _micro(seed=6)
+    lq, refs = _images(1, 7), _images(2, 8)
+    torch_model.optimize_for_inference("fp32", merge=True)
+    applied = ort_model.optimize_for_inference("fp32", merge=True, backend="onnxruntime")
+    assert applied["backend"] == "onnxruntime" and applied["merged"]
+    assert ort_model.weights_fingerprint() == torch_model.weights_fingerprint()  # the weights stay, fingerprinted
+    expected = torch_model.restore(lq, references=torch_model.encode_references(refs))
+    got = ort_model.restore(lq, references=ort_model.encode_references(refs))
+    assert (got - expected).abs().max() < 1e-4
+    from instantrestore.generator.backends import OnnxRuntimeDecoder
+
+    assert isinstance(ort_model.vae.decoder.forward, OnnxRuntimeDecoder)  # the decoder did run in ONNX Runtime
+    with pytest.raises(ValueError, match="backend: expected one of torch, onnxruntime"):
+        _micro().optimize_for_inference("fp32", backend="openvino")

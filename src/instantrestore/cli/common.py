@@ -30,9 +30,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed for --backbone random weights")
     group.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                       help="auto: the fastest path that keeps the quality bar on this machine (bf16 with the "
-                            "LoRA merged into the weights on CPUs with native bf16, fp16 on CUDA, else fp32); "
+                       help="auto: the fastest path that keeps the quality bar on this machine (the LoRA merged "
+                            "into the weights, channels-last; bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); "
                             "fp32: the exact path (unmerged, as the parity checks with the authors' code run)")
+    group.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                       help="onnxruntime: run the VAE decoder in ONNX Runtime (CPU; pip install "
+                            "'instantrestore[onnx]'; ~10 s to export once per load, then faster per face)")
     group.add_argument("--dtype", choices=sorted(DTYPE_PRECISIONS), default=None, help=argparse.SUPPRESS)
     group.add_argument("--trust-pickle", action="store_true",
                        help="allow loading pickle weight files (can run code; only for files you trust)")
@@ -161,7 +164,7 @@ def precision_of(args: argparse.Namespace) -> str:
 
 def optimize(model, args: argparse.Namespace):
     """``model`` made fast for inference as --precision asks (see ``InstantRestore.optimize_for_inference``)."""
-    model.optimize_for_inference(precision_of(args))
+    model.optimize_for_inference(precision_of(args), backend=getattr(args, "backend", "torch"))
     return model
 
 
