@@ -67,6 +67,7 @@ class OnnxRuntimeModule:
         torch.onnx.export(module, (example,), path, input_names=["x"], output_names=["y"], dynamo=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads would steal torch's cores
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,8 @@ class OnnxRuntimeDecoder:
                                             "image": {0: "batch", 2: "height", 3: "width"}})
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads or torch.get_num_threads()
+            # ONNX Runtime's idle threads spin by default, taking the cores from the UNet that runs next
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, z: torch.Tensor, *args, **kwargs) -> torch.Tensor:

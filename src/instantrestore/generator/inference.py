@@ -130,8 +130,8 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
     applied unless asked). ``merge`` / ``channels_last``: None = on unless ``precision`` is "fp32"
     ("auto" resolving to fp32 merges and goes channels-last too).
     ``fp32_decoder``: keep the VAE decoder in fp32 in a reduced-precision model; None = for bf16
-    on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder
-    (``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px). ``backend``
+    on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder (on a CPU with
+    native bf16; ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px). ``backend``
     "onnxruntime" runs the VAE decoder (fp32, after the merge) in ONNX Runtime (:mod:`.backends`)."""
     from .backends import BACKENDS, use_backend
 
