@@ -104,7 +104,7 @@ def stock_img2img(model, device: torch.device):
     return run
 
 
-def build_variant(base, name: str):
+def build_variant(base, name: str, size: int):
     """A copy of ``base`` with the levers named in ``name`` ("bf16+merged+cl+dec32", "fp32+merged+cl+ort"), applied as
     every command applies them (``inference.optimize``)."""
     from instantrestore.generator import inference
@@ -113,7 +113,14 @@ def build_variant(base, name: str):
     levers = set(name.split("+"))
     precision = next((p for p in ("bf16", "fp16") if p in levers), "fp32")
     inference.optimize(model, precision, merge="merged" in levers, channels_last="cl" in levers,
-                       fp32_decoder="dec32" in levers, backend="onnxruntime" if "ort" in levers else "torch")
+                       fp32_decoder="dec32" in levers)
+    if "ort" in levers:  # the (merged) decoder exported to ONNX Runtime: measured, not shipped
+        from vae_backends import OnnxRuntimeModule
+
+        decoder = copy.deepcopy(model.vae.decoder).float()
+        factor = 2 ** (len(decoder.up_blocks) - 1)
+        runner = OnnxRuntimeModule(decoder, torch.zeros(1, decoder.conv_in.in_channels, size // factor, size // factor))
+        model.vae.decoder.forward = lambda z, *args, **kwargs: runner(z).to(z.dtype)
     return model
 
 
@@ -130,7 +137,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--variants", default="fp32+merged,fp32+merged+cl,bf16+merged,bf16+merged+cl,bf16+merged+cl+dec32",
                         help="comma-separated levers joined by '+': fp32|bf16|fp16, merged, cl (channels-last), dec32, "
-                             "ort (VAE decoder in ONNX Runtime)")
+                             "ort (the VAE decoder in ONNX Runtime, fp32; benchmarks/vae_backends.py)")
     parser.add_argument("--no-stock", action="store_true", help="skip diffusers' img2img")
     parser.add_argument("--no-unmerged", action="store_true",
                         help="do not time the fp32 unmerged restore (its output is still the reference)")
@@ -203,7 +210,7 @@ def main() -> None:
     runs = {} if args.no_unmerged else {"fp32 (unmerged)": lambda m=base: m.restore(lq, references=cache)}
     models = {}
     for name in [v for v in args.variants.split(",") if v]:
-        model = models[name] = build_variant(base, name)
+        model = models[name] = build_variant(base, name, args.size)
         # a merged model's branch runs the base weights: in fp32 the cache encoded before still fits
         variant_cache = cache if model.dtype == base.dtype else model.encode_references(refs.to(model.dtype))
         runs[name] = (lambda m=model, c=variant_cache: m.restore(lq.to(m.dtype), references=c))

@@ -71,7 +71,7 @@ class OnnxRuntimeModule:
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(["y"], {"x": x.float().numpy()})[0])
+        return torch.from_numpy(self.session.run(["y"], {"x": x.detach().float().contiguous().numpy()})[0])
 
 
 def variant(module: nn.Module, name: str, example: torch.Tensor):

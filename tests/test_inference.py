@@ -144,21 +144,3 @@ def test_load_without_random_init_equals_the_slow_load_bit_for_bit(tmp_path) -> 
     assert torch.equal(fast.restore(lq, references=refs), slow.restore(lq, references=refs))
     assert fast.weights_fingerprint() == model.weights_fingerprint()
 
-
-@pytest.mark.skipif(not __import__("instantrestore.generator.backends", fromlist=["x"]).onnxruntime_available(),
-                    reason="onnxruntime / onnx not installed")
-def test_onnxruntime_decoder_matches_pytorch_after_the_merge() -> None:
-    torch_model, ort_model = _micro(seed=6), _micro(seed=6)
-    lq, refs = _images(1, 7), _images(2, 8)
-    torch_model.optimize_for_inference("fp32", merge=True)
-    applied = ort_model.optimize_for_inference("fp32", merge=True, backend="onnxruntime")
-    assert applied["backend"] == "onnxruntime" and applied["merged"]
-    assert ort_model.weights_fingerprint() == torch_model.weights_fingerprint()  # the weights stay, fingerprinted
-    expected = torch_model.restore(lq, references=torch_model.encode_references(refs))
-    got = ort_model.restore(lq, references=ort_model.encode_references(refs))
-    assert (got - expected).abs().max() < 1e-4
-    from instantrestore.generator.backends import OnnxRuntimeDecoder
-
-    assert isinstance(ort_model.vae.decoder.forward, OnnxRuntimeDecoder)  # the decoder did run in ONNX Runtime
-    with pytest.raises(ValueError, match="backend: expected one of torch, onnxruntime"):
-        _micro().optimize_for_inference("fp32", backend="openvino")

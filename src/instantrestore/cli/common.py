@@ -33,9 +33,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="auto: the fastest path that keeps the quality bar on this machine (the LoRA merged "
                             "into the weights, channels-last; bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); "
                             "fp32: the exact path (unmerged, as the parity checks with the authors' code run)")
-    group.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                       help="onnxruntime: run the VAE decoder in ONNX Runtime (CPU; pip install "
-                            "'instantrestore[onnx]'; ~10 s to export once per load, then faster per face)")
     group.add_argument("--dtype", choices=sorted(DTYPE_PRECISIONS), default=None, help=argparse.SUPPRESS)
     group.add_argument("--trust-pickle", action="store_true",
                        help="allow loading pickle weight files (can run code; only for files you trust)")
@@ -164,7 +161,7 @@ def precision_of(args: argparse.Namespace) -> str:
 
 def optimize(model, args: argparse.Namespace):
     """``model`` made fast for inference as --precision asks (see ``InstantRestore.optimize_for_inference``)."""
-    model.optimize_for_inference(precision_of(args), backend=getattr(args, "backend", "torch"))
+    model.optimize_for_inference(precision_of(args))
     return model
 
 

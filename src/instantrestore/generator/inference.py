@@ -124,19 +124,14 @@ def to_channels_last(model: InstantRestore) -> None:
 
 
 def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None = None,
-             channels_last: bool | None = None, fp32_decoder: bool | None = None, backend: str = "torch") -> dict:
+             channels_last: bool | None = None, fp32_decoder: bool | None = None) -> dict:
     """Make ``model`` (in eval mode) fast for inference on its device, in place; returns what was
     applied. ``precision``: see :func:`resolve_precision` ("fp32" = the exact path: nothing else is
     applied unless asked). ``merge`` / ``channels_last``: None = on unless ``precision`` is "fp32"
     ("auto" resolving to fp32 merges and goes channels-last too).
     ``fp32_decoder``: keep the VAE decoder in fp32 in a reduced-precision model; None = for bf16
     on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder (on a CPU with
-    native bf16; ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px). ``backend``
-    "onnxruntime" runs the VAE decoder (fp32, after the merge) in ONNX Runtime (:mod:`.backends`)."""
-    from .backends import BACKENDS, use_backend
-
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    native bf16; ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px)."""
     resolved = resolve_precision(precision, model.device)
     # "auto" in fp32 (a CPU without native bf16) still merges and goes channels-last: both are
     # exact to rounding (merged within 1e-4); only an explicit "fp32" is the untouched parity path
@@ -159,8 +154,4 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
             model.vae.decoder.load_state_dict(decoder_state)
     if channels_last:
         to_channels_last(model)
-    applied = {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}
-    if backend != "torch":
-        use_backend(model, backend)
-        applied["backend"] = backend
-    return applied
+    return {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}
