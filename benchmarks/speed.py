@@ -104,8 +104,8 @@ def stock_img2img(model, device: torch.device):
     return run
 
 
-def build_variant(base, name: str):
-    """A copy of ``base`` with the levers named in ``name`` ("bf16+merged+cl+dec32"), applied as
+def build_variant(base, name: str, size: int):
+    """A copy of ``base`` with the levers named in ``name`` ("bf16+merged+cl+dec32", "fp32+merged+cl+ort"), applied as
     every command applies them (``inference.optimize``)."""
     from instantrestore.generator import inference
 
@@ -114,6 +114,13 @@ def build_variant(base, name: str):
     precision = next((p for p in ("bf16", "fp16") if p in levers), "fp32")
     inference.optimize(model, precision, merge="merged" in levers, channels_last="cl" in levers,
                        fp32_decoder="dec32" in levers)
+    if "ort" in levers:  # the (merged) decoder exported to ONNX Runtime: measured, not shipped
+        from vae_backends import OnnxRuntimeModule
+
+        decoder = copy.deepcopy(model.vae.decoder).float()
+        factor = 2 ** (len(decoder.up_blocks) - 1)
+        runner = OnnxRuntimeModule(decoder, torch.zeros(1, decoder.conv_in.in_channels, size // factor, size // factor))
+        model.vae.decoder.forward = lambda z, *args, **kwargs: runner(z).to(z.dtype)
     return model
 
 
@@ -129,8 +136,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--variants", default="fp32+merged,fp32+merged+cl,bf16+merged,bf16+merged+cl,bf16+merged+cl+dec32",
-                        help="comma-separated levers joined by '+': fp32|bf16|fp16, merged, cl (channels-last), dec32")
+                        help="comma-separated levers joined by '+': fp32|bf16|fp16, merged, cl (channels-last), dec32, "
+                             "ort (the VAE decoder in ONNX Runtime, fp32; benchmarks/vae_backends.py)")
     parser.add_argument("--no-stock", action="store_true", help="skip diffusers' img2img")
+    parser.add_argument("--no-unmerged", action="store_true",
+                        help="do not time the fp32 unmerged restore (its output is still the reference)")
+    parser.add_argument("--no-parts", action="store_true",
+                        help="skip the per-part timing of the fp32 unmerged restore and the cold reference branch's FLOPs")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -151,8 +163,10 @@ def main() -> None:
     refs = (torch.rand(4, 3, args.size, args.size, generator=gen) * 2 - 1).to(device)
     result: dict = {"backbone": args.backbone, "size": args.size, "device": str(device),
                     "threads": torch.get_num_threads(), "machine": load}
-    result["peak_gflops"] = {"fp32": round(matmul_peak(torch.float32, device)),
-                             "bf16": round(matmul_peak(torch.bfloat16, device))}
+    # a reduced-precision peak only where a variant uses it (emulated bf16 takes minutes here)
+    result["peak_gflops"] = {"fp32": round(matmul_peak(torch.float32, device))}
+    if "bf16" in args.variants:
+        result["peak_gflops"]["bf16"] = round(matmul_peak(torch.bfloat16, device))
 
     # reference branch (cold): time and FLOPs
     from torch.utils.flop_counter import FlopCounterMode
@@ -162,9 +176,11 @@ def main() -> None:
     cache = base.encode_references(refs)
     sync(device)
     ref_seconds = time.perf_counter() - start
-    with FlopCounterMode(display=False) as counter:
-        base.encode_references(refs)
-    ref_flops = counter.get_total_flops()
+    ref_flops = 0
+    if not args.no_parts:
+        with FlopCounterMode(display=False) as counter:
+            base.encode_references(refs)
+        ref_flops = counter.get_total_flops()
 
     # per part of the cached restore, fp32 unmerged
     clock = PartClock(base, count_flops=True)
@@ -172,7 +188,7 @@ def main() -> None:
     flops = dict(clock.flops)
     clock.close()
     part_seconds = {p: [] for p in PartClock.PARTS}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.no_parts else args.repeats):
         clock = PartClock(base)
         base.restore(lq, references=cache)
         clock.close()
@@ -181,7 +197,7 @@ def main() -> None:
     peak = result["peak_gflops"]["fp32"]
     parts = {}
     for p in PartClock.PARTS:
-        s = statistics.median(part_seconds[p])
+        s = statistics.median(part_seconds[p]) if part_seconds[p] else float("nan")
         parts[p] = {"s": round(s, 3), "gflop": round(flops[p] / 1e9, 1), "gflops": round(flops[p] / s / 1e9, 1),
                     "of_peak": round(flops[p] / s / 1e9 / peak, 3)}
     parts["reference_branch_cold_4"] = {"s": round(ref_seconds, 3), "gflop": round(ref_flops / 1e9, 1),
@@ -191,16 +207,18 @@ def main() -> None:
     total_flops = sum(flops.values())
 
     # variants, interleaved with the fp32 baseline and stock img2img
-    runs = {"fp32 (unmerged)": lambda m=base: m.restore(lq, references=cache)}
+    runs = {} if args.no_unmerged else {"fp32 (unmerged)": lambda m=base: m.restore(lq, references=cache)}
     models = {}
     for name in [v for v in args.variants.split(",") if v]:
-        model = models[name] = build_variant(base, name)
-        variant_cache = model.encode_references(refs.to(model.dtype))  # a merged model's branch runs the base weights
+        model = models[name] = build_variant(base, name, args.size)
+        # a merged model's branch runs the base weights: in fp32 the cache encoded before still fits
+        variant_cache = cache if model.dtype == base.dtype else model.encode_references(refs.to(model.dtype))
         runs[name] = (lambda m=model, c=variant_cache: m.restore(lq.to(m.dtype), references=c))
     if not args.no_stock:
         stock = stock_img2img(base, device)
         runs["stock img2img fp32"] = lambda: stock(lq)
     outputs = {name: fn() for name, fn in runs.items()}  # warm-up, and the outputs compared
+    outputs["fp32 (unmerged)"] = reference_out
     times = {name: [] for name in runs}
     variant_parts: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.repeats):
@@ -217,7 +235,7 @@ def main() -> None:
                 for part, s in clock.seconds.items():
                     variant_parts.setdefault(name, {}).setdefault(part, []).append(s)
     med = {name: statistics.median(t) for name, t in times.items()}
-    base_s = med["fp32 (unmerged)"]
+    base_s = med.get("fp32 (unmerged)", float("nan"))
     stock_s = med.get("stock img2img fp32")
     rows = {}
     for name, s in med.items():
@@ -237,7 +255,7 @@ def main() -> None:
     result["machine"]["loadavg_end"] = os.getloadavg()
 
     print(f"{args.backbone} at {args.size}px on {device} ({result['threads']} threads); matmul peak "
-          f"fp32 {result['peak_gflops']['fp32']} GFLOP/s, bf16 {result['peak_gflops']['bf16']} GFLOP/s; "
+          + ", ".join(f"{k} {v} GFLOP/s" for k, v in result["peak_gflops"].items()) + "; "
           f"load {load['loadavg_start'][0]:.2f} -> {result['machine']['loadavg_end'][0]:.2f}")
     for name, row in parts.items():
         print(f"  part {name:24s} {row['s']:8.3f} s  {row['gflop']:8.1f} GFLOP  {row['gflops']:7.1f} GFLOP/s  {row['of_peak']:.0%} of fp32 peak")

@@ -56,6 +56,35 @@ def test_one_changed_weight_changes_the_fingerprint():
     assert fp.model_fingerprint(fresh) != whole
 
 
+def test_a_kept_fingerprint_is_trusted_without_collecting_the_tensors_yet_catches_every_change(monkeypatch):
+    model = tiny()
+    before = model.weights_fingerprint()
+    model.weights_fingerprint()  # the watch is in place
+    collect = fp.PARTS["base"]
+    calls = []
+    monkeypatch.setitem(fp.PARTS, "base", lambda m: calls.append(1) or collect(m))
+    assert fp.reference_key(model) == fp.reference_key(model) and calls == []  # the hot path collects nothing
+    # a tensor replaced by writing the module's table directly (no registration hook runs)
+    norm = model.vae.decoder.conv_norm_out
+    old = norm._parameters["bias"]
+    norm._parameters["bias"] = torch.nn.Parameter(old.detach() + 1e-3)
+    changed = model.weights_fingerprint()
+    assert changed != before and len(calls) == 1
+    norm._parameters["bias"] = old  # back to the old tensor: the old digest
+    assert model.weights_fingerprint() == before and len(calls) == 2
+    with torch.no_grad():
+        old.add_(1.0)  # in place
+    assert model.weights_fingerprint() not in (before, changed)
+    with torch.no_grad():
+        old.sub_(1.0)
+    before = model.weights_fingerprint()
+    # a whole submodule swapped (a registration): caught
+    swapped = torch.nn.GroupNorm(norm.num_groups, norm.num_channels)
+    torch.nn.init.constant_(swapped.bias, 0.5)  # other values, else the digest would rightly be the same
+    model.vae.decoder.conv_norm_out = swapped
+    assert model.weights_fingerprint() not in (before, changed)
+
+
 def test_save_load_round_trip_keeps_the_fingerprint_without_hashing(tmp_path, monkeypatch):
     model = tiny(seed=4)
     with torch.no_grad():

@@ -99,6 +99,19 @@ def test_precision_choice() -> None:
     assert not inference.adapters_merged(model) and model.dtype == torch.float32
 
 
+def test_auto_without_native_bf16_is_fp32_merged_channels_last_and_close_to_exact(monkeypatch) -> None:
+    monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: False)
+    exact, fast = _micro(seed=2), _micro(seed=2)
+    lq, refs = _images(1, 3), _images(2, 4)
+    expected = exact.restore(lq, references=exact.encode_references(refs))
+    applied = fast.optimize_for_inference("auto")
+    assert applied == {"precision": "fp32", "merged": True, "channels_last": True, "fp32_decoder": False}
+    assert inference.adapters_merged(fast) and fast.dtype == torch.float32
+    assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    got = fast.restore(lq, references=fast.encode_references(refs))
+    assert (got - expected).abs().max() < 1e-4
+
+
 @pytest.mark.skipif(not inference.cpu_has_fast_bf16(), reason="this CPU has no native bf16")
 def test_bf16_fast_path_is_close_to_fp32_on_the_shipped_model() -> None:
     from instantrestore.assets import load_shipped_model
@@ -130,3 +143,4 @@ def test_load_without_random_init_equals_the_slow_load_bit_for_bit(tmp_path) -> 
     lq, refs = _images(1, 6), _images(2, 7)
     assert torch.equal(fast.restore(lq, references=refs), slow.restore(lq, references=refs))
     assert fast.weights_fingerprint() == model.weights_fingerprint()
+

@@ -30,8 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="seed for --backbone random weights")
     group.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                       help="auto: the fastest path that keeps the quality bar on this machine (bf16 with the "
-                            "LoRA merged into the weights on CPUs with native bf16, fp16 on CUDA, else fp32); "
+                       help="auto: the fastest path that keeps the quality bar on this machine (the LoRA merged "
+                            "into the weights, channels-last; bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); "
                             "fp32: the exact path (unmerged, as the parity checks with the authors' code run)")
     group.add_argument("--dtype", choices=sorted(DTYPE_PRECISIONS), default=None, help=argparse.SUPPRESS)
     group.add_argument("--trust-pickle", action="store_true",

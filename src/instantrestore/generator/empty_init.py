@@ -14,6 +14,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
+from .adapters import without_initial_values
 from .config import ModelConfig
 
 Model = TypeVar("Model", bound=nn.Module)
@@ -23,7 +24,7 @@ def build_empty(cls: type[Model], config: ModelConfig) -> Model:
     """The generator ``cls(config, ...)`` with every parameter on the meta device (buffers real)."""
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=False):
+    with init_empty_weights(include_buffers=False), without_initial_values():
         unet = UNet2DConditionModel(**config.unet)
         vae = AutoencoderKL(**config.vae)
         prompt = torch.zeros(1, config.prompt_tokens, config.unet["cross_attention_dim"])

@@ -6,8 +6,11 @@ restored files), so that two places never disagree about what "the same model" m
 A tensor's digest is sha256 over its name, dtype, shape and raw bytes: exact, and the same on
 every machine, thread count and device. Hashing SD-Turbo's base weights (3.8 GB in float32) takes
 about 2 s on one core, so a model keeps its digests while its tensors are unmodified (checked by
-their version counters, storage and dtype, in about 20 ms), and checkpoints carry the digests of
+their version counters, storage and dtype), and checkpoints carry the digests of
 what they hold: ``save_pretrained`` records them, loading reads them back instead of hashing.
+Collecting the named tensors to check takes ~20 ms on SD-Turbo, too much for every forward with
+a reference cache; so a kept digest also watches the slots its tensors sit in (see :class:`_Watch`)
+and is trusted without collecting them while no slot, tensor or module registration changed.
 
 The reference key (:func:`reference_key`) is the one definition of "a reference cache fits this
 model": the reference branch's weights and every setting that changes its keys/values.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
@@ -87,6 +91,49 @@ class _Record:
     key: tuple
     digest: str
     casts: dict[str, str] = field(default_factory=dict)
+    watch: "_Watch | None" = None
+
+
+# bumped by torch's global hooks whenever any module anywhere registers a parameter, buffer or
+# submodule (setattr, register_*, add_module): the structure a watch was built on may have changed
+_registrations = [0]
+
+
+def _registered(*args: Any) -> None:
+    _registrations[0] += 1
+
+
+for _hook in ("register_module_parameter_registration_hook", "register_module_buffer_registration_hook",
+              "register_module_module_registration_hook"):
+    getattr(torch.nn.modules.module, _hook)(_registered)
+
+
+class _Watch:
+    """Where the tensors of a kept digest sit (each module's ``_parameters``/``_buffers`` table and
+    key) and what they were: a cheap check that none was replaced (even by writing the table
+    directly), modified in place, moved or cast, and that no module registered anything since."""
+
+    def __init__(self, model: Any, state: Mapping[str, torch.Tensor]) -> None:
+        wanted = {id(t) for t in state.values()}
+        slots, seen = [], set()
+        for module in model.modules():
+            for table in (module._parameters, module._buffers):
+                for name, t in table.items():
+                    if t is not None and id(t) in wanted:
+                        slots.append((table, name, weakref.ref(t), t._version, t.data_ptr(), t.dtype))
+                        seen.add(id(t))
+        self.slots = tuple(slots) if seen == wanted else None  # a tensor outside any module: never trusted
+        self.registrations = _registrations[0]
+
+    def unchanged(self) -> bool:
+        """True while every watched tensor is where and as it was, and nothing was registered."""
+        if self.slots is None or self.registrations != _registrations[0]:
+            return False
+        for table, name, ref, version, ptr, dtype in self.slots:
+            t = table.get(name)
+            if t is None or t is not ref() or t._version != version or t.data_ptr() != ptr or t.dtype != dtype:
+                return False
+        return True
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -111,17 +158,20 @@ def _records(model: Any) -> dict[str, _Record]:
 def part_digest(model: OneStepGenerator, part: str) -> str:
     """Digest (hex) of one part of the model (``"base"`` or ``"adapters"``): the kept or recorded
     one while its tensors are unmodified, else hashed now (and kept)."""
-    state = PARTS[part](model)
-    key = _validity_key(state)
     records = _records(model)
     held = records.get(part)
+    if held is not None and held.watch is not None and held.watch.unchanged():
+        return held.digest  # the hot path: no tensors collected
+    state = PARTS[part](model)
+    key = _validity_key(state)
     if key is not None and held is not None and held.key == key:
+        held.watch = _Watch(model, state)
         return held.digest
     digest = state_digest(state)
     if key is None:
         records.pop(part, None)
     else:
-        records[part] = _Record(key, digest)
+        records[part] = _Record(key, digest, watch=_Watch(model, state))
     return digest
 
 

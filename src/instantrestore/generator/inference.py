@@ -127,12 +127,15 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
              channels_last: bool | None = None, fp32_decoder: bool | None = None) -> dict:
     """Make ``model`` (in eval mode) fast for inference on its device, in place; returns what was
     applied. ``precision``: see :func:`resolve_precision` ("fp32" = the exact path: nothing else is
-    applied unless asked). ``merge`` / ``channels_last``: None = on for every precision but fp32.
+    applied unless asked). ``merge`` / ``channels_last``: None = on unless ``precision`` is "fp32"
+    ("auto" resolving to fp32 merges and goes channels-last too).
     ``fp32_decoder``: keep the VAE decoder in fp32 in a reduced-precision model; None = for bf16
-    on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder
-    (``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px)."""
+    on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder (on a CPU with
+    native bf16; ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px)."""
     resolved = resolve_precision(precision, model.device)
-    fast = resolved != "fp32"
+    # "auto" in fp32 (a CPU without native bf16) still merges and goes channels-last: both are
+    # exact to rounding (merged within 1e-4); only an explicit "fp32" is the untouched parity path
+    fast = resolved != "fp32" or precision == "auto"
     merge = fast if merge is None else merge
     channels_last = fast if channels_last is None else channels_last
     if fp32_decoder is None:
