@@ -110,6 +110,12 @@ def too_small(matrix: np.ndarray, crop_size: int, restored_side: int) -> bool:
     return paste_enlargement(matrix, crop_size, restored_side) > MAX_PASTE_ENLARGEMENT + 1e-6
 
 
+def crop_outline(matrix: np.ndarray, side: int) -> np.ndarray:
+    """Corners (4, 2) in photo pixels of a ``side`` crop cut through ``matrix`` (photo -> crop)."""
+    corners = np.array([[[0, 0], [side, 0], [side, side], [0, side]]], np.float64)
+    return cv2.transform(corners, invert_affine(matrix))[0]
+
+
 def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
                       polygon: np.ndarray | None = None, feather: int | None = None) -> np.ndarray:
     """Blend one restored crop into a copy of ``photo``; the input is not modified.
@@ -125,8 +131,7 @@ def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
         raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
     h, w = photo.shape[:2]
     inverse = invert_affine(matrix)
-    side = crop.shape[0]
-    square = cv2.transform(np.array([[[0, 0], [side, 0], [side, side], [0, side]]], np.float64), inverse)[0]
+    square = crop_outline(matrix, crop.shape[0])
     if polygon is not None and len(polygon) < 3:
         raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
     outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
