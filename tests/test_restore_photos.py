@@ -21,6 +21,7 @@ from instantrestore.cli import main
 from instantrestore.faces.align import AlignedFace
 from instantrestore.faces.detect import Face
 from instantrestore.faces.mask import face_polygon, inside_polygon
+from instantrestore.faces.paste import upscale_points
 from instantrestore.pipeline.upsample import ClassicalUpsampler
 from instantrestore.utils.images import load_image
 from instantrestore.pipeline.restore_photos import Summary, output_paths
@@ -55,7 +56,7 @@ def stub_landmarks(box) -> np.ndarray:
 
 def outside_face(box, shape, upscale: float = 2) -> np.ndarray:
     """Boolean (H, W) of an output: the pixels outside the face outline of the stub face in ``box``."""
-    return ~inside_polygon(face_polygon(stub_landmarks(box)) * upscale, shape[:2])
+    return ~inside_polygon(upscale_points(face_polygon(stub_landmarks(box)), upscale), shape[:2])
 
 
 def _stub_align(image, size=512, max_side=800, fallback="cnn", largest_only=False):

@@ -75,7 +75,7 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int], feather: int | Non
     build the mask of a region of the photo only."""
     h, w = shape[:2]
     band = feather_width(polygon) if feather is None else max(1, int(feather))
-    pad = band + 1  # rasterise with room so the erosion sees the outline, not the region's edge
+    pad = 2 * band + 1  # room for the erosion and the blur: a region's mask equals the photo's there
     points = np.asarray(polygon, dtype=np.float64) - np.asarray(offset, dtype=np.float64) + pad
     canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
     if len(points) >= 3:

@@ -82,11 +82,18 @@ def paste_region(matrix: np.ndarray, crop_size: int, photo_shape: tuple[int, int
     return soft_mask(matrix, crop_size, photo_shape) > 0
 
 
+def upscale_points(points: np.ndarray, upscale: float) -> np.ndarray:
+    """(N, 2) photo pixels -> the same points in the photo enlarged ``upscale`` times, with pixel centres
+    as OpenCV's ``resize`` aligns them (input p -> (p + 0.5) * upscale - 0.5)."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) * float(upscale) - 0.5
+
+
 def upscaled_matrix(matrix: np.ndarray, upscale: float) -> np.ndarray:
-    """The photo -> crop matrix for the same photo enlarged ``upscale`` times (photo pixel p*upscale -> same crop point)."""
-    m = np.asarray(matrix, dtype=np.float64).copy()
-    m[:, :2] /= float(upscale)
-    return m
+    """The photo -> crop matrix for the same photo enlarged ``upscale`` times (``upscale_points`` undone,
+    then ``matrix``), so a face pasted there lines up with a background made by ``cv2.resize``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    u = float(upscale)
+    return np.concatenate([m[:, :2] / u, (m[:, :2] @ np.full(2, 0.5 / u - 0.5) + m[:, 2])[:, None]], axis=1)
 
 
 def face_side(matrix: np.ndarray, crop_size: int) -> float:
@@ -116,6 +123,26 @@ def crop_outline(matrix: np.ndarray, side: int) -> np.ndarray:
     return cv2.transform(corners, invert_affine(matrix))[0]
 
 
+def paste_alpha(matrix: np.ndarray, side: int, polygon: np.ndarray | None, shape: tuple[int, int],
+                feather: int | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Where and how much ``paste_face_masked`` blends: (box (x0, y0, x1, y1) in the photo, end exclusive;
+    mask float32 (y1 - y0, x1 - x0) in [0, 1]) for a ``side`` crop through ``matrix`` (photo -> crop)
+    into a photo of ``shape`` (H, W), through ``polygon`` (or the crop's square for None)."""
+    square = crop_outline(matrix, side)
+    if polygon is not None and len(polygon) < 3:
+        raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
+    outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
+    band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
+    x0, y0, x1, y1 = polygon_box(outline, shape)
+    size = (max(0, y1 - y0), max(0, x1 - x0))
+    if not all(size):
+        return (x0, y0, x1, y1), np.zeros(size, np.float32)
+    mask = polygon_mask(square, size, band, offset=(x0, y0))
+    if polygon is not None:
+        mask *= polygon_mask(outline, size, band, offset=(x0, y0))
+    return (x0, y0, x1, y1), mask
+
+
 def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
                       polygon: np.ndarray | None = None, feather: int | None = None) -> np.ndarray:
     """Blend one restored crop into a copy of ``photo``; the input is not modified.
@@ -123,30 +150,20 @@ def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
     photo: uint8 RGB (H, W, 3), e.g. the upscaled background; crop: uint8 RGB (S, S, 3), any S;
     matrix: 2x3 photo -> crop pixels for this crop's side (``scale_matrix`` / ``upscaled_matrix``
     adapt an alignment matrix); polygon: (N, 2) face outline in photo pixels (``faces.mask.face_polygon``
-    of the landmarks times the upscale), or None for the square crop. The mask is the outline's
-    feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the crop
-    square's: every pixel outside the outline (or the square) keeps its exact value.
+    of the landmarks times the upscale), or None for the square crop. The mask (``paste_alpha``) is the
+    outline's feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the
+    crop square's: every pixel outside the outline (or the square) keeps its exact value. Only the
+    outline's box is warped, so time and memory grow with the face, not the photo.
     """
     if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or photo.ndim != 3:
         raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
-    h, w = photo.shape[:2]
-    inverse = invert_affine(matrix)
-    square = crop_outline(matrix, crop.shape[0])
-    if polygon is not None and len(polygon) < 3:
-        raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
-    outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
-    band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
-    x0, y0, x1, y1 = polygon_box(outline, (h, w))
-    if x1 <= x0 or y1 <= y0:
+    (x0, y0, x1, y1), mask = paste_alpha(matrix, crop.shape[0], polygon, photo.shape[:2], feather)
+    if not mask.size:
         return photo.copy()
-    to_box = inverse.copy()
+    to_box = invert_affine(matrix)
     to_box[:, 2] -= (x0, y0)
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(crop.astype(np.float32), to_box, size, flags=cv2.INTER_CUBIC,
+    warped = cv2.warpAffine(crop.astype(np.float32), to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC,
                             borderMode=cv2.BORDER_REPLICATE)
-    mask = polygon_mask(square, (size[1], size[0]), band, offset=(x0, y0))
-    if polygon is not None:
-        mask *= polygon_mask(outline, (size[1], size[0]), band, offset=(x0, y0))
     region = photo[y0:y1, x0:x1].astype(np.float32)
     blended = region + mask[..., None] * (warped - region)
     out = photo.copy()

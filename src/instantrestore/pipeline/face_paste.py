@@ -23,7 +23,7 @@ from ..faces.align import AlignedFace
 from ..faces.color import color_fix, parse_color_fix
 from ..faces.mask import face_polygon, polygon_area
 from ..faces.paste import (MAX_PASTE_ENLARGEMENT, crop_outline, face_side, paste_enlargement, paste_face_masked, scale_matrix,
-                           too_small, upscaled_matrix)
+                           too_small, upscale_points, upscaled_matrix)
 from .upsample import DEFAULT_TILE, ClassicalUpsampler, make_upsampler
 
 MASKS = ("face", "square")
@@ -95,7 +95,7 @@ class PhotoPaste:
                                "(pass --allow-small to paste it)")
         if self.color != "none":
             restored = color_fix(restored, face.crop, self.color)
-        polygon = face_polygon(face.face.landmarks68) * upscale if self.mask == "face" else None
+        polygon = upscale_points(face_polygon(face.face.landmarks68), upscale) if self.mask == "face" else None
         if polygon is not None and polygon_area(polygon) < 16:  # no usable landmarks: the square
             polygon = None
         matrix = upscaled_matrix(scale_matrix(face.matrix, face.size, side), upscale)
