@@ -68,6 +68,8 @@ def test_masked_paste_changes_only_the_face_outline(upscale):
     y, x = np.round(upscale_points([[92, 72]], upscale)[0][::-1]).astype(int)  # the middle of the face
     cx, cy = matrix @ [x, y, 1]
     assert np.abs(ramped[y, x].astype(float) - [3 * cx, 3 * cy, 128]).max() <= 1
+    for strip in (1, 7, 100):  # in strips of rows: the same pixels
+        assert np.array_equal(paste_face_masked(background, crop, matrix, polygon, strip=strip), out)
     square = paste_face_masked(background, crop, matrix, None)  # the square: only inside the crop's corners
     assert np.array_equal(square[~inside_polygon(crop_outline(matrix, 64), background.shape)],
                           background[~inside_polygon(crop_outline(matrix, 64), background.shape)])
@@ -197,7 +199,7 @@ def test_spandrel_loads_a_tiny_random_esrgan_from_safetensors(tmp_path):
 
 
 def test_photo_paste_settings_and_checks():
-    assert PhotoPaste().settings() == {"upscale": 1, "bg_upsampler": "lanczos", "color_fix": "none",
+    assert PhotoPaste().settings() == {"upscale": 1, "bg_upsampler": "lanczos", "color_fix": "wavelet",
                                        "face_mask": "face", "allow_small": True}
     assert PhotoPaste(2.0, allow_small=False).settings()["upscale"] == 2 and check_upscale(1.5) == 1.5
     for bad in (0.5, 9, "2", True):

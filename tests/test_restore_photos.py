@@ -326,7 +326,7 @@ def test_without_only_person_the_provenance_is_as_before_and_resumes(job, stubs,
     report = json.loads((out / "ann.json").read_text())
     assert report["provenance"]["settings"] == {"k": 4, "unknown": "blind", "strength": 1.0, "strict": False,
                                                 "embedder": "mean-colour", "crop_size": 512, "upscale": 2,
-                                                "bg_upsampler": "lanczos", "color_fix": "none", "face_mask": "face"}
+                                                "bg_upsampler": "lanczos", "color_fix": "wavelet", "face_mask": "face"}
     made = _digests(out)
     rc, _, err = _run(capsys, *args)
     assert rc == 0 and "skipping 1 existing" in err and _digests(out) == made

@@ -18,6 +18,7 @@ import numpy as np
 from .align import invert_affine
 from .mask import feather_width, polygon_box, polygon_mask
 
+STRIP_ROWS = 512  # rows of a face's box blended at a time (bounds the paste's memory for very large faces)
 MAX_PASTE_ENLARGEMENT = 2.0  # a face over twice the restored crop's side in the photo: restoring loses detail
 
 
@@ -124,16 +125,20 @@ def crop_outline(matrix: np.ndarray, side: int) -> np.ndarray:
 
 
 def paste_alpha(matrix: np.ndarray, side: int, polygon: np.ndarray | None, shape: tuple[int, int],
-                feather: int | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+                feather: int | None = None, rows: tuple[int, int] | None = None
+                ) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Where and how much ``paste_face_masked`` blends: (box (x0, y0, x1, y1) in the photo, end exclusive;
     mask float32 (y1 - y0, x1 - x0) in [0, 1]) for a ``side`` crop through ``matrix`` (photo -> crop)
-    into a photo of ``shape`` (H, W), through ``polygon`` (or the crop's square for None)."""
+    into a photo of ``shape`` (H, W), through ``polygon`` (or the crop's square for None). ``rows``
+    (y0, y1): only those photo rows of the box (the same values as the whole box's there)."""
     square = crop_outline(matrix, side)
     if polygon is not None and len(polygon) < 3:
         raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
     outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
     band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
     x0, y0, x1, y1 = polygon_box(outline, shape)
+    if rows is not None:
+        y0, y1 = max(y0, rows[0]), min(y1, rows[1])
     size = (max(0, y1 - y0), max(0, x1 - x0))
     if not all(size):
         return (x0, y0, x1, y1), np.zeros(size, np.float32)
@@ -144,7 +149,8 @@ def paste_alpha(matrix: np.ndarray, side: int, polygon: np.ndarray | None, shape
 
 
 def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
-                      polygon: np.ndarray | None = None, feather: int | None = None) -> np.ndarray:
+                      polygon: np.ndarray | None = None, feather: int | None = None,
+                      strip: int = STRIP_ROWS) -> np.ndarray:
     """Blend one restored crop into a copy of ``photo``; the input is not modified.
 
     photo: uint8 RGB (H, W, 3), e.g. the upscaled background; crop: uint8 RGB (S, S, 3), any S;
@@ -153,19 +159,24 @@ def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
     of the landmarks times the upscale), or None for the square crop. The mask (``paste_alpha``) is the
     outline's feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the
     crop square's: every pixel outside the outline (or the square) keeps its exact value. Only the
-    outline's box is warped, so time and memory grow with the face, not the photo.
+    outline's box is warped, ``strip`` rows at a time, so time grows with the face and memory with
+    one strip of it, not with the photo.
     """
     if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or photo.ndim != 3:
         raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
-    (x0, y0, x1, y1), mask = paste_alpha(matrix, crop.shape[0], polygon, photo.shape[:2], feather)
-    if not mask.size:
-        return photo.copy()
-    to_box = invert_affine(matrix)
-    to_box[:, 2] -= (x0, y0)
-    warped = cv2.warpAffine(crop.astype(np.float32), to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC,
-                            borderMode=cv2.BORDER_REPLICATE)
-    region = photo[y0:y1, x0:x1].astype(np.float32)
-    blended = region + mask[..., None] * (warped - region)
-    out = photo.copy()
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if polygon is not None and len(polygon) < 3:
+        raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
+    out, source = photo.copy(), crop.astype(np.float32)
+    top, bottom = polygon_box(crop_outline(matrix, crop.shape[0]) if polygon is None else polygon, photo.shape)[1::2]
+    for start in range(top, bottom, max(1, strip)):
+        (x0, y0, x1, y1), mask = paste_alpha(matrix, crop.shape[0], polygon, photo.shape[:2], feather,
+                                             rows=(start, start + max(1, strip)))
+        if not mask.size:
+            continue
+        to_box = invert_affine(matrix)
+        to_box[:, 2] -= (x0, y0)
+        warped = cv2.warpAffine(source, to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC,
+                                borderMode=cv2.BORDER_REPLICATE)
+        region = photo[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(np.rint(region + mask[..., None] * (warped - region)), 0, 255).astype(np.uint8)
     return out

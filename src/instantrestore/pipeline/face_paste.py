@@ -52,7 +52,7 @@ class PhotoPaste:
 
     upscale: float = 1
     upsampler: Any = field(default_factory=ClassicalUpsampler)
-    color: str = "none"
+    color: str = "wavelet"  # benchmarks/color_fix.py: lower colour error, no identity lost (docs/faces.md)
     mask: str = "face"
     allow_small: bool = True
 
@@ -113,7 +113,7 @@ class PasteOptions:
     upscale: float = 2
     bg_upsampler: str = "lanczos"
     bg_tile: int = DEFAULT_TILE
-    color_fix: str = "none"
+    color_fix: str = "wavelet"
     face_mask: str = "face"
     allow_small: bool = False
 
