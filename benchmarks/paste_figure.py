@@ -48,7 +48,7 @@ def main() -> None:
     restored = np.asarray(model.restore(face.crop, references=None))
     old = paste_restored(image, [restored], [face.matrix], [face.size])
     paste = PhotoPaste(2)
-    new = paste.paste(paste.background(image, 2), face, restored, {}, 2)
+    new = paste.paste(paste.background(image, 2), face, restored, {}, 2)  # in place, on the new background
     x0, y0, x1, y1 = face.face.box
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 1.1 * max(x1 - x0, y1 - y0)
     box = [int(max(0, v)) for v in (cx - half, cy - half, cx + half, cy + half)]

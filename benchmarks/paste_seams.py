@@ -58,7 +58,7 @@ def alpha_of(face, restored, upscale, mask, shape) -> np.ndarray:
 def measure(paths: list[Path]) -> dict:
     from instantrestore.assets import load_shipped_model
     from instantrestore.faces.align import align_photo
-    from instantrestore.faces.paste import paste_restored
+    from instantrestore.faces.paste import paste_restored, upscale_points
     from instantrestore.pipeline.face_paste import PhotoPaste
     from instantrestore.utils.images import load_image
 
@@ -80,7 +80,7 @@ def measure(paths: list[Path]) -> dict:
             if mask == "main":
                 out = paste_restored(image, restored, [f.matrix for f in faces], [f.size for f in faces])
             else:
-                out = background
+                out = background.copy()  # PhotoPaste.paste writes in place
                 for f, crop in zip(faces, restored):
                     out = paste.paste(out, f, crop, {}, upscale)
             shape = out.shape[:2]

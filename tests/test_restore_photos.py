@@ -254,6 +254,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights
     (["--aligned", "--only-person", "ann"], "use one or the other"),
     (["--only-person", "ann"], "--only-person 'ann' needs an album (--album)"),
     (["--album", "A", "--only-person", "ann", "--unknown", "blind"], "use one or the other"),
+    (["--upscale", "9"], "upscale must be a number from 1 to 8 (1: the photo keeps its size)"),
+    (["--aligned", "--upscale", "2"], "use one or the other"),
+    (["--refs", "R", "--color-fix", "adain"], "use one or the other"),
 ])
 def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, capsys):
     photo = tmp_path / "p.png"

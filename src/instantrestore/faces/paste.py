@@ -150,7 +150,7 @@ def paste_alpha(matrix: np.ndarray, side: int, polygon: np.ndarray | None, shape
 
 def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
                       polygon: np.ndarray | None = None, feather: int | None = None,
-                      strip: int = STRIP_ROWS) -> np.ndarray:
+                      strip: int = STRIP_ROWS, inplace: bool = False) -> np.ndarray:
     """Blend one restored crop into a copy of ``photo``; the input is not modified.
 
     photo: uint8 RGB (H, W, 3), e.g. the upscaled background; crop: uint8 RGB (S, S, 3), any S;
@@ -160,23 +160,25 @@ def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
     outline's feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the
     crop square's: every pixel outside the outline (or the square) keeps its exact value. Only the
     outline's box is warped, ``strip`` rows at a time, so time grows with the face and memory with
-    one strip of it, not with the photo.
+    one strip of it, not with the photo. ``inplace``: write into ``photo`` and return it (no copy of a
+    large output; for a caller that owns the array).
     """
     if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or photo.ndim != 3:
         raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
     if polygon is not None and len(polygon) < 3:
         raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
-    out, source = photo.copy(), crop.astype(np.float32)
+    out, source, matrix = photo if inplace else photo.copy(), crop.astype(np.float32), np.asarray(matrix, float)
     top, bottom = polygon_box(crop_outline(matrix, crop.shape[0]) if polygon is None else polygon, photo.shape)[1::2]
     for start in range(top, bottom, max(1, strip)):
         (x0, y0, x1, y1), mask = paste_alpha(matrix, crop.shape[0], polygon, photo.shape[:2], feather,
                                              rows=(start, start + max(1, strip)))
         if not mask.size:
             continue
-        to_box = invert_affine(matrix)
-        to_box[:, 2] -= (x0, y0)
-        warped = cv2.warpAffine(source, to_box, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC,
-                                borderMode=cv2.BORDER_REPLICATE)
+        # where each photo pixel of the strip falls in the crop, from absolute coordinates (so strips agree)
+        xs, ys = np.arange(x0, x1, dtype=np.float64)[None, :], np.arange(y0, y1, dtype=np.float64)[:, None]
+        map_x = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]).astype(np.float32)
+        map_y = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]).astype(np.float32)
+        warped = cv2.remap(source, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         region = photo[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(np.rint(region + mask[..., None] * (warped - region)), 0, 255).astype(np.uint8)
     return out

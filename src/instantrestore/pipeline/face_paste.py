@@ -78,7 +78,7 @@ class PhotoPaste:
 
     def paste(self, out: np.ndarray, face: AlignedFace, restored: np.ndarray, entry: dict,
               upscale: float) -> np.ndarray:
-        """``out`` (the background, uint8 RGB at the output size) with ``restored`` (uint8 RGB (S, S, 3),
+        """``out`` (the background, uint8 RGB at the output size, written in place) with ``restored`` (uint8 RGB (S, S, 3),
         the model's output for ``face.crop``) pasted over ``face``; records in ``entry`` the face's side
         in the input (``face_side``), how many times the model enlarged it (``enlarged``), its side in
         the output (``pasted_side``), how many times the restored crop is enlarged there
@@ -101,7 +101,7 @@ class PhotoPaste:
         matrix = upscaled_matrix(scale_matrix(face.matrix, face.size, side), upscale)
         entry.update(mask="face" if polygon is not None else "square", color_fix=self.color,
                      outline=(crop_outline(matrix, side) if polygon is None else polygon).tolist())
-        return paste_face_masked(out, restored, matrix, polygon)
+        return paste_face_masked(out, restored, matrix, polygon, inplace=True)  # ``out``: the background's copy
 
 
 @dataclass(frozen=True)
