@@ -11,9 +11,10 @@ the paste geometry is what is measured), and pasted four ways with the same rest
 - ``face x1``: the face outline at --upscale 1.
 
 Per photo and way: ``outside``: share of the output's pixels that differ from the background path's output
-(the input, or its Lanczos x2) outside the convex hull of the 68 landmarks (scaled to the output), and
-``changed``: share of all pixels that differ. Seam scores over the mask's feather band B (0 < alpha < 1)
-and its interior I (alpha = 1), with E = squared Sobel gradient of the output's grey levels:
+(the input, or its Lanczos x2) outside the convex hull of the 68 landmarks (scaled to the output; the
+face outline adds the forehead above it), ``outside outline``: the same outside the face outlines the
+face paste uses, and ``changed``: share of all pixels that differ. Seam scores over the mask's feather band B (0 < alpha < 1)
+and its interior I (alpha >= 0.999), with E = squared Sobel gradient of the output's grey levels:
 ``seam`` = mean_B E / mean_I E (the gradient energy across the border vs inside), and
 ``excess`` = mean_B E / mean_B E(background) (edges the paste added where it blends; 1 = none).
 Faces over twice the model's side (refused by `restore` without --allow-small) are pasted here too.
@@ -58,6 +59,7 @@ def alpha_of(face, restored, upscale, mask, shape) -> np.ndarray:
 def measure(paths: list[Path]) -> dict:
     from instantrestore.assets import load_shipped_model
     from instantrestore.faces.align import align_photo
+    from instantrestore.faces.mask import face_polygon, inside_polygon
     from instantrestore.faces.paste import paste_restored, upscale_points
     from instantrestore.pipeline.face_paste import PhotoPaste
     from instantrestore.utils.images import load_image
@@ -89,10 +91,14 @@ def measure(paths: list[Path]) -> dict:
                 points = upscale_points(f.face.landmarks68, upscale)
                 cv2.fillConvexPoly(hull, cv2.convexHull(np.floor(points + 0.5).astype(np.int32)), 1)
             changed = (out != background).any(-1)
+            outline = np.zeros(shape, bool)  # the outlines the face paste uses (forehead included)
+            for f in faces:
+                outline |= inside_polygon(upscale_points(face_polygon(f.face.landmarks68), upscale), shape)
             alpha = np.max([alpha_of(f, c, upscale, mask, shape) for f, c in zip(faces, restored)], axis=0)
-            band, inner = (alpha > 0) & (alpha < 1), alpha >= 1
+            band, inner = (alpha > 0) & (alpha < 0.999), alpha >= 0.999
             e_out, e_bg = energy(out), energy(background)
             row[name] = {"outside": round(float((changed & (hull == 0)).mean()), 5),
+                         "outside outline": round(float((changed & ~outline).mean()), 5),
                          "changed": round(float(changed.mean()), 5),
                          "seam": round(float(e_out[band].mean() / max(e_out[inner].mean(), 1e-6)), 3),
                          "excess": round(float(e_out[band].mean() / max(e_bg[band].mean(), 1e-6)), 3)}
@@ -101,8 +107,8 @@ def measure(paths: list[Path]) -> dict:
     summary = {}
     for name in ways:
         done = [r[name] for r in rows if name in r]
-        summary[name] = {k: round(float(np.median([d[k] for d in done])), 4) for k in ("outside", "changed", "seam",
-                                                                                       "excess")}
+        summary[name] = {k: round(float(np.median([d[k] for d in done])), 4)
+                         for k in ("outside", "outside outline", "changed", "seam", "excess")}
         summary[name]["max outside"] = max(d["outside"] for d in done)
     return {"photos": rows, "median over photos": summary}
 
