@@ -21,7 +21,7 @@ from instantrestore.faces.detect import Face
 from instantrestore.pipeline.album import Album
 from instantrestore.pipeline.album_match import MatchRule
 from instantrestore.pipeline.face_restorer import FaceRestorer
-from instantrestore.faces.paste import paste_region, scale_matrix
+from instantrestore.faces.mask import inside_polygon
 from instantrestore.faces.verify import ReferenceWarning
 from instantrestore.utils.images import load_image
 
@@ -35,12 +35,12 @@ def model(micro_weights):
 
 
 def changeable(photo_shape, report) -> np.ndarray:
-    """Pixels the pasted faces may have changed (the union of their paste regions)."""
+    """Pixels the pasted faces may have changed: the union of their outlines (the face's from dlib's landmarks,
+    or the crop's square for a stub face without landmarks), as the report gives them."""
     region = np.zeros(photo_shape[:2], bool)
     for face in report:
         if face["restored"] is not None:
-            matrix = scale_matrix(np.array(face["matrix"]), face["crop_size"], face["restored_size"])
-            region |= paste_region(matrix, face["restored_size"], photo_shape[:2])
+            region |= inside_polygon(np.array(face["outline"]), photo_shape[:2])
     return region
 
 
@@ -58,7 +58,8 @@ def test_no_face_photo_is_reported_and_returned_unchanged(model):
     restored, report = FaceRestorer(model, fallback="none").enhance(photo)
     assert np.array_equal(restored, photo) and restored is not photo
     assert len(report) == 0 and report.problems == ["no face found"] and report.restored == 0
-    assert report.to_json() == {"photo_size": [160, 120], "faces": [], "problems": ["no face found"]}
+    assert report.to_json() == {"photo_size": [160, 120], "output_size": [160, 120], "faces": [],
+                                "problems": ["no face found"]}
     pil, pil_report = FaceRestorer(model, fallback="none").enhance(Image.fromarray(photo))
     assert isinstance(pil, Image.Image) and np.array_equal(np.asarray(pil), photo)
 

@@ -21,6 +21,7 @@ from instantrestore.cli import main
 from instantrestore.faces.align import AlignedFace
 from instantrestore.faces.detect import Face
 from instantrestore.faces.mask import face_polygon, inside_polygon
+from instantrestore.faces.paste import upscale_points
 from instantrestore.pipeline.upsample import ClassicalUpsampler
 from instantrestore.utils.images import load_image
 from instantrestore.pipeline.restore_photos import Summary, output_paths
@@ -55,7 +56,7 @@ def stub_landmarks(box) -> np.ndarray:
 
 def outside_face(box, shape, upscale: float = 2) -> np.ndarray:
     """Boolean (H, W) of an output: the pixels outside the face outline of the stub face in ``box``."""
-    return ~inside_polygon(face_polygon(stub_landmarks(box)) * upscale, shape[:2])
+    return ~inside_polygon(upscale_points(face_polygon(stub_landmarks(box)), upscale), shape[:2])
 
 
 def _stub_align(image, size=512, max_side=800, fallback="cnn", largest_only=False):
@@ -256,6 +257,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(job, stubs, micro_weights
     (["--aligned", "--only-person", "ann"], "use one or the other"),
     (["--only-person", "ann"], "--only-person 'ann' needs an album (--album)"),
     (["--album", "A", "--only-person", "ann", "--unknown", "blind"], "use one or the other"),
+    (["--upscale", "9"], "upscale must be a number from 1 to 8 (1: the photo keeps its size)"),
+    (["--aligned", "--upscale", "2"], "use one or the other"),
+    (["--refs", "R", "--color-fix", "adain"], "use one or the other"),
 ])
 def test_mixed_or_bad_flags_are_refused_with_the_fix(flags, needle, tmp_path, capsys):
     photo = tmp_path / "p.png"
@@ -329,7 +333,7 @@ def test_without_only_person_the_provenance_is_as_before_and_resumes(job, stubs,
     report = json.loads((out / "ann.json").read_text())
     assert report["provenance"]["settings"] == {"k": 4, "unknown": "blind", "strength": 1.0, "strict": False,
                                                 "embedder": "mean-colour", "crop_size": 512, "upscale": 2,
-                                                "bg_upsampler": "lanczos", "color_fix": "none", "face_mask": "face"}
+                                                "bg_upsampler": "lanczos", "color_fix": "wavelet", "face_mask": "face"}
     made = _digests(out)
     rc, _, err = _run(capsys, *args)
     assert rc == 0 and "skipping 1 existing" in err and _digests(out) == made

@@ -7,7 +7,8 @@ from .align import FFHQ_TEMPLATE_5_512, AlignedFace, align_face, align_faces, ff
 from .detect import Face, aligned_landmarks, dense_landmarks, detect_faces
 from .identity import (DlibEmbedder, FaceEmbedder, OnnxEmbedder, TorchEmbedder, cosine_distance,
                        cosine_similarity, load_embedder)
-from .paste import paste_face, paste_faces, soft_mask
+from .mask import face_polygon, polygon_mask
+from .paste import paste_face, paste_face_masked, paste_faces, soft_mask
 from .select import ReferenceScore, SelectionWeights, select_references
 from .verify import ReferenceMismatchError, VerificationReport, verify_references
 
@@ -15,6 +16,7 @@ __all__ = [
     "FFHQ_TEMPLATE_5_512", "AlignedFace", "align_face", "align_faces", "ffhq_quad", "template_points",
     "Face", "aligned_landmarks", "dense_landmarks", "detect_faces",
     "DlibEmbedder", "FaceEmbedder", "OnnxEmbedder", "TorchEmbedder", "cosine_distance", "cosine_similarity",
-    "load_embedder", "paste_face", "paste_faces", "soft_mask", "ReferenceScore", "SelectionWeights",
+    "load_embedder", "face_polygon", "polygon_mask", "paste_face", "paste_face_masked", "paste_faces", "soft_mask",
+    "ReferenceScore", "SelectionWeights",
     "select_references", "ReferenceMismatchError", "VerificationReport", "verify_references",
 ]

@@ -75,11 +75,8 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int], feather: int | Non
     build the mask of a region of the photo only."""
     h, w = shape[:2]
     band = feather_width(polygon) if feather is None else max(1, int(feather))
-    pad = band + 1  # rasterise with room so the erosion sees the outline, not the region's edge
-    points = np.asarray(polygon, dtype=np.float64) - np.asarray(offset, dtype=np.float64) + pad
-    canvas = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
-    if len(points) >= 3:
-        cv2.fillPoly(canvas, [_pixels(points)], 1)
+    pad = 2 * band + 1  # room for the erosion and the blur: a region's mask equals the photo's there
+    canvas = _raster(polygon, (int(offset[0]) - pad, int(offset[1]) - pad), (h + 2 * pad, w + 2 * pad))
     # erode by the band, then blur within the band: the blur's support never leaves the filled outline
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * band + 1, 2 * band + 1))
     core = cv2.erode(canvas, kernel).astype(np.float32)
@@ -90,12 +87,29 @@ def polygon_mask(polygon: np.ndarray, shape: tuple[int, int], feather: int | Non
 
 def inside_polygon(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Boolean (H, W): the pixels ``polygon_mask`` may change (the rasterised outline)."""
-    canvas = np.zeros(shape[:2], np.uint8)
-    if len(polygon) >= 3:
-        cv2.fillPoly(canvas, [_pixels(polygon)], 1)
-    return canvas.astype(bool)
+    return _raster(polygon, (0, 0), shape[:2]).astype(bool)
 
 
 def _pixels(points: np.ndarray) -> np.ndarray:
     """Outline vertices as int32 pixels, rounded half up so that shifting by whole pixels commutes."""
     return np.floor(np.asarray(points, dtype=np.float64) + 0.5).astype(np.int32)
+
+
+def _raster(polygon: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W): 1 on the pixels of the filled outline, for the window of ``shape`` whose (0, 0) is photo
+    pixel ``origin`` (x, y). The outline is filled in its own box and then cut, never clipped by the window,
+    so every window (a photo, a face's box, a strip of it) sees the same pixels."""
+    h, w = shape[:2]
+    canvas = np.zeros((h, w), np.uint8)
+    if len(polygon) < 3:
+        return canvas
+    points = _pixels(polygon)
+    low, high = points.min(0), points.max(0) + 1
+    filled = np.zeros((high[1] - low[1], high[0] - low[0]), np.uint8)
+    cv2.fillPoly(filled, [points - low], 1)
+    x0, y0 = max(origin[0], low[0]), max(origin[1], low[1])
+    x1, y1 = min(origin[0] + w, high[0]), min(origin[1] + h, high[1])
+    if x1 > x0 and y1 > y0:
+        canvas[y0 - origin[1]:y1 - origin[1], x0 - origin[0]:x1 - origin[0]] = \
+            filled[y0 - low[1]:y1 - low[1], x0 - low[0]:x1 - low[0]]
+    return canvas

@@ -18,6 +18,7 @@ import numpy as np
 from .align import invert_affine
 from .mask import feather_width, polygon_box, polygon_mask
 
+STRIP_ROWS = 512  # rows of a face's box blended at a time (bounds the paste's memory for very large faces)
 MAX_PASTE_ENLARGEMENT = 2.0  # a face over twice the restored crop's side in the photo: restoring loses detail
 
 
@@ -82,11 +83,18 @@ def paste_region(matrix: np.ndarray, crop_size: int, photo_shape: tuple[int, int
     return soft_mask(matrix, crop_size, photo_shape) > 0
 
 
+def upscale_points(points: np.ndarray, upscale: float) -> np.ndarray:
+    """(N, 2) photo pixels -> the same points in the photo enlarged ``upscale`` times, with pixel centres
+    as OpenCV's ``resize`` aligns them (input p -> (p + 0.5) * upscale - 0.5)."""
+    return (np.asarray(points, dtype=np.float64) + 0.5) * float(upscale) - 0.5
+
+
 def upscaled_matrix(matrix: np.ndarray, upscale: float) -> np.ndarray:
-    """The photo -> crop matrix for the same photo enlarged ``upscale`` times (photo pixel p*upscale -> same crop point)."""
-    m = np.asarray(matrix, dtype=np.float64).copy()
-    m[:, :2] /= float(upscale)
-    return m
+    """The photo -> crop matrix for the same photo enlarged ``upscale`` times (``upscale_points`` undone,
+    then ``matrix``), so a face pasted there lines up with a background made by ``cv2.resize``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    u = float(upscale)
+    return np.concatenate([m[:, :2] / u, (m[:, :2] @ np.full(2, 0.5 / u - 0.5) + m[:, 2])[:, None]], axis=1)
 
 
 def face_side(matrix: np.ndarray, crop_size: int) -> float:
@@ -110,40 +118,67 @@ def too_small(matrix: np.ndarray, crop_size: int, restored_side: int) -> bool:
     return paste_enlargement(matrix, crop_size, restored_side) > MAX_PASTE_ENLARGEMENT + 1e-6
 
 
+def crop_outline(matrix: np.ndarray, side: int) -> np.ndarray:
+    """Corners (4, 2) in photo pixels of a ``side`` crop cut through ``matrix`` (photo -> crop)."""
+    corners = np.array([[[0, 0], [side, 0], [side, side], [0, side]]], np.float64)
+    return cv2.transform(corners, invert_affine(matrix))[0]
+
+
+def paste_alpha(matrix: np.ndarray, side: int, polygon: np.ndarray | None, shape: tuple[int, int],
+                feather: int | None = None, rows: tuple[int, int] | None = None
+                ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Where and how much ``paste_face_masked`` blends: (box (x0, y0, x1, y1) in the photo, end exclusive;
+    mask float32 (y1 - y0, x1 - x0) in [0, 1]) for a ``side`` crop through ``matrix`` (photo -> crop)
+    into a photo of ``shape`` (H, W), through ``polygon`` (or the crop's square for None). ``rows``
+    (y0, y1): only those photo rows of the box (the same values as the whole box's there)."""
+    square = crop_outline(matrix, side)
+    if polygon is not None and len(polygon) < 3:
+        raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
+    outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
+    band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
+    x0, y0, x1, y1 = polygon_box(outline, shape)
+    if rows is not None:
+        y0, y1 = max(y0, rows[0]), min(y1, rows[1])
+    size = (max(0, y1 - y0), max(0, x1 - x0))
+    if not all(size):
+        return (x0, y0, x1, y1), np.zeros(size, np.float32)
+    mask = polygon_mask(square, size, band, offset=(x0, y0))
+    if polygon is not None:
+        mask *= polygon_mask(outline, size, band, offset=(x0, y0))
+    return (x0, y0, x1, y1), mask
+
+
 def paste_face_masked(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray,
-                      polygon: np.ndarray | None = None, feather: int | None = None) -> np.ndarray:
+                      polygon: np.ndarray | None = None, feather: int | None = None,
+                      strip: int = STRIP_ROWS, inplace: bool = False) -> np.ndarray:
     """Blend one restored crop into a copy of ``photo``; the input is not modified.
 
     photo: uint8 RGB (H, W, 3), e.g. the upscaled background; crop: uint8 RGB (S, S, 3), any S;
     matrix: 2x3 photo -> crop pixels for this crop's side (``scale_matrix`` / ``upscaled_matrix``
     adapt an alignment matrix); polygon: (N, 2) face outline in photo pixels (``faces.mask.face_polygon``
-    of the landmarks times the upscale), or None for the square crop. The mask is the outline's
-    feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the crop
-    square's: every pixel outside the outline (or the square) keeps its exact value.
+    of the landmarks times the upscale), or None for the square crop. The mask (``paste_alpha``) is the
+    outline's feathered mask (``polygon_mask``, ``feather`` pixels, default ``feather_width``) times the
+    crop square's: every pixel outside the outline (or the square) keeps its exact value. Only the
+    outline's box is warped, ``strip`` rows at a time, so time grows with the face and memory with
+    one strip of it, not with the photo. ``inplace``: write into ``photo`` and return it (no copy of a
+    large output; for a caller that owns the array).
     """
     if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or photo.ndim != 3:
         raise ValueError(f"expected a (H, W, 3) photo and a square (S, S, 3) crop, got {photo.shape} and {crop.shape}")
-    h, w = photo.shape[:2]
-    inverse = invert_affine(matrix)
-    side = crop.shape[0]
-    square = cv2.transform(np.array([[[0, 0], [side, 0], [side, side], [0, side]]], np.float64), inverse)[0]
     if polygon is not None and len(polygon) < 3:
         raise ValueError(f"a face outline needs at least 3 points, got {len(polygon)}")
-    outline = square if polygon is None else np.asarray(polygon, dtype=np.float64)
-    band = feather_width(square) // 2 if polygon is None else (feather or feather_width(outline))
-    x0, y0, x1, y1 = polygon_box(outline, (h, w))
-    if x1 <= x0 or y1 <= y0:
-        return photo.copy()
-    to_box = inverse.copy()
-    to_box[:, 2] -= (x0, y0)
-    size = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(crop.astype(np.float32), to_box, size, flags=cv2.INTER_CUBIC,
-                            borderMode=cv2.BORDER_REPLICATE)
-    mask = polygon_mask(square, (size[1], size[0]), band, offset=(x0, y0))
-    if polygon is not None:
-        mask *= polygon_mask(outline, (size[1], size[0]), band, offset=(x0, y0))
-    region = photo[y0:y1, x0:x1].astype(np.float32)
-    blended = region + mask[..., None] * (warped - region)
-    out = photo.copy()
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out, source, matrix = photo if inplace else photo.copy(), crop.astype(np.float32), np.asarray(matrix, float)
+    top, bottom = polygon_box(crop_outline(matrix, crop.shape[0]) if polygon is None else polygon, photo.shape)[1::2]
+    for start in range(top, bottom, max(1, strip)):
+        (x0, y0, x1, y1), mask = paste_alpha(matrix, crop.shape[0], polygon, photo.shape[:2], feather,
+                                             rows=(start, start + max(1, strip)))
+        if not mask.size:
+            continue
+        # where each photo pixel of the strip falls in the crop, from absolute coordinates (so strips agree)
+        xs, ys = np.arange(x0, x1, dtype=np.float64)[None, :], np.arange(y0, y1, dtype=np.float64)[:, None]
+        map_x = (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2]).astype(np.float32)
+        map_y = (matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2]).astype(np.float32)
+        warped = cv2.remap(source, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        region = photo[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(np.rint(region + mask[..., None] * (warped - region)), 0, 255).astype(np.uint8)
     return out

@@ -22,8 +22,8 @@ import numpy as np
 from ..faces.align import AlignedFace
 from ..faces.color import color_fix, parse_color_fix
 from ..faces.mask import face_polygon, polygon_area
-from ..faces.paste import (MAX_PASTE_ENLARGEMENT, face_side, paste_enlargement, paste_face_masked, scale_matrix,
-                           too_small, upscaled_matrix)
+from ..faces.paste import (MAX_PASTE_ENLARGEMENT, crop_outline, face_side, paste_enlargement, paste_face_masked, scale_matrix,
+                           too_small, upscale_points, upscaled_matrix)
 from .upsample import DEFAULT_TILE, ClassicalUpsampler, make_upsampler
 
 MASKS = ("face", "square")
@@ -47,13 +47,14 @@ class PhotoPaste:
     """upscale: output size over input size (1 to 8). upsampler: the background upsampler
     (``upsample.make_upsampler``; default Lanczos). color: 'none' | 'wavelet' | 'adain' (``faces.color``).
     mask: 'face' (landmark outline) | 'square'. allow_small: paste faces over ``MAX_PASTE_ENLARGEMENT``
-    times the model's resolution too (``faces.paste.too_small``)."""
+    times the model's resolution too (``faces.paste.too_small``); the library's default (every restored face
+    pasted, as before), while ``restore`` on the command line refuses them as ``paste`` does (``PasteOptions``)."""
 
     upscale: float = 1
     upsampler: Any = field(default_factory=ClassicalUpsampler)
-    color: str = "none"
+    color: str = "wavelet"  # benchmarks/color_fix.py: lower colour error, no identity lost (docs/faces.md)
     mask: str = "face"
-    allow_small: bool = False
+    allow_small: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "upscale", check_upscale(self.upscale))
@@ -67,7 +68,7 @@ class PhotoPaste:
                 "face_mask": self.mask}
         if hasattr(self.upsampler, "tile"):  # a model's tiles meet at slightly different values per tile size
             made["bg_tile"] = self.upsampler.tile
-        if self.allow_small:
+        if self.allow_small:  # recorded only when set (the command line's default is False)
             made["allow_small"] = True
         return made
 
@@ -77,12 +78,12 @@ class PhotoPaste:
 
     def paste(self, out: np.ndarray, face: AlignedFace, restored: np.ndarray, entry: dict,
               upscale: float) -> np.ndarray:
-        """``out`` (the background, uint8 RGB at the output size) with ``restored`` (uint8 RGB (S, S, 3),
+        """``out`` (the background, uint8 RGB at the output size, written in place) with ``restored`` (uint8 RGB (S, S, 3),
         the model's output for ``face.crop``) pasted over ``face``; records in ``entry`` the face's side
         in the input (``face_side``), how many times the model enlarged it (``enlarged``), its side in
         the output (``pasted_side``), how many times the restored crop is enlarged there
         (``paste_scale``), the ``mask`` and ``color_fix`` used and the face ``outline`` (output pixels, the
-        only pixels the paste may change; None for the square). Raises ``FaceTooSmall``."""
+        only pixels the paste may change: the face's, or the crop's square). Raises ``FaceTooSmall``."""
         side = int(restored.shape[0])
         source_side = face_side(face.matrix, face.size)
         scale = paste_enlargement(face.matrix, face.size, side, upscale)
@@ -94,13 +95,13 @@ class PhotoPaste:
                                "(pass --allow-small to paste it)")
         if self.color != "none":
             restored = color_fix(restored, face.crop, self.color)
-        polygon = face_polygon(face.face.landmarks68) * upscale if self.mask == "face" else None
+        polygon = upscale_points(face_polygon(face.face.landmarks68), upscale) if self.mask == "face" else None
         if polygon is not None and polygon_area(polygon) < 16:  # no usable landmarks: the square
             polygon = None
-        entry.update(mask="face" if polygon is not None else "square", color_fix=self.color,
-                     outline=None if polygon is None else polygon.tolist())
         matrix = upscaled_matrix(scale_matrix(face.matrix, face.size, side), upscale)
-        return paste_face_masked(out, restored, matrix, polygon)
+        entry.update(mask="face" if polygon is not None else "square", color_fix=self.color,
+                     outline=(crop_outline(matrix, side) if polygon is None else polygon).tolist())
+        return paste_face_masked(out, restored, matrix, polygon, inplace=True)  # ``out``: the background's copy
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class PasteOptions:
     upscale: float = 2
     bg_upsampler: str = "lanczos"
     bg_tile: int = DEFAULT_TILE
-    color_fix: str = "none"
+    color_fix: str = "wavelet"
     face_mask: str = "face"
     allow_small: bool = False
 

@@ -133,11 +133,12 @@ def read_weights(path: Path) -> dict:
 def load_model_upsampler(path: str | Path, tile: int = DEFAULT_TILE, device: str = "cpu") -> ModelUpsampler:
     """A ``ModelUpsampler`` from a super-resolution model file, its architecture detected by spandrel."""
     from ..utils.files import file_digest
+    state = read_weights(Path(path))  # a missing or unsafe file is refused first
     try:
         import spandrel
     except ImportError as exc:
-        raise ImportError("--bg-upsampler with a model file needs spandrel: pip install 'instantrestore[sr]'") from exc
-    state = read_weights(Path(path))
+        raise ImportError(f"--bg-upsampler with a model file needs spandrel ({exc}): pip install "
+                          "'instantrestore[sr]'") from exc
     try:
         descriptor = spandrel.ModelLoader(device=device).load_from_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - spandrel raises its own types for unknown architectures
