@@ -1,0 +1,60 @@
+"""Small clips for the video tests, made with PyAV: frames from a callable, an optional sine tone."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def write_clip(path: Path, frame: Callable[[int], np.ndarray], count: int, fps: int = 12,
+               tone_hz: float | None = 440.0, rotation: int = 0, pts: Sequence[int] | None = None,
+               time_base: Fraction | None = None) -> Path:
+    """Encode ``count`` frames ``frame(i)`` (uint8 RGB, stored orientation) as H.264 at ``fps`` with a
+    mono AAC sine tone as long as the video (None: no audio); ``pts`` (in ``time_base``, default
+    1/fps) makes a variable-frame-rate clip; ``rotation`` writes a display rotation."""
+    import av
+
+    time_base = time_base or Fraction(1, fps)
+    pts = list(pts) if pts is not None else list(range(count))
+    with av.open(str(path), "w") as out:
+        first = frame(0)
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height = first.shape[1], first.shape[0]
+        video.pix_fmt = "yuv420p"
+        video.time_base = video.codec_context.time_base = time_base
+        video.options = {"crf": "18", "preset": "ultrafast"}
+        if rotation:
+            video.set_display_rotation(rotation)
+        audio = None
+        if tone_hz is not None:
+            audio = out.add_stream("aac", rate=16000)
+            audio.layout = "mono"
+        for i in range(count):
+            f = av.VideoFrame.from_ndarray(frame(i) if i else first, format="rgb24")
+            f.pts, f.time_base = pts[i], time_base
+            for packet in video.encode(f):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if audio is not None:
+            seconds = float((pts[-1] + 1) * time_base) if pts else 0.0
+            t = np.arange(int(16000 * seconds)) / 16000
+            samples = (0.2 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)[None]
+            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, 0
+            for packet in audio.encode(af):
+                out.mux(packet)
+            for packet in audio.encode():
+                out.mux(packet)
+    return path
+
+
+def gradient_frame(i: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
+    """A moving colour gradient (no face), ``size`` = (width, height)."""
+    w, h = size
+    x = np.arange(w)[None, :, None]
+    y = np.arange(h)[:, None, None]
+    img = np.concatenate([(x * 2 + i * 5) % 256 + 0 * y, (y * 3 + 0 * x) % 256, np.full((h, w, 1), 90)], axis=2)
+    return img.astype(np.uint8)
