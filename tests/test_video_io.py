@@ -9,8 +9,9 @@ import pytest
 
 pytest.importorskip("av", reason="video needs the video extra: pip install 'instantrestore[video]'")
 
-from instantrestore.pipeline.video_io import (VideoError, VideoWriter, is_video_path, probe_video,  # noqa: E402
-                                              read_frames, stored, upright)
+from instantrestore.pipeline.video_io import (VideoError, is_video_path, probe_video, read_frames,  # noqa: E402
+                                              stored, upright)
+from instantrestore.pipeline.video_write import VideoWriter  # noqa: E402
 from video_clips import gradient_frame, write_clip  # noqa: E402
 
 
@@ -90,3 +91,23 @@ def test_bad_inputs_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="no video stream"):
         probe_video(audio_only)
     assert is_video_path("a/B.MP4") and not is_video_path("a/b.png")
+
+
+def test_segments_join_into_one_video_with_the_audio(tmp_path: Path) -> None:
+    from instantrestore.pipeline.video_write import concat_segments
+
+    src = write_clip(tmp_path / "in.mp4", gradient_frame, 30, fps=12, rotation=180)
+    info = probe_video(src)
+    frames = list(read_frames(src))
+    parts = []
+    for k, chunk in enumerate((frames[:12], frames[12:24], frames[24:])):
+        parts.append(tmp_path / f"seg{k}.mp4")
+        with VideoWriter(parts[-1], info, audio_from=None) as writer:
+            for f in chunk:
+                writer.write(f.image, f.pts, f.duration)
+    assert probe_video(parts[0]).audio is None
+    assert concat_segments(parts, info, tmp_path / "out.mp4") == 30
+    out = probe_video(tmp_path / "out.mp4")
+    assert (out.frames, out.fps, out.audio, out.rotation) == (30, Fraction(12), "aac", 180)
+    assert out.duration == pytest.approx(info.duration)
+    assert [f.pts for f in read_frames(tmp_path / "out.mp4")] == [f.pts for f in frames]
