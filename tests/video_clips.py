@@ -58,3 +58,25 @@ def gradient_frame(i: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
     y = np.arange(h)[:, None, None]
     img = np.concatenate([(x * 2 + i * 5) % 256 + 0 * y, (y * 3 + 0 * x) % 256, np.full((h, w, 1), 90)], axis=2)
     return img.astype(np.uint8)
+
+
+def pan_zoom(photo: np.ndarray, count: int, size: tuple[int, int] = (160, 120), zoom: float = 0.8,
+             pan: float = 0.15) -> Callable[[int], np.ndarray]:
+    """frame(i) of a camera move over ``photo``: a window of the photo's height at 4:3 panning left to
+    right by ``pan`` of the width and zooming in to ``zoom`` of its size, resized to ``size``."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    out_w, out_h = size
+
+    def frame(i: int) -> np.ndarray:
+        t = i / max(count - 1, 1)
+        win_h = h * (1 - (1 - zoom) * t)
+        win_w = win_h * out_w / out_h
+        cx = w / 2 + (t - 0.5) * pan * w
+        cy = h / 2
+        scale = out_w / win_w
+        matrix = np.array([[scale, 0, out_w / 2 - cx * scale], [0, scale, out_h / 2 - cy * scale]])
+        return cv2.warpAffine(photo, matrix, (out_w, out_h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+    return frame
