@@ -62,7 +62,8 @@ def report_path(dest: str | os.PathLike) -> Path:
     return Path(dest).with_suffix(".json")
 
 
-def _check_paths(src: Path, dest: Path, overwrite: bool) -> None:
+def check_paths(src: Path, dest: Path, overwrite: bool) -> None:
+    """Refuse an output that is not a video file, is the input, or exists (with its report) without ``overwrite``."""
     if dest.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"{dest}: the output must be a video file ({', '.join(OUTPUT_SUFFIXES)})")
     if dest.resolve() == src.resolve():
@@ -144,7 +145,7 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
     lossless); detect_every: detect faces on every k-th frame, interpolating between; seed: the base
     of each track's seed (track i uses seed + i); made: what the caller wants recorded (model, album)."""
     src, dest = Path(src), Path(dest)
-    _check_paths(src, dest, overwrite)
+    check_paths(src, dest, overwrite)
     info = probe_video(src)
     settings = {"crf": crf, "detect_every": detect_every, "chunk_seconds": chunk_seconds, "seed": seed,
                 "k": restorer.k, "unknown": restorer.unknown, "strength": restorer.strength,

@@ -117,8 +117,8 @@ def find_tracks(frames: Iterable["VideoFrame"], restorer: "FaceRestorer", detect
                 if det.size > largest.get(track_id, (-1.0, None))[0]:
                     largest[track_id] = (det.size, crop)
     with clock("detect_track"):
-        plans = [_plan(track, seen, largest[track.id][1], times, restorer, seed, min_detections, min_share)
-                 for track in tracker.finish()]
+        plans = [_plan(track, seen, largest[track.id][1], times, restorer, seed, min_detections, min_share,
+                       detect_every) for track in tracker.finish()]
     return plans, times
 
 
@@ -135,10 +135,12 @@ def _identify(restorer: "FaceRestorer", crop: np.ndarray):
 
 
 def _plan(track, seen: dict, crop: np.ndarray, times: list[float], restorer: "FaceRestorer", seed: int,
-          min_detections: int, min_share: float) -> TrackPlan:
+          min_detections: int, min_share: float, detect_every: int) -> TrackPlan:
     """A finished track's plan: smoothed landmarks, the vote, references, strength (see ``find_tracks``)."""
     frames, points = fill_landmarks(track)
     smooth = smooth_landmarks(frames, points, np.asarray(times)[frames])
+    if frames[-1] + detect_every > len(times) - 1:  # seen on the last detected frame: held to the video's end
+        smooth = np.concatenate([smooth, np.repeat(smooth[-1:], len(times) - 1 - frames[-1], axis=0)])
     infos = [seen[(track.id, f)] for f in sorted(track.detections)]
     plan = TrackPlan(id=track.id, first=int(frames[0]), landmarks=smooth.astype(np.float32),
                      detected=len(track.detections), seed=seed + track.id,
