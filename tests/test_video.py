@@ -128,3 +128,23 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="must be a video file"):
         rv.restore_video(FaceRestorer(None), tmp_path / "broken.mp4", tmp_path / "out.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
+
+
+def test_the_cli_routes_a_video_and_refuses_video_flags_for_photos(tmp_path: Path, capsys) -> None:
+    from instantrestore.cli import main
+
+    src = write_clip(tmp_path / "wall.mp4", gradient_frame, 8)
+    out = tmp_path / "restored.mp4"
+    assert main(["restore", str(src), "--out", str(out), "--backbone", "tiny", "--crf", "30",
+                 "--detect-every", "2"]) == 0
+    assert probe_video(out).frames == 8
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["settings"]["crf"] == 30 and report["settings"]["detect_every"] == 2
+    assert main(["restore", str(src), "--out", str(out), "--backbone", "tiny"]) == 2  # exists: refused
+    assert "--overwrite" in capsys.readouterr().err
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.fromarray(gradient_frame(0)).save(photo)
+    assert main(["restore", str(photo), "--out", str(tmp_path / "o"), "--crf", "20", "--backbone", "tiny"]) == 2
+    assert "video inputs" in capsys.readouterr().err
