@@ -25,6 +25,7 @@ RESTORE_EPILOG = """examples:
   accelerate launch --num_processes 2 -m instantrestore restore photos/ --album album/ --out restored/ ...
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
+  instantrestore restore clip.mp4 --album album/ --out restored.mp4 --crf 18 --checkpoint runs/model
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
 references and pasted back through its face outline into the photo enlarged --upscale times
@@ -49,7 +50,11 @@ Aligned crops (--aligned, implied by --refs / --refs-cache): every input is one 
 restored with the same references, or blind.
 Existing outputs are skipped unless --overwrite, so a stopped job resumes where it left off; each
 output records the model, references or album and settings that made it, and one made otherwise
-(or a file restore did not write) is kept with a warning. Under `accelerate launch` the photos
+(or a file restore did not write) is kept with a warning.
+Video (an input ending .mp4, .mov, .mkv, .avi, .webm, ...; needs pip install 'instantrestore[video]'):
+faces are tracked across frames, each track matched to an album person once by a vote over its
+frames and every frame of it restored with that person's references; timestamps, rotation and the
+audio are carried over; OUT.json reports each track. See docs/video.md. Under `accelerate launch` the photos
 are shared between the processes, each writing its own. --out must lie outside the input folders."""
 
 INFO_EPILOG = """examples:
@@ -96,7 +101,17 @@ def run_restore(args: argparse.Namespace) -> int:
         # the device accelerate gives this process, unless --device names one
         return load_model(args, device=device if args.device == "auto" else None, shipped_default=True)
 
-    return _run_crops(args, load) if restore_mode(args) == "aligned" else _run_photos(args, load)
+    if restore_mode(args) == "aligned":
+        return _run_crops(args, load)
+    from ..pipeline.video_io import is_video_path
+
+    if any(is_video_path(p) for p in args.inputs):
+        from .restore_video import run_video
+
+        return run_video(args, load)
+    if args.crf is not None or args.detect_every is not None:
+        raise ValueError("--crf and --detect-every are for video inputs (.mp4, .mov, .mkv, ...)")
+    return _run_photos(args, load)
 
 
 def _run_photos(args: argparse.Namespace, load) -> int:
@@ -229,6 +244,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="restore only the largest face of each photo; the others are kept as they are")
     photos.add_argument("--cache-dir", metavar="DIR", help="where the album's caches go (default "
                                                            "ALBUM/.instantrestore-cache); one folder per album")
+    video = restore.add_argument_group("video (an input .mp4/.mov/.mkv/...: --out names the output video)")
+    video.add_argument("--crf", type=int, metavar="N", help="H.264 quality of the output, 0-51 (lower is better; "
+                                                              "default 18, visually lossless)")
+    video.add_argument("--detect-every", type=at_least(1), metavar="K",
+                       help="detect faces on every K-th frame, interpolating the landmarks between (default 1)")
     crops = restore.add_argument_group("aligned crops")
     crops.add_argument("--aligned", action="store_true",
                        help="inputs are aligned face crops (implied by --refs and --refs-cache)")

@@ -37,8 +37,14 @@ def render(identity: Identity, image_index: int, size: int = 128, jitter: int | 
     """Draw photo ``image_index`` of ``identity`` at ``size`` x ``size`` px (see the package docs).
     ``jitter``: re-render that photo with small pose/light changes drawn from this number (the
     same number always gives the same picture); None = the photo itself."""
-    ident = identity
     ph = photo_params(identity, image_index) if jitter is None else jittered_photo_params(identity, image_index, jitter)
+    return render_params(identity, ph, size)
+
+
+def render_params(identity: Identity, ph: dict, size: int = 128) -> SyntheticImage:
+    """Draw ``identity`` with explicit photo parameters ``ph`` (the dict ``sampling.photo_params``
+    returns: pose, expression, light, background...), e.g. one frame of a clip (``clips``)."""
+    ident = identity
     m = pixel_matrix(ph, size)
     px = lambda pts: np.asarray(pts, np.float64) @ m[:, :2].T + m[:, 2]  # noqa: E731
     unit = size * ph["scale"]  # pixels per canonical unit
