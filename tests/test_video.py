@@ -148,3 +148,31 @@ def test_the_cli_routes_a_video_and_refuses_video_flags_for_photos(tmp_path: Pat
     Image.fromarray(gradient_frame(0)).save(photo)
     assert main(["restore", str(photo), "--out", str(tmp_path / "o"), "--crf", "20", "--backbone", "tiny"]) == 2
     assert "video inputs" in capsys.readouterr().err
+
+
+def test_upscale_enlarges_every_frame_and_keeps_the_timing(tmp_path: Path) -> None:
+    """--upscale for video: the frames come out twice as large (the photos' Lanczos background where no face
+    is), the same count and duration; the setting is recorded so a run made otherwise is not resumed."""
+    from instantrestore.pipeline.upsample import ClassicalUpsampler
+
+    src = write_clip(tmp_path / "wall.mp4", gradient_frame, 6)
+    before = probe_video(src)
+    report = rv.restore_video(FaceRestorer(None), src, tmp_path / "out.mp4", upscale=2, crf=0)
+    after = probe_video(tmp_path / "out.mp4")
+    assert (after.width, after.height) == (2 * before.width, 2 * before.height) and after.frames == before.frames
+    assert abs(after.duration - before.duration) < 1e-3 and report["settings"]["upscale"] == 2
+    assert report["output_video"]["width"] == 2 * before.width
+    first_in, first_out = next(read_frames(src)).image, next(read_frames(tmp_path / "out.mp4")).image
+    expected = ClassicalUpsampler()(first_in, 2).astype(int)
+    assert np.abs(first_out.astype(int) - expected).mean() < 3  # H.264 at crf 0 (yuv420p) round trip
+
+
+def test_photo_only_flags_are_refused_for_a_video(tmp_path: Path, capsys) -> None:
+    from instantrestore.cli import main
+
+    src = write_clip(tmp_path / "wall.mp4", gradient_frame, 4)
+    rc = main(["restore", str(src), "--out", str(tmp_path / "r.mp4"), "--backbone", "tiny", "--save-faces"])
+    assert rc == 2 and "--save-faces: for photos only" in capsys.readouterr().err
+    assert not (tmp_path / "r.mp4").exists()
+    rc = main(["restore", str(src), "--out", str(tmp_path / "r.mp4"), "--backbone", "tiny", "--upscale", "9"])
+    assert rc == 2 and "upscale must be a number from 1 to 8" in capsys.readouterr().err

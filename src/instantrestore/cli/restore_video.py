@@ -8,8 +8,8 @@ from pathlib import Path
 from ..pipeline.folder_jobs import progress_bar
 
 
-# photo flags the video job does not take (yet): refused rather than silently ignored
-PHOTO_ONLY = {"upscale": "--upscale", "bg_upsampler": "--bg-upsampler", "bg_tile": "--bg-tile", "ext": "--ext",
+# photo flags the video job does not take: refused rather than silently ignored
+PHOTO_ONLY = {"bg_upsampler": "--bg-upsampler", "bg_tile": "--bg-tile", "ext": "--ext",
               "suffix": "--suffix", "save_faces": "--save-faces", "draw_box": "--draw-box",
               "largest_face": "--largest-face", "cache_dir": "--cache-dir", "face_mask": "--face-mask",
               "color_fix": "--color-fix", "allow_small": "--allow-small"}
@@ -24,6 +24,7 @@ def run_video(args: argparse.Namespace, load) -> int:
     from ..faces.identity import load_embedder
     from ..generator.fingerprints import model_fingerprint
     from ..pipeline.album import Album
+    from ..pipeline.face_paste import check_upscale
     from ..pipeline.face_restorer import FaceRestorer
     from ..pipeline.restore_video import check_paths, restore_video, video_summary
     from ..pipeline.video_io import load_av, probe_video
@@ -34,8 +35,9 @@ def run_video(args: argparse.Namespace, load) -> int:
         raise ValueError("--before-after is for photos; a video's report is OUT.json")
     photo_only = [flag for name, flag in PHOTO_ONLY.items() if getattr(args, name, None) not in (None, False)]
     if photo_only:  # a video keeps its size and names; its faces go back through the face outline
-        raise ValueError(f"{', '.join(photo_only)}: for photos only; a video is restored at its own size "
-                         "(docs/video.md, 'Not done / limits')")
+        raise ValueError(f"{', '.join(photo_only)}: for photos only; a video's background is enlarged by "
+                         "Lanczos (--upscale) and its files are the video and its report (docs/video.md)")
+    upscale = 1 if args.upscale is None else check_upscale(args.upscale)  # a video keeps its size by default
     try:
         load_av()
     except ImportError as exc:
@@ -59,7 +61,7 @@ def run_video(args: argparse.Namespace, load) -> int:
     made = {"model": model_fingerprint(model), "album": album.key() if album else None}
     report = restore_video(restorer, src, out, crf=18 if args.crf is None else args.crf,
                            detect_every=args.detect_every or 1, overwrite=args.overwrite, made=made,
-                           progress=progress_bar, log=_say)
+                           progress=progress_bar, log=_say, upscale=upscale)
     print(f"{out}: {video_summary(report)}; report {out.with_suffix('.json')}")
     for track in report["tracks"]:
         if track["fallback"]:

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -36,9 +37,10 @@ import numpy as np
 
 from ..faces.align import align_face
 from ..utils.files import atomic_path, atomic_write_text
+from .face_paste import check_upscale
 from .folder_jobs import Log, Progress, no_log, no_progress
 from .person_crop import restore_as
-from .video_io import VideoError, VideoInfo, probe_video, read_frames
+from .video_io import VideoError, probe_video, read_frames
 from .video_tracks import TrackPlan, find_tracks
 from .video_write import VideoWriter, concat_segments
 
@@ -113,10 +115,11 @@ def _load_tracks(work: Path) -> tuple[list[TrackPlan], list[float]] | None:
 
 
 def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plans: list[TrackPlan],
-                   problems: dict[int, list], seconds: dict[str, float]) -> np.ndarray:
-    """One frame with every track on it restored and pasted back through the photos' paste (``restorer.paste``:
-    colour fix and the face outline of the smoothed landmarks; a failing face is kept and noted)."""
-    out = image.copy()  # pasted in place: never the decoded frame
+                   problems: dict[int, list], seconds: dict[str, float], upscale: float = 1) -> np.ndarray:
+    """One frame, enlarged ``upscale`` times by the photos' background upsampler, with every track on it
+    restored and pasted back through the photos' paste (``restorer.paste``: colour fix and the face outline of
+    the smoothed landmarks; a failing face is kept and noted)."""
+    out = restorer.paste.background(image, upscale)  # a new array (pasted in place), never the decoded frame
     for plan in plans:
         if plan.restored is None or not plan.covers(index):
             continue
@@ -130,7 +133,7 @@ def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plan
                                          plan.strength if plan.strength is not None else None)
             step = "paste"
             with _timer(seconds, "paste"):
-                out = restorer.paste.paste(out, aligned, restored, {}, 1)
+                out = restorer.paste.paste(out, aligned, restored, {}, upscale)
         except Exception as exc:  # noqa: BLE001 - one face on one frame never costs the video
             problems.setdefault(plan.id, []).append({"frame": index, "step": step,
                                                      "reason": f"{type(exc).__name__}: {exc}; kept as it is"})
@@ -139,17 +142,23 @@ def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plan
 
 def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | os.PathLike, crf: int = 18,
                   detect_every: int = 1, chunk_seconds: float = 10.0, overwrite: bool = False, seed: int = 0,
-                  made: dict | None = None, progress: Progress = no_progress, log: Log = no_log) -> dict:
+                  made: dict | None = None, progress: Progress = no_progress, log: Log = no_log,
+                  upscale: float = 1) -> dict:
     """Restore every face of video ``src`` into ``dest`` (see the module docs); returns the report
     (also written to ``report_path(dest)``). crf: H.264 quality (0-51, lower is better, 18 looks
     lossless); detect_every: detect faces on every k-th frame, interpolating between; seed: the base
-    of each track's seed (track i uses seed + i); made: what the caller wants recorded (model, album)."""
+    of each track's seed (track i uses seed + i); made: what the caller wants recorded (model, album);
+    upscale: the output video is this many times larger (1 to 8; the background by ``restorer.paste``'s
+    upsampler, each face pasted at that size, as for photos)."""
     src, dest = Path(src), Path(dest)
     check_paths(src, dest, overwrite)
     info = probe_video(src)
+    upscale = check_upscale(upscale)
+    # the stored (pre-rotation) size of the output frames: output_size's rounding, per side
+    out_info = replace(info, width=round(info.width * upscale), height=round(info.height * upscale))
     settings = {"crf": crf, "detect_every": detect_every, "chunk_seconds": chunk_seconds, "seed": seed,
                 "k": restorer.k, "unknown": restorer.unknown, "strength": restorer.strength,
-                "crop_size": restorer.crop_size, **(made or {})}
+                "crop_size": restorer.crop_size, **({"upscale": upscale} if upscale != 1 else {}), **(made or {})}
     work = work_folder(dest)
     key = _run_key(src, settings)
     if (work / "key.txt").is_file() and (work / "key.txt").read_text() != key:
@@ -188,8 +197,8 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
                 continue
             if writer is None:
                 temp = segments[c].with_name(f".{segments[c].name}.{os.getpid()}.mp4")
-                writer = VideoWriter(temp, info, crf=crf, audio_from=None)
-            image = _restore_frame(restorer, frame.image, frame.index, plans, problems, seconds)
+                writer = VideoWriter(temp, out_info, crf=crf, audio_from=None)
+            image = _restore_frame(restorer, frame.image, frame.index, plans, problems, seconds, upscale)
             with clock("encode"):
                 writer.write(image, frame.pts, frame.duration)
                 if frame.index % chunk == chunk - 1 or frame.index == total - 1:
@@ -208,13 +217,13 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
         raise VideoError(f"{src}: {len(missing)} chunk(s) not written ({missing[0]}...): decoding ended early")
     with clock("encode"):
         with atomic_path(dest) as tmp:
-            written = concat_segments(segments, info, tmp)
+            written = concat_segments(segments, out_info, tmp)
     for plan in plans:
         if problems.get(plan.id):
             plan.fallback = plan.fallback or {"step": problems[plan.id][0]["step"],
                                               "reason": f"failed on {len(problems[plan.id])} frame(s)"}
     faces = sum(len(p.landmarks) for p in plans if p.restored)
-    report = {"input": str(src), "output": str(dest), "video": info.to_json(), "frames": total,
+    report = {"input": str(src), "output": str(dest), "video": info.to_json(), "output_video": out_info.to_json(), "frames": total,
               "frames_written": written, "settings": settings, "resumed_chunks": resumed,
               "tracks": [{**p.to_json(), "failed_frames": problems.get(p.id, [])[:20]} for p in plans],
               "problems": [] if plans else ["no face found in any frame: the video is re-encoded unchanged"],
