@@ -213,7 +213,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "saying why. Needs --album")
     photos.add_argument("--before-after", action="store_true", help="also write NAME_before_after.jpg")
     photos.add_argument("--upscale", type=float, metavar="N",
-                        help="the photo comes out N times larger (1 to 8; default 2); each face is restored at the "
+                        help="the photo comes out N times larger (1 to 8; default 2; a video: 1); each face is restored at the "
                              "model's resolution and pasted at that size. 1: the background is not changed at all")
     photos.add_argument("--bg-upsampler", metavar="NAME|FILE",
                         help="how the rest of the photo is enlarged: lanczos (default), bicubic, or a super-"
