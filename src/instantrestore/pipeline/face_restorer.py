@@ -23,13 +23,11 @@ the value used (None for a face restored blind).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import time
 import warnings
 from dataclasses import replace
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -37,12 +35,13 @@ from PIL import Image
 from .album import Album, require_person
 from ..faces.align import AlignedFace, align_photo
 from ..faces.identity import FaceEmbedder
-from ..faces.select import SelectionWeights, select_references
+from ..faces.select import SelectionWeights
 from ..faces.verify import ReferenceMismatchError, ReferenceWarning, screen_detections
 from ..utils.images import load_image, to_rgb8, uint8_to_tensor
 from .album_match import Match
 from .face_paste import FaceTooSmall, PhotoPaste, check_upscale
-from .photo_report import PhotoReport  # noqa: F401 (API: FaceRestorer's report)
+from .person_crop import choose_indices
+from .photo_report import PhotoReport, timed  # PhotoReport: API (FaceRestorer's report)
 from .strength import estimate_degradation, face_strength, parse_strength
 
 UNKNOWN = ("blind", "keep")
@@ -105,7 +104,7 @@ class FaceRestorer:
         upscale = self.paste.upscale if upscale is None else check_upscale(upscale)
         image, as_pil = _as_photo(photo)
         report = PhotoReport(photo_size=(image.shape[1], image.shape[0]))
-        clock = functools.partial(_timed, report.seconds)
+        clock = functools.partial(timed, report.seconds)
         try:
             with clock("detect_align"):
                 aligned = align_photo(image, self.crop_size, self.max_side, self.fallback)
@@ -179,14 +178,9 @@ class FaceRestorer:
             if len(indices) < len(refs):
                 entry["warnings"].append("left out as another person: " + ", ".join(
                     name for i, name in enumerate(refs.names) if i not in indices))
-            if len(indices) > self.k:  # with k or fewer only the order would change, and attention ignores it
+            if len(indices) > self.k:  # with k or fewer nothing to rank (``choose_indices``)
                 with clock("select"):
-                    ranking = select_references(face.crop, [refs.crops[i] for i in indices], self.k,
-                                                names=[refs.names[i] for i in indices], embedder=self.embedder,
-                                                weights=self.selection_weights, lq_embedding=embedding,
-                                                candidate_embeddings=refs.embeddings[indices],
-                                                candidate_landmarks=refs.landmarks[indices])
-                indices = [indices[s.index] for s in ranking]
+                    indices = choose_indices(self, face.crop, refs, embedding)
             entry["references"] = [refs.names[i] for i in indices]
             step = "encode"
             with clock("encode"):
@@ -230,16 +224,6 @@ def _face_entry(index: int, face: AlignedFace) -> dict:
             "margin": None, "degradation": None, "references": [],
             "restored": None, "fallback": None, "warnings": [], "matrix": face.matrix.tolist(),  # exact: paste_region
             "crop_size": face.size, "restored_size": None, "strength": None}
-
-
-@contextlib.contextmanager
-def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
-    """Add the wall time of the block to ``seconds[step]`` (also when it raises)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
 
 
 def _reason(exc: BaseException) -> str:

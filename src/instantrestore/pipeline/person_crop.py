@@ -21,20 +21,26 @@ if TYPE_CHECKING:
     from .face_restorer import FaceRestorer
 
 
+def choose_indices(restorer: "FaceRestorer", crop: np.ndarray, refs, embedding: np.ndarray | None = None) -> list[int]:
+    """Indices into ``refs`` (an album person's ``PersonReferences``) of the references ``restorer`` uses for
+    ``crop`` (uint8 RGB, aligned): the usable ones (outliers left out), the best ``restorer.k`` by
+    ``select_references``. ``embedding``: the crop's identity embedding when already computed."""
+    indices = list(refs.usable)
+    if len(indices) <= restorer.k:  # with k or fewer only the order would change, and attention ignores it
+        return indices
+    ranking = select_references(crop, [refs.crops[i] for i in indices], restorer.k,
+                                names=[refs.names[i] for i in indices], embedder=restorer.embedder,
+                                weights=restorer.selection_weights, lq_embedding=embedding,
+                                candidate_embeddings=refs.embeddings[indices],
+                                candidate_landmarks=refs.landmarks[indices])
+    return [indices[s.index] for s in ranking]
+
+
 def choose_references(restorer: "FaceRestorer", crop: np.ndarray, person: str) -> list[str]:
-    """The names of ``person``'s references ``restorer`` would use for ``crop`` (uint8 RGB, aligned):
-    their usable references (outliers left out), the best ``restorer.k`` by ``select_references``."""
+    """The names of ``person``'s references ``restorer`` would use for ``crop`` (``choose_indices``)."""
     require_person(restorer.album, person)
     refs = restorer.album.references(person)
-    indices = refs.usable
-    if len(indices) > restorer.k:
-        ranking = select_references(crop, [refs.crops[i] for i in indices], restorer.k,
-                                    names=[refs.names[i] for i in indices], embedder=restorer.embedder,
-                                    weights=restorer.selection_weights,
-                                    candidate_embeddings=refs.embeddings[indices],
-                                    candidate_landmarks=refs.landmarks[indices])
-        indices = [indices[s.index] for s in ranking]
-    return [refs.names[i] for i in indices]
+    return [refs.names[i] for i in choose_indices(restorer, crop, refs)]
 
 
 def resolve_strength(restorer: "FaceRestorer", crop: np.ndarray, with_references: bool,

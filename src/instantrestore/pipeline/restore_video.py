@@ -23,15 +23,13 @@ an existing output is refused without ``overwrite``.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +38,7 @@ from ..utils.files import atomic_path, atomic_write_text
 from .face_paste import check_upscale
 from .folder_jobs import Log, Progress, no_log, no_progress
 from .person_crop import restore_as
+from .photo_report import timed
 from .video_io import VideoError, probe_video, read_frames
 from .video_tracks import TrackPlan, find_tracks
 from .video_write import VideoWriter, concat_segments
@@ -82,15 +81,6 @@ def _run_key(src: Path, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _timer(seconds: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
-
-
 def _save_tracks(work: Path, plans: list[TrackPlan], times: list[float]) -> None:
     arrays = {f"track{p.id}": p.landmarks for p in plans}
     with atomic_path(work / "tracks.npz") as tmp:
@@ -125,14 +115,14 @@ def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plan
             continue
         step = "align"
         try:
-            with _timer(seconds, "restore"):
+            with timed(seconds, "restore"):
                 aligned = align_face(image, plan.face_at(index), restorer.crop_size)
                 step = "restore"
                 person = plan.person if plan.restored == "references" else None
                 restored, _ = restore_as(restorer, aligned.crop, person, plan.references or None, plan.seed,
                                          plan.strength if plan.strength is not None else None)
             step = "paste"
-            with _timer(seconds, "paste"):
+            with timed(seconds, "paste"):
                 out = restorer.paste.paste(out, aligned, restored, {}, upscale)
         except Exception as exc:  # noqa: BLE001 - one face on one frame never costs the video
             problems.setdefault(plan.id, []).append({"frame": index, "step": step,
@@ -167,7 +157,7 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
     work.mkdir(parents=True, exist_ok=True)
     (work / "key.txt").write_text(key)
     seconds: dict[str, float] = {}
-    clock = lambda step: _timer(seconds, step)  # noqa: E731
+    clock = lambda step: timed(seconds, step)  # noqa: E731
     loaded = _load_tracks(work)
     if loaded is None:
         plans, times = find_tracks(read_frames(src), restorer, detect_every, seed, clock=clock)
