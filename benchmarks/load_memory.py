@@ -57,12 +57,16 @@ def child(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from latency import RssSampler
 
+    stages = {"imported": _rss()}
     model = InstantRestore.from_pretrained(folder)
+    stages["loaded"] = _rss()
     applied = model.optimize_for_inference(args.precision)
+    stages["optimized"] = _rss()
     gen = torch.Generator().manual_seed(0)
     lq = torch.rand(1, 3, args.size, args.size, generator=gen) * 2 - 1
     refs = torch.rand(4, 3, args.size, args.size, generator=gen) * 2 - 1
     cache = model.encode_references(refs)
+    stages["references_encoded"] = _rss()
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     cache_bytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size()
                       for k, v in zip(cache.keys.values(), cache.values.values()))
@@ -72,8 +76,21 @@ def child(args: argparse.Namespace) -> dict:
     with RssSampler() as sampler:
         before = sampler.now()
         model.restore(lq, references=cache)
+    stages["after_restore"] = _rss()
     return {"applied": applied, "weights_bytes": weights, "cache_bytes": cache_bytes, "rss_before": before,
-            "rss_peak": sampler.peak, "peak_over_weights": sampler.peak / weights}
+            "rss_peak": sampler.peak, "peak_over_weights": sampler.peak / weights, "stages": stages}
+
+
+def _rss() -> dict[str, int]:
+    """Resident memory now, split as the kernel counts it: anonymous (heap, copies) and file-backed
+    (memory-mapped files: libraries, mapped weights) pages, in bytes (Linux /proc/self/status)."""
+    fields = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields
 
 
 def run_child(args: argparse.Namespace, mode: str, precision: str = "fp32") -> dict:
@@ -122,6 +139,9 @@ def main() -> None:
         print(f"  restore at {args.size} px, {precision} ({row['applied']}): peak RSS {row['rss_peak'] / 2**30:.2f} GiB = "
               f"{row['peak_over_weights']:.2f}x the weights ({row['weights_bytes'] / 2**30:.2f} GiB; references "
               f"cache {row['cache_bytes'] / 2**20:.0f} MiB; {(row['rss_peak'] - row['rss_before']) / 2**30:.2f} GiB above the RSS before the call)")
+        print("    RSS by stage (GiB, anonymous + file-backed): " + "; ".join(
+            f"{stage} {s['VmRSS'] / 2**30:.2f} ({s['RssAnon'] / 2**30:.2f} + {s['RssFile'] / 2**30:.2f})"
+            for stage, s in row["stages"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

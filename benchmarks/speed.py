@@ -113,7 +113,8 @@ def build_variant(base, name: str, size: int):
     levers = set(name.split("+"))
     precision = next((p for p in ("bf16", "fp16") if p in levers), "fp32")
     inference.optimize(model, precision, merge="merged" in levers, channels_last="cl" in levers,
-                       fp32_decoder="dec32" in levers)
+                       fp32_decoder=next((part for lever, part in (("dec32", "all"), ("last32", "last"),
+                                                                   ("tail32", "tail")) if lever in levers), "none"))
     if "ort" in levers:  # the (merged) decoder exported to ONNX Runtime: measured, not shipped
         from vae_backends import OnnxRuntimeModule
 
@@ -136,7 +137,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--variants", default="fp32+merged,fp32+merged+cl,bf16+merged,bf16+merged+cl,bf16+merged+cl+dec32",
-                        help="comma-separated levers joined by '+': fp32|bf16|fp16, merged, cl (channels-last), dec32, "
+                        help="comma-separated levers joined by '+': fp32|bf16|fp16, merged, cl (channels-last), dec32 (VAE "
+                             "decoder fp32), last32 (its last up block and output layers fp32), tail32 (its output layers fp32), "
                              "ort (the VAE decoder in ONNX Runtime, fp32; benchmarks/vae_backends.py)")
     parser.add_argument("--no-stock", action="store_true", help="skip diffusers' img2img")
     parser.add_argument("--no-unmerged", action="store_true",

@@ -95,7 +95,7 @@ def test_precision_choice() -> None:
         inference.resolve_precision("half", "cpu")
     model = _micro()
     assert model.optimize_for_inference("fp32") == {"precision": "fp32", "merged": False, "channels_last": False,
-                                                    "fp32_decoder": False}
+                                                    "fp32_decoder": "none"}
     assert not inference.adapters_merged(model) and model.dtype == torch.float32
 
 
@@ -105,7 +105,7 @@ def test_auto_without_native_bf16_is_fp32_merged_channels_last_and_close_to_exac
     lq, refs = _images(1, 3), _images(2, 4)
     expected = exact.restore(lq, references=exact.encode_references(refs))
     applied = fast.optimize_for_inference("auto")
-    assert applied == {"precision": "fp32", "merged": True, "channels_last": True, "fp32_decoder": False}
+    assert applied == {"precision": "fp32", "merged": True, "channels_last": True, "fp32_decoder": "none"}
     assert inference.adapters_merged(fast) and fast.dtype == torch.float32
     assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     got = fast.restore(lq, references=fast.encode_references(refs))
@@ -126,6 +126,28 @@ def test_bf16_fast_path_is_close_to_fp32_on_the_shipped_model() -> None:
     assert applied["precision"] == "bf16" and applied["merged"] and fast_model.dtype == torch.bfloat16
     fast = fast_model.restore(case.lq, references=list(case.refs))
     assert _psnr(torch.as_tensor(np.asarray(fast)), torch.as_tensor(np.asarray(exact)), peak=255) > 40
+
+
+@pytest.mark.parametrize("amx, part", [(False, "all"), (True, "tail")])
+def test_auto_keeps_the_decoder_in_fp32_as_measured_for_the_cpu(monkeypatch, amx, part) -> None:
+    """Without AMX the whole decoder stays fp32 (faster and closer there); with AMX only its output
+    layers (a bf16 decoder is 4x faster there). The kept modules hold their fp32 values."""
+    monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(inference, "cpu_has_amx", lambda: amx)
+    model, exact = _micro(seed=3), _micro(seed=3)
+    inference.merge_adapters(exact.eval())
+    applied = model.optimize_for_inference("auto")
+    assert applied["precision"] == "bf16" and applied["fp32_decoder"] == part
+    decoder, reference = model.vae.decoder, exact.vae.decoder
+    assert decoder.conv_out.weight.dtype == torch.float32
+    assert torch.equal(decoder.conv_out.weight, reference.conv_out.weight)  # fp32 values, not bf16-rounded
+    assert decoder.conv_in.weight.dtype == (torch.float32 if part == "all" else torch.bfloat16)
+    assert model.unet.conv_in.weight.dtype == torch.bfloat16
+    lq, refs = _images(1, 3), _images(2, 4)
+    out = model.restore(lq, references=model.encode_references(refs))
+    assert out.shape == lq.shape and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="expected one of all, last, tail, none"):
+        _micro().optimize_for_inference("bf16", fp32_decoder="half")
 
 
 def test_load_without_random_init_equals_the_slow_load_bit_for_bit(tmp_path) -> None:

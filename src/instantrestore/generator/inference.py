@@ -123,15 +123,52 @@ def to_channels_last(model: InstantRestore) -> None:
         model.vae.to(memory_format=torch.channels_last)
 
 
+DECODER_FP32_PARTS = ("all", "last", "tail", "none")
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (oneDNN's bf16 matrix units, ~7x the fp32 peak measured here)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def default_decoder_fp32(resolved: str, device: torch.device) -> str:
+    """How much of the VAE decoder ``auto`` keeps in fp32 in a reduced-precision model.
+
+    On a CPU with avx512_bf16 but no AMX the whole decoder ("all") measured both closer to fp32
+    and faster than bf16 (its GroupNorms and full-resolution convolutions convert back and forth;
+    ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px). With AMX a bf16 decoder
+    is 4x faster than an fp32 one, so only its output layers stay fp32 ("tail"; docs/benchmark.md)."""
+    if resolved != "bf16" or device.type != "cpu":
+        return "none"
+    return "tail" if cpu_has_amx() else "all"
+
+
+def decoder_fp32_modules(decoder: nn.Module, part: str) -> list[tuple[nn.Module, bool]]:
+    """The decoder's modules to run in fp32 for ``part`` (see :data:`DECODER_FP32_PARTS`), each with
+    whether its output goes on in fp32 (into the next kept module) rather than back to the model's dtype."""
+    if part not in DECODER_FP32_PARTS:
+        raise ValueError(f"fp32 decoder part: expected one of {', '.join(DECODER_FP32_PARTS)}, got {part!r}")
+    if part == "all":
+        return [(decoder, False)]
+    if part == "none":
+        return []
+    # conv_norm_out -> conv_act (no weights: runs in its input's dtype) -> conv_out
+    tail = [(decoder.conv_norm_out, True), (decoder.conv_out, False)]
+    return ([(decoder.up_blocks[-1], True)] if part == "last" else []) + tail
+
+
 def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None = None,
-             channels_last: bool | None = None, fp32_decoder: bool | None = None) -> dict:
+             channels_last: bool | None = None, fp32_decoder: bool | str | None = None) -> dict:
     """Make ``model`` (in eval mode) fast for inference on its device, in place; returns what was
     applied. ``precision``: see :func:`resolve_precision` ("fp32" = the exact path: nothing else is
     applied unless asked). ``merge`` / ``channels_last``: None = on unless ``precision`` is "fp32"
     ("auto" resolving to fp32 merges and goes channels-last too).
-    ``fp32_decoder``: keep the VAE decoder in fp32 in a reduced-precision model; None = for bf16
-    on a CPU, where it measured both closer to fp32 and faster than a bf16 decoder (on a CPU with
-    native bf16; ``benchmarks/speed.py``: 41.1 vs 40.4 dB, 24.4 vs 27.7 s at 512 px)."""
+    ``fp32_decoder``: how much of the VAE decoder stays in fp32 in a reduced-precision model:
+    "all" (True), "last" (its last up block and output layers), "tail" (its output layers),
+    "none" (False); None = :func:`default_decoder_fp32` for this machine."""
     resolved = resolve_precision(precision, model.device)
     # "auto" in fp32 (a CPU without native bf16) still merges and goes channels-last: both are
     # exact to rounding (merged within 1e-4); only an explicit "fp32" is the untouched parity path
@@ -139,19 +176,24 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
     merge = fast if merge is None else merge
     channels_last = fast if channels_last is None else channels_last
     if fp32_decoder is None:
-        fp32_decoder = resolved == "bf16" and model.device.type == "cpu"
+        fp32_decoder = default_decoder_fp32(resolved, model.device)
+    elif isinstance(fp32_decoder, bool):
+        fp32_decoder = "all" if fp32_decoder else "none"
+    kept = decoder_fp32_modules(model.vae.decoder, fp32_decoder)
     model.eval()
     if merge:  # before any cast: the update is folded in at the weights' own precision, rounded once
         merge_adapters(model)
-    keep = fp32_decoder and resolved != "fp32" and model.dtype == torch.float32
-    # the decoder's fp32 tensors, held across the cast so that "kept in fp32" means their values
-    decoder_state = dict(model.vae.decoder.state_dict()) if keep else None
+    if resolved == "fp32" or model.dtype != torch.float32:
+        kept = []
+    # the kept modules' fp32 tensors, held across the cast so that "kept in fp32" means their values
+    kept_states = [dict(module.state_dict()) for module, _ in kept]
     if DTYPES[resolved] != model.dtype:
         model.to(dtype=DTYPES[resolved])
-    if keep:
-        keep_in_fp32(model.vae.decoder, model.dtype)
+    for (module, fp32_out), state in zip(kept, kept_states):
+        keep_in_fp32(module, torch.float32 if fp32_out else model.dtype)
         with torch.no_grad():
-            model.vae.decoder.load_state_dict(decoder_state)
+            module.load_state_dict(state)
     if channels_last:
         to_channels_last(model)
+    fp32_decoder = fp32_decoder if kept else "none"
     return {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}

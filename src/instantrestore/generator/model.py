@@ -101,11 +101,11 @@ class InstantRestore(OneStepGenerator):
 
     # ------------------------------------------------------------------ speed
     def optimize_for_inference(self, precision: str = "auto", merge: bool | None = None,
-                               channels_last: bool | None = None, fp32_decoder: bool | None = None) -> dict:
+                               channels_last: bool | None = None, fp32_decoder: bool | str | None = None) -> dict:
         """Make this model fast for inference on its device, in place (see :mod:`.inference`):
         ``precision`` "auto" (bf16 on CPUs with native bf16, fp16 on CUDA, else fp32), "fp32" (the
-        exact path), "bf16" or "fp16"; LoRA merged and channels-last unless "fp32" is asked, the VAE
-        decoder in fp32 for bf16 on a CPU. Returns what was
+        exact path), "bf16" or "fp16"; LoRA merged and channels-last unless "fp32" is asked; for bf16
+        on a CPU the VAE decoder (without AMX) or its output layers (with AMX) in fp32. Returns what was
         applied. Merging keeps the reference key, so caches encoded before still fit in fp32; a new
         precision has its own key (the caches are encoded again in it)."""
         return inference.optimize(self, precision, merge, channels_last, fp32_decoder)
