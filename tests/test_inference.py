@@ -166,3 +166,38 @@ def test_load_without_random_init_equals_the_slow_load_bit_for_bit(tmp_path) -> 
     assert torch.equal(fast.restore(lq, references=refs), slow.restore(lq, references=refs))
     assert fast.weights_fingerprint() == model.weights_fingerprint()
 
+
+
+def test_load_maps_the_file_without_copying_and_never_writes_it(tmp_path) -> None:
+    from instantrestore.generator import empty_init
+    from instantrestore.utils.files import file_digest
+
+    model_io.save_pretrained(_micro(seed=8), tmp_path / "m", include_base=True)
+    files = {p: file_digest(p) for p in (tmp_path / "m").glob("*.safetensors")}
+    loaded = InstantRestore.from_pretrained(tmp_path / "m")
+    mapped = {id(t) for t in empty_init.file_mapped(loaded)}
+    assert {id(p) for p in loaded.parameters()} <= mapped  # every weight a view of the file
+    before = loaded.restore(_images(1, 9), references=_images(2, 10))
+    with torch.no_grad():  # writes go to private copies of the pages, never to the file
+        loaded.unet.conv_in.weight.add_(1.0)
+        inference.merge_adapters(loaded)
+    assert {p: file_digest(p) for p in files} == files
+    again = InstantRestore.from_pretrained(tmp_path / "m")
+    assert torch.equal(again.restore(_images(1, 9), references=_images(2, 10)), before)
+
+
+def test_a_partial_replacement_lets_the_map_go_and_keeps_values_and_ties(tmp_path) -> None:
+    from instantrestore.generator import empty_init
+
+    _micro(seed=8).save_pretrained(tmp_path / "m", include_base=True)
+    model = InstantRestore.from_pretrained(tmp_path / "m")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    inference.to_channels_last(model)  # only the 4-d weights get new memory ...
+    assert empty_init.file_mapped(model) == []  # ... and the rest is copied out of the map
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    fresh = InstantRestore.from_pretrained(tmp_path / "m")
+    fresh.optimize_for_inference("bf16")  # a full cast: nothing left mapped either
+    assert empty_init.file_mapped(fresh) == []

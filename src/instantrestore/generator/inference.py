@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import fingerprints
+from .empty_init import release_file_maps
 
 if TYPE_CHECKING:
     from .model import InstantRestore
@@ -121,6 +122,9 @@ def to_channels_last(model: InstantRestore) -> None:
     with fingerprints.kept_through(model, "base"), fingerprints.kept_through(model, "adapters"):
         model.unet.to(memory_format=torch.channels_last)
         model.vae.to(memory_format=torch.channels_last)
+        # the 4-d weights now have their own memory: the rest leaves the checkpoint's map too, or
+        # the map would keep every page of the replaced weights resident (empty_init)
+        release_file_maps(model)
 
 
 DECODER_FP32_PARTS = ("all", "last", "tail", "none")
@@ -195,5 +199,7 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
             module.load_state_dict(state)
     if channels_last:
         to_channels_last(model)
+    with fingerprints.kept_through(model, "base"), fingerprints.kept_through(model, "adapters"):
+        release_file_maps(model)  # a cast kept partial (a module in fp32) must not hold the map
     fp32_decoder = fp32_decoder if kept else "none"
     return {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}
