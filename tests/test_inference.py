@@ -201,3 +201,6 @@ def test_a_partial_replacement_lets_the_map_go_and_keeps_values_and_ties(tmp_pat
     fresh = InstantRestore.from_pretrained(tmp_path / "m")
     fresh.optimize_for_inference("bf16")  # a full cast: nothing left mapped either
     assert empty_init.file_mapped(fresh) == []
+    exact = InstantRestore.from_pretrained(tmp_path / "m")
+    exact.optimize_for_inference("fp32")  # the exact path changes nothing, so keeps the map
+    assert {id(p) for p in exact.parameters()} <= {id(t) for t in empty_init.file_mapped(exact)}

@@ -191,7 +191,8 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
         kept = []
     # the kept modules' fp32 tensors, held across the cast so that "kept in fp32" means their values
     kept_states = [dict(module.state_dict()) for module, _ in kept]
-    if DTYPES[resolved] != model.dtype:
+    cast = DTYPES[resolved] != model.dtype
+    if cast:
         model.to(dtype=DTYPES[resolved])
     for (module, fp32_out), state in zip(kept, kept_states):
         keep_in_fp32(module, torch.float32 if fp32_out else model.dtype)
@@ -199,7 +200,8 @@ def optimize(model: InstantRestore, precision: str = "auto", merge: bool | None 
             module.load_state_dict(state)
     if channels_last:
         to_channels_last(model)
-    with fingerprints.kept_through(model, "base"), fingerprints.kept_through(model, "adapters"):
-        release_file_maps(model)  # a cast kept partial (a module in fp32) must not hold the map
+    if cast:  # whatever a cast left mapped (a non-float buffer) must not hold the map's read pages
+        with fingerprints.kept_through(model, "base"), fingerprints.kept_through(model, "adapters"):
+            release_file_maps(model)
     fp32_decoder = fp32_decoder if kept else "none"
     return {"precision": resolved, "merged": merge, "channels_last": channels_last, "fp32_decoder": fp32_decoder}
