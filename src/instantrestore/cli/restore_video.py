@@ -21,9 +21,8 @@ def _say(line: str) -> None:
 
 def run_video(args: argparse.Namespace, load) -> int:
     """Restore one video (``pipeline.restore_video``) with the album and flags of `restore`."""
-    from ..faces.identity import load_embedder
     from ..generator.fingerprints import model_fingerprint
-    from ..pipeline.album import Album
+    from ..pipeline.album import open_album
     from ..pipeline.face_paste import check_upscale
     from ..pipeline.face_restorer import FaceRestorer
     from ..pipeline.restore_video import check_paths, restore_video, video_summary
@@ -47,7 +46,7 @@ def run_video(args: argparse.Namespace, load) -> int:
         out = out / f"{src.stem}_restored.mp4"
     check_paths(src, out, args.overwrite)  # before the album and model load
     probe_video(src)
-    album = Album(args.album, embedder=load_embedder(args.embedder)) if args.album else None
+    album = open_album(args.album, args.embedder)
     if album is None:
         _say(f"no --album: every face is {'restored blind' if (args.unknown or 'blind') == 'blind' else 'kept'}")
     elif args.verify_refs != "off":
