@@ -7,6 +7,8 @@ Each remedy has a weight; at weight 0 it is the per-frame restoration (what the 
   (``blend_previous``).
 - ``latent ema`` / ``attention ema``: ``generator.temporal.latent_ema`` / ``attention_ema``, the
   previous frame's state warped by the known motion (``generator.temporal.motion_theta``).
+- ``attention+latent ema``: both at the same weight (``generator.temporal.track_smoothing``, the video
+  job's ``temporal`` option).
 - ``previous frame ref``: the previous restored frame encoded by the reference branch and added to
   the references (``generator.temporal.append_references``; a blind clip gets it as its only one).
 - ``input window``: each degraded frame averaged with its two neighbours warped onto it (weight w on
@@ -26,7 +28,8 @@ from ..generator.reference_cache import ReferenceCache
 from ..utils.images import uint8_to_tensor
 from .cases import to_uint8
 
-REMEDIES = ("per-frame", "output ema", "latent ema", "attention ema", "previous frame ref", "input window")
+REMEDIES = ("per-frame", "output ema", "latent ema", "attention ema", "attention+latent ema", "previous frame ref",
+            "input window")
 
 
 def warp_onto(image: np.ndarray, m_from: np.ndarray, m_to: np.ndarray) -> np.ndarray:
@@ -70,10 +73,12 @@ def restore_clip(model: InstantRestore, degraded: list[np.ndarray], matrices: li
     frames = average_inputs(degraded, matrices, weight) if remedy == "input window" else degraded
     lq = uint8_to_tensor(tuple(frames)).to(model.device)
     memory = temporal.TrackMemory()
-    hooks = {"latent ema": temporal.latent_ema, "attention ema": temporal.attention_ema}
-    hooked = hooks[remedy](model, memory, weight) if remedy in hooks else contextlib.nullcontext()
+    hooks = {"latent ema": [temporal.latent_ema], "attention ema": [temporal.attention_ema],
+             "attention+latent ema": [temporal.track_smoothing]}
     outputs: list[np.ndarray] = []
-    with hooked:
+    with contextlib.ExitStack() as stack:
+        for hook in hooks.get(remedy, []):
+            stack.enter_context(hook(model, memory, weight))
         for t in range(len(frames)):
             generator = torch.Generator(model.device).manual_seed(seed) if model.samples_noise else None
             memory.theta = temporal.motion_theta(matrices[t - 1], matrices[t], size) if t else None

@@ -9,6 +9,7 @@ at which the model is exactly the per-frame one (weight 0), hooked in from outsi
   so this equals blending the generator's x0 latents.
 - :func:`attention_ema`: each decoder self-attention layer's output blended with its output on
   frame t-1, through wrapper processors around the shared-attention ones.
+- :func:`track_smoothing`: the two blends together (the video job's ``temporal`` option).
 - :func:`append_references`: the previous restored frame's keys/values added to the reference set
   (a fifth reference, or the only one for a blind track).
 
@@ -131,6 +132,14 @@ def attention_ema(model: torch.nn.Module, memory: TrackMemory, weight: float) ->
         yield memory
     finally:
         model.unet.set_attn_processor(before)
+
+
+@contextlib.contextmanager
+def track_smoothing(model: torch.nn.Module, memory: TrackMemory, weight: float) -> Iterator[TrackMemory]:
+    """Both blends at ``weight`` (``attention_ema`` and ``latent_ema``, one memory): what the video job's
+    ``temporal`` option runs, the pair that measured best on the synthetic clips (docs/video.md)."""
+    with attention_ema(model, memory, weight), latent_ema(model, memory, weight):
+        yield memory
 
 
 def append_references(cache: ReferenceCache | None, extra: ReferenceCache) -> ReferenceCache:
