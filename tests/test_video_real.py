@@ -99,3 +99,23 @@ def test_two_people_side_by_side_get_one_track_each_matched_on_every_frame(
     saved = json.loads((tmp_path / "out.json").read_text())
     assert sorted(t["person"] for t in saved["tracks"]) == ["c00005", "obama"]
     assert report["faces_restored"] == 2 * count and probe_video(tmp_path / "out.mp4").frames == count
+
+
+def test_temporal_smoothing_leaves_a_still_face_as_per_frame_restoration(
+        realfaces_dir: Path, restorer: FaceRestorer, tmp_path: Path) -> None:
+    """--temporal blends each frame's decoder attention and latent with the previous frame's: on a face
+    that does not move or change, that is the per-frame restoration (to the codec's error)."""
+    face = _photo(realfaces_dir / "obama" / "aligned_references" / "o8.png", 150)
+    canvas = np.full((170, 170, 3), 60, np.uint8)
+    canvas[10:160, 10:160] = face
+    src = write_clip(tmp_path / "still.mp4", lambda i: canvas, 5, fps=10, tone_hz=None)
+    plain = rv.restore_video(restorer, src, tmp_path / "plain.mp4", crf=10)
+    smooth = rv.restore_video(restorer, src, tmp_path / "smooth.mp4", crf=10, temporal=0.5)
+    assert smooth["settings"]["temporal"] == 0.5 and "temporal" not in plain["settings"]
+    assert [t["person"] for t in smooth["tracks"]] == ["obama"] and smooth["tracks"][0]["failed_frames"] == []
+    a = [f.image.astype(float) for f in read_frames(tmp_path / "plain.mp4")]
+    b = [f.image.astype(float) for f in read_frames(tmp_path / "smooth.mp4")]
+    assert len(a) == len(b) == 5
+    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 1.0
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        rv.restore_video(restorer, src, tmp_path / "bad.mp4", temporal=1.0)
