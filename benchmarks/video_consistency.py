@@ -9,7 +9,8 @@ references. Prints identity similarity (evaluation network) mean and std over fr
 present, flicker (frame-to-frame change inside the face after motion compensation, minus the
 ground truth's own) and the issue's targets met or missed (``bench.video``, docs/video.md).
 ``--remedy NAME:W`` (repeatable) also runs a temporal remedy at weight W (``bench.video_remedies``:
-output ema, latent ema, attention ema, previous frame ref, input window), blind and 4 refs alike;
+output ema, latent ema, attention ema, attention+latent ema, previous frame ref, input
+window), blind and 4 refs alike;
 ``--ema W`` is ``--remedy "output ema:W"``. Ratios are given against blind with the same remedy
 (like for like) and against plain per-frame blind. ``--strip`` writes a before/after strip of one
 clip (degraded / blind / 4 refs / ground truth over frames).
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.0, help="also measure the output blend with this weight")
     parser.add_argument("--remedy", action="append", default=[], metavar="NAME:W",
                         help="also measure this temporal remedy at weight W (repeatable)")
+    parser.add_argument("--draws", choices=("fresh", "fixed", "none"), default="fresh",
+                        help="each frame's degradation: its own draw (a camera's), one draw for all, or none "
+                             "(the clean frames): a diagnostic of what varies the identity")
     parser.add_argument("--json", type=Path, help="write the tables here")
     parser.add_argument("--strip", type=Path, help="write a before/after strip PNG of clip 0")
     args = parser.parse_args()
@@ -74,9 +78,9 @@ def main() -> None:
     start = time.perf_counter()
     out = {"command": "python benchmarks/video_consistency.py " + " ".join(
         f"--{k.replace('_', '-')} {v!r}" if k == "remedy" else f"--{k.replace('_', '-')} {v}"
-        for k, vs in vars(args).items() if vs not in (None, 0.0, []) and k not in ("json", "strip")
+        for k, vs in vars(args).items() if vs not in (None, 0.0, [], "fresh") and k not in ("json", "strip")
         for v in (vs if isinstance(vs, list) else [vs])),
-        "identities": args.identities, "frames": args.frames, "runs": {}}
+        "identities": args.identities, "frames": args.frames, "draws": args.draws, "runs": {}}
     runs = [("per-frame", 0.0)] + ([("output ema", args.ema)] if args.ema > 0 else [])
     for spec in args.remedy:
         name, _, weight = spec.rpartition(":")
@@ -84,8 +88,8 @@ def main() -> None:
     plain_blind = None
     for remedy, weight in runs:
         table, per_clip = run_video_bench(model, eval_network, args.identities, args.frames, remedy=remedy,
-                                          weight=weight)
-        name = remedy if remedy == "per-frame" else f"{remedy} {weight}"
+                                          weight=weight, draws=args.draws)
+        name = remedy if remedy in ("per-frame", "previous frame ref") else f"{remedy} {weight}"
         plain_blind = plain_blind or table["blind"]
         ratios = {"id_std_vs_blind": table["4 refs"]["id_std"] / table["blind"]["id_std"],
                   "flicker_vs_blind": table["4 refs"]["flicker"] / table["blind"]["flicker"],
@@ -93,7 +97,7 @@ def main() -> None:
                   "flicker_vs_plain_blind": table["4 refs"]["flicker"] / plain_blind["flicker"]}
         out["runs"][name] = {"remedy": remedy, "weight": weight, "table": table, "targets": check_targets(table),
                              "ratios": ratios}
-        print(f"== {name} ({args.identities} clips x {args.frames} frames, sr8)")
+        print(f"== {name} ({args.identities} clips x {args.frames} frames, sr8, {args.draws} draws)")
         print(f"{'setting':10s} {'ID mean':>8s} {'ID std':>8s} {'marks':>7s} {'flicker':>8s} {'change':>7s} {'gt chg':>7s}")
         for setting, row in table.items():
             print(f"{setting:10s} {row['id_mean']:8.3f} {row['id_std']:8.4f} {row['marks_present']:7.1%} "

@@ -26,6 +26,8 @@ def test_each_frame_is_degraded_with_its_own_draw() -> None:
     a, b = degrade_clip([frame, frame], "sr8", seed=0)
     assert not np.array_equal(a, b)
     assert np.array_equal(degrade_clip([frame], "sr8", seed=0)[0], a)
+    fixed = degrade_clip([frame, frame], "sr8", seed=0, fixed=True)  # the diagnostic: one draw for all
+    assert np.array_equal(fixed[0], a) and np.array_equal(fixed[1], a)
 
 
 def test_frame_change_follows_the_motion_and_blending_smooths() -> None:

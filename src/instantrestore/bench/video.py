@@ -75,14 +75,17 @@ def frame_change(prev: np.ndarray, now: np.ndarray, m_prev: np.ndarray, m_now: n
 @torch.inference_mode()
 def evaluate_clip(model: InstantRestore, embed, identity: int, world_seed: int = DEFAULT_WORLD_SEED,
                   frames: int = 16, preset: str = "sr8", remedy: str = "per-frame", weight: float = 0.0,
-                  seed: int = 0, style: str = "classic") -> dict[str, ClipResult]:
+                  seed: int = 0, style: str = "classic", draws: str = "fresh") -> dict[str, ClipResult]:
     """Restore (``restore_clip`` with ``remedy`` at ``weight``) and measure one held-out person's clip
-    under each of ``SETTINGS``."""
+    under each of ``SETTINGS``. ``draws``: the degradation of each frame ("fresh": its own draw, as a
+    camera's; "fixed": one draw for all; "none": the clean frames), to tell what varies the identity."""
     size = model.config.image_size
     person = synthetic.sample_identity(world_seed, identity, style)
     clean = render_clip(person, frames, size, seed=world_seed)
     truth = [c.image for c in clean]
-    degraded = degrade_clip(truth, preset, seed=identity)
+    if draws not in ("fresh", "fixed", "none"):
+        raise ValueError(f"draws: 'fresh', 'fixed' or 'none', got {draws!r}")
+    degraded = [t.copy() for t in truth] if draws == "none" else degrade_clip(truth, preset, identity, draws == "fixed")
     refs = uint8_to_tensor(tuple(synthetic.render(person, j, size).image for j in range(1, 5))).to(model.device)
     cache = model.encode_references(refs) if hasattr(model, "encode_references") else refs
     matrices = [c.matrix.astype(np.float64) for c in clean]
@@ -138,9 +141,10 @@ def check_targets(table: dict[str, dict[str, float]]) -> dict[str, bool]:
 
 def run_video_bench(model: InstantRestore, eval_network: nn.Module, identities: int = 8, frames: int = 16,
                     world_seed: int = DEFAULT_WORLD_SEED, preset: str = "sr8", remedy: str = "per-frame",
-                    weight: float = 0.0) -> tuple[dict, list[dict]]:
+                    weight: float = 0.0, draws: str = "fresh") -> tuple[dict, list[dict]]:
     """Every clip of identities 0..N-1: (the summary table, the per-clip results)."""
     model.eval()
     embed = eval_embedder(eval_network.eval()).embed
-    per_clip = [evaluate_clip(model, embed, i, world_seed, frames, preset, remedy, weight) for i in range(identities)]
+    per_clip = [evaluate_clip(model, embed, i, world_seed, frames, preset, remedy, weight, draws=draws)
+                for i in range(identities)]
     return summarize(per_clip), per_clip
