@@ -64,7 +64,7 @@ def motion_theta(m_prev: np.ndarray, m_now: np.ndarray, size: int) -> torch.Tens
 
 
 def _blend(now: torch.Tensor, before: torch.Tensor | None, weight: float) -> torch.Tensor:
-    if before is None or before.shape != now.shape:  # a first frame, or another size: nothing to borrow
+    if before is None or before.shape != now.shape or weight == 0:  # a first frame, another size, or off
         return now
     return (1 - weight) * now + weight * before
 
@@ -76,10 +76,10 @@ def latent_ema(model: torch.nn.Module, memory: TrackMemory, weight: float) -> It
     weight = check_weight(weight)
 
     def hook(_module, args):
-        (z,) = args
+        z, *rest = args  # Decoder.forward(sample, latent_embeds=None)
         z = _blend(z, None if memory.latent is None else memory.warp(memory.latent), weight)
         memory.latent = z.detach()
-        return (z,)
+        return (z, *rest)
 
     handle = model.vae.decoder.register_forward_pre_hook(hook)
     try:
