@@ -26,6 +26,7 @@ RESTORE_EPILOG = """examples:
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
   instantrestore restore clip.mp4 --album album/ --out restored.mp4 --crf 18 --checkpoint runs/model
+  instantrestore restore videos/ --album album/ --out restored/ --temporal 0.5 ...   # every video of a folder
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
 references and pasted back through its face outline into the photo enlarged --upscale times
