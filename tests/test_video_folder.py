@@ -55,8 +55,7 @@ def test_a_file_of_the_users_is_kept_and_a_bad_video_does_not_stop_the_others(tm
     assert [Path(f["input"]).name for f in result["failed"]] == ["broken.mp4"]
     assert len(result["restored"]) == 1 and probe_video(out / "b_restored.mp4").frames == 4
     (videos / "p.png").write_bytes(b"")
-    with pytest.raises(ValueError, match="both photos and videos"):
-        expand_videos([videos])
+    assert expand_videos([videos]) is None  # a folder of photos that holds a clip stays a photo job
 
 
 def test_the_cli_restores_a_folder_of_videos_into_a_folder(tmp_path: Path, capsys) -> None:

@@ -32,16 +32,14 @@ if TYPE_CHECKING:
 
 def expand_videos(paths: Sequence[str | os.PathLike]) -> list[Path] | None:
     """The videos of ``paths`` (video files as given, the videos of folders, sorted, not recursive), or
-    None when an input is not a video or a folder holding videos (the inputs are photos then). A folder
-    of both photos and videos is a ValueError: one run restores one kind, nothing is left out unsaid."""
+    None when an input is not a video or a folder of videos only (the inputs are photos then: a folder of
+    photos that also holds a clip is restored as photos, as it always was)."""
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
             videos = sorted(p for p in item.iterdir() if p.is_file() and is_video_path(p) and not p.name.startswith("."))
-            if not videos:
+            if not videos or list_images(item):
                 return None
-            if list_images(item):
-                raise ValueError(f"{item}: holds both photos and videos; restore them in two runs (one folder each)")
             found.extend(videos)
         elif is_video_path(item):
             found.append(item)
