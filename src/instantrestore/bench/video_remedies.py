@@ -29,7 +29,7 @@ from ..utils.images import uint8_to_tensor
 from .cases import to_uint8
 
 REMEDIES = ("per-frame", "output ema", "latent ema", "attention ema", "attention+latent ema", "previous frame ref",
-            "input window")
+            "input window", "latent window")
 
 
 def warp_onto(image: np.ndarray, m_from: np.ndarray, m_to: np.ndarray) -> np.ndarray:
@@ -61,6 +61,19 @@ def average_inputs(degraded: list[np.ndarray], matrices: list[np.ndarray], weigh
     return out
 
 
+def _latent_window(model: InstantRestore, latents: list[torch.Tensor], matrices: list[np.ndarray], size: int,
+                   weight: float) -> list[np.ndarray]:
+    """Decode each decoder latent [1, C, h, w] averaged with its neighbours' warped onto it (weight w on them
+    together); ``size``: the frames' side in pixels (the motion is in pixels, the warp in normalised units)."""
+    out = []
+    for t, z in enumerate(latents):
+        near = [temporal.TrackMemory(theta=temporal.motion_theta(matrices[s], matrices[t], size)).warp(latents[s])
+                for s in (t - 1, t + 1) if 0 <= s < len(latents)]
+        mixed = (1 - weight) * z + weight * sum(near) / len(near)
+        out.append(to_uint8(model.vae.decoder(mixed).clamp(-1, 1)))
+    return out
+
+
 @torch.inference_mode()
 def restore_clip(model: InstantRestore, degraded: list[np.ndarray], matrices: list[np.ndarray],
                  cache: ReferenceCache | None, remedy: str = "per-frame", weight: float = 0.0, seed: int = 0
@@ -76,9 +89,13 @@ def restore_clip(model: InstantRestore, degraded: list[np.ndarray], matrices: li
     hooks = {"latent ema": [temporal.latent_ema], "attention ema": [temporal.attention_ema],
              "attention+latent ema": [temporal.track_smoothing]}
     outputs: list[np.ndarray] = []
+    kept: list[torch.Tensor] = []  # the decoder latents, for the centred window
     with contextlib.ExitStack() as stack:
         for hook in hooks.get(remedy, []):
             stack.enter_context(hook(model, memory, weight))
+        if remedy == "latent window":
+            handle = model.vae.decoder.register_forward_pre_hook(lambda _m, args: kept.append(args[0].detach()))
+            stack.callback(handle.remove)
         for t in range(len(frames)):
             generator = torch.Generator(model.device).manual_seed(seed) if model.samples_noise else None
             memory.theta = temporal.motion_theta(matrices[t - 1], matrices[t], size) if t else None
@@ -87,4 +104,6 @@ def restore_clip(model: InstantRestore, degraded: list[np.ndarray], matrices: li
                 refs = temporal.append_references(cache, model.encode_references(out))
             out = model(lq[t:t + 1], references=refs, generator=generator).image
             outputs.append(to_uint8(out))
+    if remedy == "latent window":
+        return _latent_window(model, kept, matrices, size, weight)
     return blend_previous(outputs, matrices, weight) if remedy == "output ema" else outputs
