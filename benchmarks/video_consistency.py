@@ -8,8 +8,12 @@ Held-out people of world 1000 move over ``--frames`` frames, each frame degraded
 references. Prints identity similarity (evaluation network) mean and std over frames, marks
 present, flicker (frame-to-frame change inside the face after motion compensation, minus the
 ground truth's own) and the issue's targets met or missed (``bench.video``, docs/video.md).
-``--ema W`` also runs the temporal blend remedy with weight W. ``--strip`` writes a before/after
-strip of one clip (degraded / blind / 4 refs / ground truth over frames).
+``--remedy NAME:W`` (repeatable) also runs a temporal remedy at weight W (``bench.video_remedies``:
+output ema, latent ema, attention ema, attention+latent ema, previous frame ref, input
+window), blind and 4 refs alike;
+``--ema W`` is ``--remedy "output ema:W"``. Ratios are given against blind with the same remedy
+(like for like) and against plain per-frame blind. ``--strip`` writes a before/after strip of one
+clip (degraded / blind / 4 refs / ground truth over frames).
 """
 from __future__ import annotations
 
@@ -54,7 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--identities", type=int, default=8, help="held-out people (one clip each)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
-    parser.add_argument("--ema", type=float, default=0.0, help="also measure the temporal blend with this weight")
+    parser.add_argument("--ema", type=float, default=0.0, help="also measure the output blend with this weight")
+    parser.add_argument("--remedy", action="append", default=[], metavar="NAME:W",
+                        help="also measure this temporal remedy at weight W (repeatable)")
+    parser.add_argument("--draws", choices=("fresh", "fixed", "none"), default="fresh",
+                        help="each frame's degradation: its own draw (a camera's), one draw for all, or none "
+                             "(the clean frames): a diagnostic of what varies the identity")
     parser.add_argument("--json", type=Path, help="write the tables here")
     parser.add_argument("--strip", type=Path, help="write a before/after strip PNG of clip 0")
     args = parser.parse_args()
@@ -68,20 +77,35 @@ def main() -> None:
     model, eval_network = load_shipped_model(), load_shipped_eval_network()
     start = time.perf_counter()
     out = {"command": "python benchmarks/video_consistency.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, 0.0) and k not in ("json", "strip")),
-        "identities": args.identities, "frames": args.frames, "runs": {}}
-    for ema in ([0.0] + ([args.ema] if args.ema > 0 else [])):
-        table, per_clip = run_video_bench(model, eval_network, args.identities, args.frames, temporal_ema=ema)
-        name = "per-frame" if ema == 0 else f"ema {ema}"
-        out["runs"][name] = {"table": table, "targets": check_targets(table)}
-        print(f"== {name} ({args.identities} clips x {args.frames} frames, sr8)")
+        f"--{k.replace('_', '-')} {v!r}" if k == "remedy" else f"--{k.replace('_', '-')} {v}"
+        for k, vs in vars(args).items() if vs not in (None, 0.0, [], "fresh") and k not in ("json", "strip")
+        for v in (vs if isinstance(vs, list) else [vs])),
+        "identities": args.identities, "frames": args.frames, "draws": args.draws, "runs": {}}
+    runs = [("per-frame", 0.0)] + ([("output ema", args.ema)] if args.ema > 0 else [])
+    for spec in args.remedy:
+        name, _, weight = spec.rpartition(":")
+        runs.append((name, float(weight)))
+    plain_blind = None
+    for remedy, weight in runs:
+        table, per_clip = run_video_bench(model, eval_network, args.identities, args.frames, remedy=remedy,
+                                          weight=weight, draws=args.draws)
+        name = remedy if remedy in ("per-frame", "previous frame ref") else f"{remedy} {weight}"
+        plain_blind = plain_blind or table["blind"]
+        ratios = {"id_std_vs_blind": table["4 refs"]["id_std"] / table["blind"]["id_std"],
+                  "flicker_vs_blind": table["4 refs"]["flicker"] / table["blind"]["flicker"],
+                  "id_std_vs_plain_blind": table["4 refs"]["id_std"] / plain_blind["id_std"],
+                  "flicker_vs_plain_blind": table["4 refs"]["flicker"] / plain_blind["flicker"]}
+        out["runs"][name] = {"remedy": remedy, "weight": weight, "table": table, "targets": check_targets(table),
+                             "ratios": ratios}
+        print(f"== {name} ({args.identities} clips x {args.frames} frames, sr8, {args.draws} draws)")
         print(f"{'setting':10s} {'ID mean':>8s} {'ID std':>8s} {'marks':>7s} {'flicker':>8s} {'change':>7s} {'gt chg':>7s}")
         for setting, row in table.items():
             print(f"{setting:10s} {row['id_mean']:8.3f} {row['id_std']:8.4f} {row['marks_present']:7.1%} "
                   f"{row['flicker']:8.2f} {row['change']:7.2f} {row['truth_change']:7.2f}")
         for target, met in check_targets(table).items():
             print(f"  target {target}: {'met' if met else 'MISSED'}")
-        if args.strip is not None and ema == 0:
+        print("  4 refs / blind: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        if args.strip is not None and remedy == "per-frame":
             _strip(per_clip, model, eval_network, args.strip, args.frames)
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(f"done in {out['seconds']} s")

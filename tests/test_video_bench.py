@@ -26,6 +26,8 @@ def test_each_frame_is_degraded_with_its_own_draw() -> None:
     a, b = degrade_clip([frame, frame], "sr8", seed=0)
     assert not np.array_equal(a, b)
     assert np.array_equal(degrade_clip([frame], "sr8", seed=0)[0], a)
+    fixed = degrade_clip([frame, frame], "sr8", seed=0, fixed=True)  # the diagnostic: one draw for all
+    assert np.array_equal(fixed[0], a) and np.array_equal(fixed[1], a)
 
 
 def test_frame_change_follows_the_motion_and_blending_smooths() -> None:
@@ -52,3 +54,25 @@ def test_summary_and_targets() -> None:
     assert table["blind"]["id_std"] == pytest.approx(0.2) and table["4 refs"]["flicker"] == pytest.approx(1.0)
     assert check_targets(table) == {"id_std_at_most_half": True, "flicker_at_most_0.75x": True,
                                     "id_mean_plus_0.15": True}
+
+
+def test_every_remedy_at_weight_zero_is_the_per_frame_restoration() -> None:
+    from instantrestore.bench.video_remedies import REMEDIES, restore_clip
+    from instantrestore.generator.config import TINY_UNET, TINY_VAE
+    from instantrestore.generator.model import InstantRestore
+
+    model = InstantRestore.from_config("tiny", seed=0, image_size=64,
+                                       vae={**TINY_VAE, "block_out_channels": [16, 32, 32]},
+                                       unet={**TINY_UNET, "block_out_channels": [16, 32, 32],
+                                             "attention_head_dim": [1, 2, 2], "cross_attention_dim": 16}).eval()
+    clip = render_clip(synthetic.sample_identity(1000, 2), 3, 64)
+    degraded, m = degrade_clip([c.image for c in clip], "sr8"), [c.matrix.astype(np.float64) for c in clip]
+    plain = restore_clip(model, degraded, m, None)
+    for remedy in REMEDIES:
+        if remedy in ("per-frame", "previous frame ref"):  # no weight to set
+            continue
+        assert all(np.array_equal(a, b) for a, b in zip(restore_clip(model, degraded, m, None, remedy, 0.0), plain))
+        moved = restore_clip(model, degraded, m, None, remedy, 0.5)
+        assert any(not np.array_equal(a, b) for a, b in zip(moved, plain)), remedy
+    with pytest.raises(ValueError, match="unknown remedy"):
+        restore_clip(model, degraded, m, None, "median")

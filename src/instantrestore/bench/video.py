@@ -14,8 +14,9 @@ them), and measured against its own ground truth:
   (the ground truth's own change: expression, light on the moved face). 0 = changes no more than
   the real face; more = flicker the restoration adds. ``change`` is the restored frames' change alone.
 
-``temporal_ema`` (0 = off) optionally blends each restored frame with the previous restored frame
-warped onto it, a remedy tried where per-frame restoration flickers (docs/video.md).
+``remedy`` / ``weight`` restore the frames with one of ``bench.video_remedies.REMEDIES`` (temporal
+smoothing of the output, the latent, the attention outputs, the input, or the previous frame as a
+reference), tried where per-frame restoration misses a target (docs/video.md).
 """
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ from ..data.synthetic.clips import degrade_clip, render_clip
 from ..faces.identity import cosine_similarity
 from ..generator.model import InstantRestore
 from ..utils.images import uint8_to_tensor
-from .cases import MARK_THRESHOLD, to_uint8
+from .cases import MARK_THRESHOLD
 from .synth import DEFAULT_WORLD_SEED, eval_embedder
+from .video_remedies import blend_previous, restore_clip, warp_onto
+
+__all__ = ["blend_previous", "check_targets", "evaluate_clip", "frame_change", "run_video_bench", "summarize"]
 
 SETTINGS = ("blind", "4 refs")
 
@@ -53,15 +57,6 @@ class ClipResult:
         return float(np.mean(self.change) - np.mean(self.truth_change))
 
 
-def _warp_prev(prev: np.ndarray, m_prev: np.ndarray, m_now: np.ndarray) -> np.ndarray:
-    """Frame t-1 moved onto frame t by the head motion (canonical -> pixel matrices of both frames)."""
-    to_prev = np.vstack([m_prev, [0, 0, 1]])
-    to_now = np.vstack([m_now, [0, 0, 1]])
-    motion = (to_now @ np.linalg.inv(to_prev))[:2]
-    size = prev.shape[0]
-    return cv2.warpAffine(prev, motion, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
 def _face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
     """Boolean (S, S) inside the hull of the 68 facial points, shrunk by 2 px (edges of the face moved
     against a still background are not the face's own change)."""
@@ -73,44 +68,32 @@ def _face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
 def frame_change(prev: np.ndarray, now: np.ndarray, m_prev: np.ndarray, m_now: np.ndarray,
                  mask: np.ndarray) -> float:
     """Mean absolute difference (0-255) inside ``mask`` between ``now`` and ``prev`` warped onto it."""
-    moved = _warp_prev(prev, m_prev, m_now).astype(np.float32)
+    moved = warp_onto(prev, m_prev, m_now).astype(np.float32)
     return float(np.abs(now.astype(np.float32) - moved)[mask].mean())
-
-
-def blend_previous(restored: list[np.ndarray], matrices: list[np.ndarray], weight: float) -> list[np.ndarray]:
-    """Temporal EMA: out_t = (1 - weight) * restored_t + weight * warp(out_{t-1}); weight 0 = unchanged."""
-    if weight <= 0:
-        return restored
-    out = [restored[0]]
-    for t in range(1, len(restored)):
-        prev = _warp_prev(out[-1], matrices[t - 1], matrices[t]).astype(np.float32)
-        out.append(np.clip((1 - weight) * restored[t] + weight * prev, 0, 255).round().astype(np.uint8))
-    return out
 
 
 @torch.inference_mode()
 def evaluate_clip(model: InstantRestore, embed, identity: int, world_seed: int = DEFAULT_WORLD_SEED,
-                  frames: int = 16, preset: str = "sr8", temporal_ema: float = 0.0, seed: int = 0,
-                  style: str = "classic") -> dict[str, ClipResult]:
-    """Restore and measure one held-out person's clip under each of ``SETTINGS``."""
+                  frames: int = 16, preset: str = "sr8", remedy: str = "per-frame", weight: float = 0.0,
+                  seed: int = 0, style: str = "classic", draws: str = "fresh") -> dict[str, ClipResult]:
+    """Restore (``restore_clip`` with ``remedy`` at ``weight``) and measure one held-out person's clip
+    under each of ``SETTINGS``. ``draws``: the degradation of each frame ("fresh": its own draw, as a
+    camera's; "fixed": one draw for all; "none": the clean frames), to tell what varies the identity."""
     size = model.config.image_size
     person = synthetic.sample_identity(world_seed, identity, style)
     clean = render_clip(person, frames, size, seed=world_seed)
     truth = [c.image for c in clean]
-    degraded = degrade_clip(truth, preset, seed=identity)
+    if draws not in ("fresh", "fixed", "none"):
+        raise ValueError(f"draws: 'fresh', 'fixed' or 'none', got {draws!r}")
+    degraded = [t.copy() for t in truth] if draws == "none" else degrade_clip(truth, preset, identity, draws == "fixed")
     refs = uint8_to_tensor(tuple(synthetic.render(person, j, size).image for j in range(1, 5))).to(model.device)
     cache = model.encode_references(refs) if hasattr(model, "encode_references") else refs
-    lq = uint8_to_tensor(tuple(degraded)).to(model.device)
     matrices = [c.matrix.astype(np.float64) for c in clean]
     gt_emb = embed(uint8_to_tensor(tuple(truth)))
     results = {}
     for name in SETTINGS:
-        outputs = []
-        for t in range(frames):  # one frame at a time, as the video job runs
-            generator = torch.Generator(model.device).manual_seed(seed) if model.samples_noise else None
-            out = model(lq[t:t + 1], references=None if name == "blind" else cache, generator=generator).image
-            outputs.append(to_uint8(out))
-        outputs = blend_previous(outputs, matrices, temporal_ema)
+        # one frame at a time, in order, as the video job runs
+        outputs = restore_clip(model, degraded, matrices, None if name == "blind" else cache, remedy, weight, seed)
         emb = embed(uint8_to_tensor(tuple(outputs)))
         found = total = 0
         for t, c in enumerate(clean):
@@ -157,10 +140,11 @@ def check_targets(table: dict[str, dict[str, float]]) -> dict[str, bool]:
 
 
 def run_video_bench(model: InstantRestore, eval_network: nn.Module, identities: int = 8, frames: int = 16,
-                    world_seed: int = DEFAULT_WORLD_SEED, preset: str = "sr8", temporal_ema: float = 0.0
-                    ) -> tuple[dict, list[dict]]:
+                    world_seed: int = DEFAULT_WORLD_SEED, preset: str = "sr8", remedy: str = "per-frame",
+                    weight: float = 0.0, draws: str = "fresh") -> tuple[dict, list[dict]]:
     """Every clip of identities 0..N-1: (the summary table, the per-clip results)."""
     model.eval()
     embed = eval_embedder(eval_network.eval()).embed
-    per_clip = [evaluate_clip(model, embed, i, world_seed, frames, preset, temporal_ema) for i in range(identities)]
+    per_clip = [evaluate_clip(model, embed, i, world_seed, frames, preset, remedy, weight, draws=draws)
+                for i in range(identities)]
     return summarize(per_clip), per_clip

@@ -26,6 +26,7 @@ RESTORE_EPILOG = """examples:
   instantrestore restore face.png --refs ref1.png ref2.png --out restored.png --checkpoint runs/model
   instantrestore restore faces/ --aligned --refs album/person/ --out restored/ --save-cache person.refs ...
   instantrestore restore clip.mp4 --album album/ --out restored.mp4 --crf 18 --checkpoint runs/model
+  instantrestore restore videos/ --album album/ --out restored/ --temporal 0.5 ...   # every video of a folder
 Whole photos (the default): every face is detected, aligned, matched to a person of --album
 (album/<person>/*.jpg, whole photos or aligned crops), restored with that person's best -k
 references and pasted back through its face outline into the photo enlarged --upscale times
@@ -105,12 +106,14 @@ def run_restore(args: argparse.Namespace) -> int:
         return _run_crops(args, load)
     from ..pipeline.video_io import is_video_path
 
-    if any(is_video_path(p) for p in args.inputs):
+    from ..pipeline.restore_videos import expand_videos
+
+    if any(is_video_path(p) for p in args.inputs) or expand_videos(args.inputs):
         from .restore_video import run_video
 
         return run_video(args, load)
-    if args.crf is not None or args.detect_every is not None:
-        raise ValueError("--crf and --detect-every are for video inputs (.mp4, .mov, .mkv, ...)")
+    if args.crf is not None or args.detect_every is not None or args.temporal is not None:
+        raise ValueError("--crf, --detect-every and --temporal are for video inputs (.mp4, .mov, .mkv, ...)")
     return _run_photos(args, load)
 
 
@@ -249,6 +252,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                               "default 18, visually lossless)")
     video.add_argument("--detect-every", type=at_least(1), metavar="K",
                        help="detect faces on every K-th frame, interpolating the landmarks between (default 1)")
+    video.add_argument("--temporal", type=float, metavar="W",
+                       help="blend each face's decoder attention outputs and latent with its previous frame's, "
+                            "weight W in [0, 1) (default 0: every frame alone; 0.5 measured best; docs/video.md)")
     crops = restore.add_argument_group("aligned crops")
     crops.add_argument("--aligned", action="store_true",
                        help="inputs are aligned face crops (implied by --refs and --refs-cache)")

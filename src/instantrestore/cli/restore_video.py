@@ -20,17 +20,20 @@ def _say(line: str) -> None:
 
 
 def run_video(args: argparse.Namespace, load) -> int:
-    """Restore one video (``pipeline.restore_video``) with the album and flags of `restore`."""
-    from ..faces.identity import load_embedder
+    """Restore one video (``pipeline.restore_video``), or the videos of folders into the folder ``--out``
+    (``pipeline.restore_videos``), with the album and flags of `restore`."""
     from ..generator.fingerprints import model_fingerprint
-    from ..pipeline.album import Album
+    from ..generator.temporal import check_weight
+    from ..pipeline.album import open_album
     from ..pipeline.face_paste import check_upscale
     from ..pipeline.face_restorer import FaceRestorer
     from ..pipeline.restore_video import check_paths, restore_video, video_summary
+    from ..pipeline.restore_videos import expand_videos, plan_videos, restore_videos, video_output
     from ..pipeline.video_io import load_av, probe_video
 
-    if len(args.inputs) != 1:
-        raise ValueError(f"restore one video at a time (got {len(args.inputs)} inputs); --out names its output")
+    one = len(args.inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    if not one and expand_videos(args.inputs) is None:
+        raise ValueError("restore videos or folders of videos, or photos, not both in one run")
     if args.before_after:
         raise ValueError("--before-after is for photos; a video's report is OUT.json")
     photo_only = [flag for name, flag in PHOTO_ONLY.items() if getattr(args, name, None) not in (None, False)]
@@ -38,16 +41,19 @@ def run_video(args: argparse.Namespace, load) -> int:
         raise ValueError(f"{', '.join(photo_only)}: for photos only; a video's background is enlarged by "
                          "Lanczos (--upscale) and its files are the video and its report (docs/video.md)")
     upscale = 1 if args.upscale is None else check_upscale(args.upscale)  # a video keeps its size by default
+    temporal = check_weight(args.temporal or 0.0)
     try:
         load_av()
     except ImportError as exc:
         raise ValueError(str(exc)) from exc
-    src, out = Path(args.inputs[0]), Path(args.out)
-    if out.is_dir() or not out.suffix:
-        out = out / f"{src.stem}_restored.mp4"
-    check_paths(src, out, args.overwrite)  # before the album and model load
-    probe_video(src)
-    album = Album(args.album, embedder=load_embedder(args.embedder)) if args.album else None
+    out = Path(args.out)
+    if one:
+        src = Path(args.inputs[0])
+        if out.is_dir() or not out.suffix:
+            out = video_output(src, out)
+        check_paths(src, out, args.overwrite)  # before the album and model load
+        probe_video(src)
+    album = open_album(args.album, args.embedder)
     if album is None:
         _say(f"no --album: every face is {'restored blind' if (args.unknown or 'blind') == 'blind' else 'kept'}")
     elif args.verify_refs != "off":
@@ -58,10 +64,17 @@ def run_video(args: argparse.Namespace, load) -> int:
     restorer = FaceRestorer(model, album=album, k=4 if args.select_refs is None else args.select_refs,
                             unknown=unknown, strict=args.verify_refs == "strict", strength=args.strength,
                             only_person=args.only_person)
-    made = {"model": model_fingerprint(model), "album": album.key() if album else None}
-    report = restore_video(restorer, src, out, crf=18 if args.crf is None else args.crf,
-                           detect_every=args.detect_every or 1, overwrite=args.overwrite, made=made,
-                           progress=progress_bar, log=_say, upscale=upscale)
+    settings = dict(crf=18 if args.crf is None else args.crf, detect_every=args.detect_every or 1, upscale=upscale,
+                    temporal=temporal, made={"model": model_fingerprint(model), "album": album.key() if album else None})
+    if not one:
+        plan = plan_videos(restorer, args.inputs, out, overwrite=args.overwrite, **settings)
+        result = restore_videos(restorer, plan, log=_say, progress=progress_bar, **settings)
+        for report in result["restored"]:
+            print(f"{report['output']}: {video_summary(report)}")
+        print(f"{len(result['restored'])} video(s) restored into {out}, {result['skipped']} done before, "
+              f"{result['kept']} kept, {len(result['failed'])} failed")
+        return 1 if result["failed"] else 0
+    report = restore_video(restorer, src, out, overwrite=args.overwrite, progress=progress_bar, log=_say, **settings)
     print(f"{out}: {video_summary(report)}; report {out.with_suffix('.json')}")
     for track in report["tracks"]:
         if track["fallback"]:

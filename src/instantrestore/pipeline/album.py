@@ -36,7 +36,8 @@ from .album_references import PersonReferences, align_reference, person_referenc
 if TYPE_CHECKING:
     from ..generator.one_step import OneStepGenerator
 
-__all__ = ["CACHE_DIR", "Album", "Match", "MatchRule", "PersonReferences", "align_reference", "require_person"]
+__all__ = ["CACHE_DIR", "Album", "Match", "MatchRule", "PersonReferences", "align_reference", "open_album",
+           "require_person"]
 
 
 class Album(AlbumFolder):
@@ -164,3 +165,18 @@ def require_person(album: Album | None, person: str, what: str = "person") -> No
     if person not in album.persons:
         raise ValueError(f"{what} {person!r} is not a person of the album {album.root}; its persons: "
                          f"{', '.join(album.persons) or 'none (no sub-folder with images)'}")
+
+
+def open_album(root: str | os.PathLike | None, embedder: str = "dlib",
+               cache_dir: str | os.PathLike | bool | None = None) -> Album | None:
+    """The album a command names (None without one), its embedder built from its CLI spec
+    (``faces.identity.load_embedder``). A missing optional extra (an embedder's package) is a
+    ValueError saying which, as every command reports a bad setting."""
+    if not root:
+        return None
+    from ..faces.identity import load_embedder
+
+    try:
+        return Album(root, embedder=load_embedder(embedder), cache_dir=cache_dir)
+    except ImportError as exc:
+        raise ValueError(str(exc)) from exc

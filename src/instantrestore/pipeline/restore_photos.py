@@ -171,9 +171,8 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
     """Restore the photos of ``job``: check the outputs, open the album, load the model with ``load_model(device)``
     (the device this process is given under ``accelerate launch``, else None), restore this process's share of the
     photos not done yet, and summarise the job. ``log`` gets the lines worth telling (skipped, kept and why, cost)."""
-    from ..faces.identity import load_embedder
     from ..faces.verify import ReferenceWarning
-    from .album import Album, require_person
+    from .album import open_album, require_person
     from .face_restorer import FaceRestorer
     from .sharding import current_shard
 
@@ -181,12 +180,7 @@ def run_photo_job(job: PhotoJob, load_model: Callable[[str | None], Any], log: L
     outputs = output_paths(photos, out, job.ext, job.suffix)
     folders = [Path(p) for p in job.inputs if Path(p).is_dir()] + ([Path(job.album)] if job.album else [])
     check_outputs(outputs, out, folders)
-    album = None
-    if job.album:
-        try:
-            album = Album(job.album, embedder=load_embedder(job.embedder), cache_dir=job.cache_dir)
-        except ImportError as exc:  # an optional extra is missing: say which
-            raise ValueError(str(exc)) from exc
+    album = open_album(job.album, job.embedder, job.cache_dir)
     if job.only_person is not None:  # refused before the model loads
         require_person(album, job.only_person, "--only-person")
     shard = current_shard()

@@ -23,6 +23,7 @@ an existing output is refused without ``overwrite``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..faces.align import align_face
+from ..generator.temporal import TrackMemory, check_weight, track_smoothing
 from ..utils.files import atomic_path, atomic_write_text
 from .face_paste import check_upscale
 from .folder_jobs import Log, Progress, no_log, no_progress
@@ -81,6 +83,16 @@ def _run_key(src: Path, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def run_settings(restorer: "FaceRestorer", crf: int = 18, detect_every: int = 1, chunk_seconds: float = 10.0,
+                 seed: int = 0, made: dict | None = None, upscale: float = 1, temporal: float = 0.0) -> dict:
+    """The settings a video is restored with, as its report records them (``restore_video``'s arguments and
+    the restorer's; a setting at its old default is left out, so earlier reports still read alike)."""
+    return {"crf": crf, "detect_every": detect_every, "chunk_seconds": chunk_seconds, "seed": seed,
+            "k": restorer.k, "unknown": restorer.unknown, "strength": restorer.strength,
+            "crop_size": restorer.crop_size, **({"upscale": upscale} if upscale != 1 else {}),
+            **({"temporal": temporal} if temporal else {}), **(made or {})}
+
+
 def _save_tracks(work: Path, plans: list[TrackPlan], times: list[float]) -> None:
     arrays = {f"track{p.id}": p.landmarks for p in plans}
     with atomic_path(work / "tracks.npz") as tmp:
@@ -105,10 +117,13 @@ def _load_tracks(work: Path) -> tuple[list[TrackPlan], list[float]] | None:
 
 
 def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plans: list[TrackPlan],
-                   problems: dict[int, list], seconds: dict[str, float], upscale: float = 1) -> np.ndarray:
+                   problems: dict[int, list], seconds: dict[str, float], upscale: float = 1,
+                   memories: dict[int, TrackMemory] | None = None, temporal: float = 0.0) -> np.ndarray:
     """One frame, enlarged ``upscale`` times by the photos' background upsampler, with every track on it
     restored and pasted back through the photos' paste (``restorer.paste``: colour fix and the face outline of
-    the smoothed landmarks; a failing face is kept and noted)."""
+    the smoothed landmarks; a failing face is kept and noted). ``temporal`` > 0: each track's decoder
+    attention outputs and decoder latent blended with its previous frame's (``track_smoothing``), kept in
+    ``memories`` (track id -> TrackMemory)."""
     out = restorer.paste.background(image, upscale)  # a new array (pasted in place), never the decoded frame
     for plan in plans:
         if plan.restored is None or not plan.covers(index):
@@ -119,8 +134,11 @@ def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plan
                 aligned = align_face(image, plan.face_at(index), restorer.crop_size)
                 step = "restore"
                 person = plan.person if plan.restored == "references" else None
-                restored, _ = restore_as(restorer, aligned.crop, person, plan.references or None, plan.seed,
-                                         plan.strength if plan.strength is not None else None)
+                smoothing = contextlib.nullcontext() if not temporal else \
+                    track_smoothing(restorer.model, memories.setdefault(plan.id, TrackMemory()), temporal)
+                with smoothing:
+                    restored, _ = restore_as(restorer, aligned.crop, person, plan.references or None, plan.seed,
+                                             plan.strength if plan.strength is not None else None)
             step = "paste"
             with timed(seconds, "paste"):
                 out = restorer.paste.paste(out, aligned, restored, {}, upscale)
@@ -133,22 +151,23 @@ def _restore_frame(restorer: "FaceRestorer", image: np.ndarray, index: int, plan
 def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | os.PathLike, crf: int = 18,
                   detect_every: int = 1, chunk_seconds: float = 10.0, overwrite: bool = False, seed: int = 0,
                   made: dict | None = None, progress: Progress = no_progress, log: Log = no_log,
-                  upscale: float = 1) -> dict:
+                  upscale: float = 1, temporal: float = 0.0) -> dict:
     """Restore every face of video ``src`` into ``dest`` (see the module docs); returns the report
     (also written to ``report_path(dest)``). crf: H.264 quality (0-51, lower is better, 18 looks
     lossless); detect_every: detect faces on every k-th frame, interpolating between; seed: the base
     of each track's seed (track i uses seed + i); made: what the caller wants recorded (model, album);
     upscale: the output video is this many times larger (1 to 8; the background by ``restorer.paste``'s
-    upsampler, each face pasted at that size, as for photos)."""
+    upsampler, each face pasted at that size, as for photos); temporal: weight in [0, 1) of the previous
+    frame's decoder attention outputs and latent in each track's frame (``generator.temporal.track_smoothing``;
+    0 = each frame alone). The smoothing restarts at each chunk, so a resumed run writes the same frames."""
     src, dest = Path(src), Path(dest)
     check_paths(src, dest, overwrite)
     info = probe_video(src)
     upscale = check_upscale(upscale)
+    temporal = check_weight(temporal)
     # the stored (pre-rotation) size of the output frames: output_size's rounding, per side
     out_info = replace(info, width=round(info.width * upscale), height=round(info.height * upscale))
-    settings = {"crf": crf, "detect_every": detect_every, "chunk_seconds": chunk_seconds, "seed": seed,
-                "k": restorer.k, "unknown": restorer.unknown, "strength": restorer.strength,
-                "crop_size": restorer.crop_size, **({"upscale": upscale} if upscale != 1 else {}), **(made or {})}
+    settings = run_settings(restorer, crf, detect_every, chunk_seconds, seed, made, upscale, temporal)
     work = work_folder(dest)
     key = _run_key(src, settings)
     if (work / "key.txt").is_file() and (work / "key.txt").read_text() != key:
@@ -172,6 +191,7 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
     if resumed:
         log(f"{work}: {resumed} of {len(segments)} chunk(s) done by an earlier run, continuing")
     problems: dict[int, list] = {}
+    memories: dict[int, TrackMemory] = {}
     bar = iter(progress(range(total), "restoring", "frame"))
     writer, temp = None, None
     frames = read_frames(src)
@@ -185,10 +205,13 @@ def restore_video(restorer: "FaceRestorer", src: str | os.PathLike, dest: str | 
             c = frame.index // chunk
             if c >= len(segments) or segments[c].is_file():
                 continue
+            if frame.index % chunk == 0:  # each chunk starts afresh: a resumed run writes the same frames
+                memories.clear()
             if writer is None:
                 temp = segments[c].with_name(f".{segments[c].name}.{os.getpid()}.mp4")
                 writer = VideoWriter(temp, out_info, crf=crf, audio_from=None)
-            image = _restore_frame(restorer, frame.image, frame.index, plans, problems, seconds, upscale)
+            image = _restore_frame(restorer, frame.image, frame.index, plans, problems, seconds, upscale,
+                                   memories, temporal)
             with clock("encode"):
                 writer.write(image, frame.pts, frame.duration)
                 if frame.index % chunk == chunk - 1 or frame.index == total - 1:

@@ -73,9 +73,10 @@ def render_clip(identity: Identity, frames: int = 16, size: int = 128, seed: int
     return [render_params(identity, ph, size) for ph in clip_params(identity, frames, motion)]
 
 
-def degrade_clip(images: list[np.ndarray], preset: str = "sr8", seed: int = 0) -> list[np.ndarray]:
-    """Each frame degraded with its own draw of ``preset`` (``data.degradations.random_degrade``)."""
+def degrade_clip(images: list[np.ndarray], preset: str = "sr8", seed: int = 0, fixed: bool = False) -> list[np.ndarray]:
+    """Each frame degraded with its own draw of ``preset`` (``data.degradations.random_degrade``), or with
+    ``fixed`` frame 0's draw for every frame (the same noise, blur and JPEG: a diagnostic)."""
     from ..degradations import random_degrade
 
-    return [random_degrade(image, preset, np.random.default_rng([_TAG_CLIP_DEGRADE, int(seed), i]))
+    return [random_degrade(image, preset, np.random.default_rng([_TAG_CLIP_DEGRADE, int(seed), 0 if fixed else i]))
             for i, image in enumerate(images)]
