@@ -66,3 +66,17 @@ def test_the_cli_restores_a_folder_of_videos_into_a_folder(tmp_path: Path, capsy
     assert "2 video(s) restored" in capsys.readouterr().out
     assert main(["restore", str(videos), "--out", str(out), "--backbone", "tiny", "--crf", "30"]) == 0
     assert "0 video(s) restored" in capsys.readouterr().out and (out / "b_restored.json").is_file()
+
+
+def test_a_photo_folder_holding_videos_says_they_are_left_alone(tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from instantrestore.cli import main
+
+    folder, out = _videos(tmp_path / "mixed"), tmp_path / "out"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(folder / "photo.png")  # no face in it
+    assert main(["restore", str(folder), "--out", str(out), "--backbone", "tiny"]) == 0
+    err = capsys.readouterr().err
+    assert "holds 2 video(s) beside its photos (a.mp4, b.mov)" in err and "left alone" in err
+    assert not list(out.glob("*restored.mp4"))

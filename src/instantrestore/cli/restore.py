@@ -114,7 +114,21 @@ def run_restore(args: argparse.Namespace) -> int:
         return run_video(args, load)
     if args.crf is not None or args.detect_every is not None or args.temporal is not None:
         raise ValueError("--crf, --detect-every and --temporal are for video inputs (.mp4, .mov, .mkv, ...)")
+    _warn_videos_beside_photos(args.inputs)
     return _run_photos(args, load)
+
+
+def _warn_videos_beside_photos(inputs: list[str]) -> None:
+    """A folder of photos is a photo job even when it holds videos too: say which are left alone."""
+    from ..pipeline.video_io import is_video_path
+
+    for folder in map(Path, inputs):
+        videos = sorted(p.name for p in folder.iterdir() if p.is_file() and is_video_path(p)) if folder.is_dir() else []
+        if videos:
+            shown = ", ".join(videos[:3]) + (f" and {len(videos) - 3} more" if len(videos) > 3 else "")
+            print(f"warning: {folder} holds {len(videos)} video(s) beside its photos ({shown}); a folder with photos "
+                  f"is restored as photos, so they are left alone: restore them on their own (instantrestore "
+                  f"restore {folder / videos[0]} ...) or from a folder of videos only", file=sys.stderr)
 
 
 def _run_photos(args: argparse.Namespace, load) -> int:
