@@ -120,10 +120,10 @@ def run_restore(args: argparse.Namespace) -> int:
 
 def _warn_videos_beside_photos(inputs: list[str]) -> None:
     """A folder of photos is a photo job even when it holds videos too: say which are left alone."""
-    from ..pipeline.video_io import is_video_path
+    from ..pipeline.restore_videos import videos_in
 
     for folder in map(Path, inputs):
-        videos = sorted(p.name for p in folder.iterdir() if p.is_file() and is_video_path(p)) if folder.is_dir() else []
+        videos = [p.name for p in videos_in(folder)] if folder.is_dir() else []
         if videos:
             shown = ", ".join(videos[:3]) + (f" and {len(videos) - 3} more" if len(videos) > 3 else "")
             print(f"warning: {folder} holds {len(videos)} video(s) beside its photos ({shown}); a folder with photos "

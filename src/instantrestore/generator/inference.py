@@ -131,7 +131,7 @@ DECODER_FP32_PARTS = ("all", "last", "tail", "none")
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (oneDNN's bf16 matrix units, ~7x the fp32 peak measured here)."""
+    """Whether this CPU has AMX tiles (oneDNN's bf16 matrix units: 5-7x the fp32 matmul peak measured here)."""
     try:
         return bool(torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):

@@ -113,7 +113,6 @@ class TemporalAttnProcessor:
 def _grid(tokens: int, latent_hw: tuple[int, int] | None) -> tuple[int, int]:
     from .attention import token_grid  # here, not on top: .attention loads diffusers, the video job need not
 
-
     return token_grid(tokens, latent_hw)
 
 

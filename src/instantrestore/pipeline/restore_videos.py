@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from .face_restorer import FaceRestorer
 
 
+def videos_in(folder: str | os.PathLike) -> list[Path]:
+    """The video files of ``folder`` (not hidden, not recursive), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_video_path(p) and not p.name.startswith("."))
+
+
 def expand_videos(paths: Sequence[str | os.PathLike]) -> list[Path] | None:
     """The videos of ``paths`` (video files as given, the videos of folders, sorted, not recursive), or
     None when an input is not a video or a folder of videos only (the inputs are photos then: a folder of
@@ -37,7 +42,7 @@ def expand_videos(paths: Sequence[str | os.PathLike]) -> list[Path] | None:
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            videos = sorted(p for p in item.iterdir() if p.is_file() and is_video_path(p) and not p.name.startswith("."))
+            videos = videos_in(item)
             if not videos or list_images(item):
                 return None
             found.extend(videos)
